@@ -1,0 +1,182 @@
+"""The few llama.cpp C calls the engine needs, behind plain Python methods.
+
+One ``NativeContext`` owns a model, a context with a unified KV cache (so that
+``llama_memory_seq_cp`` shares cells between sequences instead of copying them) and
+one reusable batch. Only the scheduler thread touches it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import llama_cpp as ll
+import numpy as np
+
+from ponder.types import Message
+
+_LOG_CALLBACK = None
+
+
+def _quiet_logs() -> None:
+    """Silence llama.cpp's stderr chatter unless PONDER_LLAMA_LOG is set."""
+    global _LOG_CALLBACK
+    if os.environ.get("PONDER_LLAMA_LOG") or _LOG_CALLBACK is not None:
+        return
+
+    @ll.llama_log_callback
+    def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    _LOG_CALLBACK = _drop
+    ll.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+class NativeError(RuntimeError):
+    pass
+
+
+class NativeContext:
+    def __init__(
+        self,
+        path: Path,
+        n_ctx: int,
+        n_seq_max: int,
+        n_batch: int,
+        n_threads: int,
+    ) -> None:
+        _quiet_logs()
+        ll.llama_backend_init()
+        mparams = ll.llama_model_default_params()
+        self.model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self.model:
+            raise NativeError(f"llama.cpp could not load {path} (corrupt or unsupported GGUF?)")
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        cparams.kv_unified = True
+        cparams.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            ll.llama_model_free(self.model)
+            raise NativeError(
+                f"llama.cpp could not create a context (n_ctx={n_ctx}, n_seq_max={n_seq_max})"
+            )
+        self.vocab = ll.llama_model_get_vocab(self.model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx = ll.llama_n_ctx(self.ctx)
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.memory = ll.llama_get_memory(self.ctx)
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        self._n = 0
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
+        tmpl = ll.llama_model_chat_template(self.model, None)
+        self.chat_template: bytes | None = tmpl if tmpl else None
+        self.description = self._meta("general.name") or path.name
+
+    def close(self) -> None:
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            ll.llama_model_free(self.model)
+            self.model = None
+
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(512)
+        n = ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    # ---- text <-> tokens -------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (ll.llama_token * cap)()
+        n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, True)
+        if n < 0:
+            cap = -n
+            buf = (ll.llama_token * cap)()
+            n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, True)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for; special tokens (end of turn…) render as nothing."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            n = ll.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
+            cached = self._piece_buf.raw[: max(n, 0)]
+            self._pieces[token] = cached
+        return cached
+
+    def is_eog(self, token: int) -> bool:
+        return bool(ll.llama_vocab_is_eog(self.vocab, token))
+
+    def apply_chat_template(self, messages: Sequence[Message]) -> str:
+        if self.chat_template is None:
+            raise ValueError(
+                "this model has no chat template in its GGUF metadata: send raw text prompts"
+            )
+        keep = [(m["role"].encode(), m["content"].encode()) for m in messages]
+        arr = (ll.llama_chat_message * len(keep))()
+        for i, (role, content) in enumerate(keep):
+            arr[i].role = role
+            arr[i].content = content
+        size = 2 * sum(len(c) + len(r) for r, c in keep) + 256
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = ll.llama_chat_apply_template(self.chat_template, arr, len(keep), True, buf, size)
+            if n < 0:
+                raise ValueError("llama.cpp does not support this model's chat template")
+            if n <= size:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = n + 1
+        raise NativeError("chat template output kept growing")
+
+    # ---- KV memory -------------------------------------------------------------------
+
+    def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
+        ll.llama_memory_seq_cp(self.memory, src, dst, 0, n_tokens)
+
+    def seq_remove(self, seq: int, start: int = 0) -> None:
+        ll.llama_memory_seq_rm(self.memory, seq, start, -1)
+
+    # ---- batches ---------------------------------------------------------------------
+
+    def batch_clear(self) -> None:
+        self._n = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self._n
+
+    def batch_add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
+        """Add one token; return its index in the batch (for reading its logits)."""
+        b, i = self._batch, self._n
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = want_logits
+        self._n += 1
+        return i
+
+    def decode(self) -> int:
+        """Run the batch. 0 = ok, 1 = no room in the KV cache (nothing was applied)."""
+        self._batch.n_tokens = self._n
+        return int(ll.llama_decode(self.ctx, self._batch))
+
+    def logits(self, index: int) -> np.ndarray:
+        ptr = ll.llama_get_logits_ith(self.ctx, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))

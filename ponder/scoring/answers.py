@@ -1,0 +1,264 @@
+"""Extract, normalise and compare the final answers in free-text model outputs.
+
+``extract_answer`` pulls the answer out of a generation, ``normalize_answer`` turns it into a
+canonical key (``"0.5"``, ``"1/2"`` and ``"\\frac{1}{2}"`` all become ``"1/2"``), and
+``answers_equivalent`` / ``cluster_answers`` build on those keys for grading and voting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from fractions import Fraction
+
+__all__ = ["KINDS", "answers_equivalent", "cluster_answers", "extract_answer", "normalize_answer"]
+
+KINDS = ("auto", "number", "boxed", "choice", "code", "text")
+
+_REL_TOL = Fraction(1, 10**9)
+# Thousands groups must be exactly three digits, so "1,2,3" stays three separate numbers.
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+# A minus is a sign only when it does not follow a word or digit: "5-3" is a subtraction.
+_NUMBER_RE = re.compile(rf"(?:(?<![\w)])-)?\$?(?<![\w.]){_DIGITS}(?:/\d+)?%?")
+_NUMERIC_RE = re.compile(
+    rf"(?P<sign>[-+]?)\s*\$?\s*(?P<num>(?:{_DIGITS}|\.\d+)(?:[eE][-+]?\d{{1,3}}|/\d+)?)"
+    # A trailing unit word ("dollars", "cm") does not change which value is meant.
+    r"\s*%?\s*(?:[a-zA-Z]+\.?)?"
+)
+_KEY_RE = re.compile(r"-?\d+(?:/\d+)?")
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_DEPTH = {"{": 1, "}": -1}
+_PHRASE_RE = (
+    r"(?:####|\b(?:{words})\b[ \t*]*(?:is\b|should\s+be\b|would\s+be\b|will\s+be\b|:|=))"
+    # The answer is captured in a lookahead so a later phrase on the same line still matches.
+    r"[ \t*:]*(?:\n[ \t*]*)?(?=(?P<ans>[^\n]*))"
+)
+_ANSWER_PHRASE_RE = re.compile(_PHRASE_RE.replace("{words}", "answer"), re.I)
+_CHOICE_PHRASE_RE = re.compile(_PHRASE_RE.replace("{words}", "answer|option|choice"), re.I)
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)")
+_EXPLANATION_RE = re.compile(
+    r"[,;]?\s+(?:because|since|as|which|given|due\s+to|so|where)\b.*$", re.I | re.S
+)
+_MATH_DELIM_RE = re.compile(r"\\[()\[\]]")
+# Beyond this many words, an "Answer: ..." line is prose (e.g. "Answer: Let's think ..."), not an
+# answer, and the last number in the text is the better guess.
+_MAX_TEXT_ANSWER_WORDS = 6
+
+_CHOICE_TOKEN_RE = re.compile(r"(?:(?i:option|choice)\s*)?\(?([A-E])\)?(?=$|[\s.,:;)!])")
+_CHOICE_ONLY_RE = re.compile(r"\(?([A-E])\)?")
+_BOLD_CHOICE_RE = re.compile(r"\*\*\s*\(?([A-E])\)?[.):]?\s*\*\*")
+_LINE_CHOICE_RE = re.compile(r"^[ \t>*]*\(?([A-E])\)?[.)]?[ \t*]*$", re.M)
+_CODE_RE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
+
+_TEXT_CMD_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
+)
+_FRAC_RE = re.compile(r"\\[dt]?frac\s*(\{[^{}]*\}|\d)\s*(\{[^{}]*\}|\d)")
+_SPACING_RE = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|\\[,;:! ]")
+_DEGREE_RE = re.compile(r"\^\s*\{?\\circ\}?|°")
+_ASSIGN_RE = re.compile(r"^[a-zA-Z]\w*\s*=\s*")
+_EDGE_PUNCT = " \t\n.,;:!?'\"`*"
+
+
+def extract_answer(text: str, kind: str = "auto") -> str | None:
+    """Return the final answer found in ``text`` as a string, or None when there is none.
+
+    ``kind`` selects what to look for:
+
+    * ``"boxed"``: contents of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed).
+    * ``"number"``: the last number as written, e.g. ``"-3"``, ``"1,000"``, ``"3/4"``, ``"50%"``,
+      with any ``$`` dropped.
+    * ``"choice"``: a multiple-choice letter A-E, uppercase.
+    * ``"code"``: contents of the first fenced code block (an unclosed fence runs to the end).
+    * ``"text"``: the boxed answer, else the last "answer is" / "Answer:" / "####" phrase, as text.
+    * ``"auto"``: the boxed answer, else the last answer phrase (reduced to its number when it
+      holds one), else the last number.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown answer kind {kind!r}; expected one of {KINDS}")
+    text = text.replace("−", "-")
+    if kind == "code":
+        match = _CODE_RE.search(text)
+        return match.group(1).strip("\n") if match else None
+    if kind == "choice":
+        return _extract_choice(text)
+    if kind == "number":
+        return _last_number(text)
+    boxed = _last_boxed(text)
+    if kind == "boxed" or boxed is not None:
+        return boxed
+    phrases = _phrases(text, _ANSWER_PHRASE_RE)
+    if kind == "text":
+        return phrases[-1] if phrases else None
+    for phrase in reversed(phrases):
+        reduced = _reduce_phrase(phrase)
+        if reduced is not None:
+            return reduced
+    return _last_number(text)
+
+
+def normalize_answer(answer: str) -> str:
+    """Return a canonical key for ``answer`` so that equal answers get equal keys.
+
+    Numbers become their exact value: an integer (``"3.0"`` -> ``"3"``, ``"1,000"`` ->
+    ``"1000"``, ``"-0"`` -> ``"0"``) or a reduced fraction (``"0.5"``, ``"\\frac{1}{2}"`` ->
+    ``"1/2"``). Currency signs, a percent sign, a trailing unit word and a leading ``x =`` are
+    dropped. Anything else is lowercased with whitespace collapsed and edge punctuation removed.
+    """
+    s = answer.replace("−", "-").strip()
+    boxed = _last_boxed(s)
+    if boxed is not None:
+        s = boxed
+    for old, new in (("\\$", ""), ("$", ""), ("\\%", "%"), ("{,}", ","), ("**", "")):
+        s = s.replace(old, new)
+    s = _DEGREE_RE.sub("", _SPACING_RE.sub("", _MATH_DELIM_RE.sub("", s)))
+    s = _repeat_sub(_TEXT_CMD_RE, r"\1", s)
+    s = _repeat_sub(_FRAC_RE, _frac_to_slash, s)
+    s = s.strip().rstrip(".").strip()
+    value = _parse_number(_ASSIGN_RE.sub("", s, count=1))
+    if value is not None:
+        return str(value)
+    text = re.sub(r"\s+", " ", s).lower().strip(_EDGE_PUNCT)
+    choice = re.fullmatch(r"\(([a-z])\)", text)
+    return choice.group(1) if choice else text
+
+
+def answers_equivalent(a: str | None, b: str | None) -> bool:
+    """Return True when ``a`` and ``b`` denote the same answer; None equals nothing.
+
+    Answers match when their normalised keys are equal, or when both are numbers whose values
+    agree to a relative tolerance of 1e-9 (so a long decimal matches the fraction it rounds).
+    """
+    if a is None or b is None:
+        return False
+    key_a, key_b = normalize_answer(a), normalize_answer(b)
+    return key_a == key_b or _keys_close(key_a, key_b)
+
+
+def cluster_answers(answers: list[str | None]) -> dict[str, list[int]]:
+    """Group equivalent answers: map each canonical key to the indices of its answers.
+
+    Keys and indices keep first-seen order and None answers are skipped. A number within
+    tolerance of an existing numeric key joins that key's cluster, as in ``answers_equivalent``.
+    """
+    clusters: dict[str, list[int]] = {}
+    for index, answer in enumerate(answers):
+        if answer is None:
+            continue
+        key = normalize_answer(answer)
+        if key not in clusters:
+            key = next((k for k in clusters if _keys_close(k, key)), key)
+        clusters.setdefault(key, []).append(index)
+    return clusters
+
+
+def _last_boxed(text: str) -> str | None:
+    """Return the stripped, non-empty contents of the last balanced ``\\boxed{}``/``\\fbox{}``."""
+    found: str | None = None
+    for match in _BOXED_RE.finditer(text):
+        depth = 1
+        for end in range(match.end(), len(text)):
+            depth += _BRACE_DEPTH.get(text[end], 0)
+            if depth == 0:
+                content = text[match.end() : end].strip()
+                found = content or found
+                break
+    return found
+
+
+def _phrases(text: str, pattern: re.Pattern[str]) -> list[str]:
+    """Return the cleaned, non-empty answers of every answer phrase in ``text``, in order."""
+    cleaned = (_clean_phrase(m.group("ans")) for m in pattern.finditer(text))
+    return [phrase for phrase in cleaned if phrase]
+
+
+def _clean_phrase(raw: str) -> str:
+    """Cut an answer phrase at its sentence end or explanation and drop markup around it."""
+    end = _SENTENCE_END_RE.search(raw)
+    if end:
+        raw = raw[: end.start()]
+    return _strip_markup(_EXPLANATION_RE.sub("", raw))
+
+
+def _strip_markup(s: str) -> str:
+    """Remove markdown bold, dollar signs, inline-math delimiters and a trailing period."""
+    s = _MATH_DELIM_RE.sub("", s.replace("**", "").replace("\\$", "").replace("$", ""))
+    return s.strip().rstrip(".").strip()
+
+
+def _reduce_phrase(phrase: str) -> str | None:
+    """Reduce an answer phrase to a choice letter, its number, or None if it reads as prose."""
+    choice = _CHOICE_ONLY_RE.fullmatch(phrase)
+    if choice:
+        return choice.group(1)
+    if "\\" in phrase or _NUMBER_RE.fullmatch(phrase):
+        return phrase
+    # "3 + 4 = 7" states its result last; "42 (six sevens)" states it first.
+    number = _NUMBER_RE.search(phrase.rsplit("=", 1)[-1])
+    if number:
+        return number.group().replace("$", "")
+    return phrase if len(phrase.split()) <= _MAX_TEXT_ANSWER_WORDS else None
+
+
+def _last_number(text: str) -> str | None:
+    """Return the last number in ``text`` as written, without any currency sign."""
+    numbers = _NUMBER_RE.findall(text)
+    return numbers[-1].replace("$", "") if numbers else None
+
+
+def _extract_choice(text: str) -> str | None:
+    """Return the chosen letter from an answer phrase, a box, bold text or a line of its own."""
+    for phrase in reversed(_phrases(text, _CHOICE_PHRASE_RE)):
+        match = _CHOICE_TOKEN_RE.match(phrase)
+        if match:
+            return match.group(1)
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        match = _CHOICE_TOKEN_RE.match(_strip_markup(_repeat_sub(_TEXT_CMD_RE, r"\1", boxed)))
+        if match:
+            return match.group(1)
+    for pattern in (_BOLD_CHOICE_RE, _LINE_CHOICE_RE):
+        letters = pattern.findall(text)
+        if letters:
+            return str(letters[-1])
+    return None
+
+
+def _repeat_sub(
+    pattern: re.Pattern[str], repl: str | Callable[[re.Match[str]], str], s: str
+) -> str:
+    """Apply ``pattern`` until nothing changes, so nested commands unwrap from the inside out."""
+    while True:
+        new = pattern.sub(repl, s)
+        if new == s:
+            return s
+        s = new
+
+
+def _frac_to_slash(match: re.Match[str]) -> str:
+    """Rewrite ``\\frac{a}{b}`` as ``a/b``, parenthesising parts that are not single tokens."""
+    parts = [part.strip("{}").strip() for part in match.groups()]
+    return "/".join(p if re.fullmatch(r"-?\\?[\w.]+", p) else f"({p})" for p in parts)
+
+
+def _parse_number(s: str) -> Fraction | None:
+    """Return the exact value of a numeric string such as ``"-$1,234.50"``, or None."""
+    match = _NUMERIC_RE.fullmatch(s)
+    if match is None:
+        return None
+    numerator, _, denominator = match.group("num").replace(",", "").partition("/")
+    try:
+        value = Fraction(numerator) / Fraction(denominator or 1)
+    except ZeroDivisionError:
+        return None
+    return -value if match.group("sign") == "-" else value
+
+
+def _keys_close(key_a: str, key_b: str) -> bool:
+    """Return True when two canonical numeric keys agree to the relative tolerance."""
+    if not (_KEY_RE.fullmatch(key_a) and _KEY_RE.fullmatch(key_b)):
+        return False
+    a, b = Fraction(key_a), Fraction(key_b)
+    return abs(a - b) <= _REL_TOL * max(abs(a), abs(b))
+

@@ -1,0 +1,141 @@
+"""Tests for ponder.scoring.answers: extraction, normalisation, equivalence and clustering."""
+
+from __future__ import annotations
+
+import pytest
+
+from ponder.scoring.answers import (
+    answers_equivalent,
+    cluster_answers,
+    extract_answer,
+    normalize_answer,
+)
+
+
+def test_boxed_nested_braces_and_fbox() -> None:
+    assert extract_answer(r"so $\boxed{\frac{1}{2}}$.") == r"\frac{1}{2}"
+    assert extract_answer(r"hence \fbox{7}", kind="boxed") == "7"
+    assert extract_answer(r"\boxed{\boxed{3}}") == "3"
+
+
+def test_last_boxed_wins_and_unbalanced_box_is_ignored() -> None:
+    assert extract_answer(r"first \boxed{1}, corrected: \boxed{2}") == "2"
+    assert extract_answer(r"\boxed{4} then cut off \boxed{5") == "4"
+    assert extract_answer("no box here", kind="boxed") is None
+
+
+def test_answer_phrases() -> None:
+    assert extract_answer("Reasoning...\n#### 1,234") == "1,234"
+    assert extract_answer("**Final Answer:** 42") == "42"
+    assert extract_answer("The answer is -3.") == "-3"
+    assert extract_answer("Final answer: $\\frac{3}{4}$.") == r"\frac{3}{4}"
+    assert extract_answer("Final Answer:\n12") == "12"
+    assert extract_answer("The answer is Paris.") == "Paris"
+
+
+def test_answer_followed_by_explanation() -> None:
+    assert extract_answer("The answer is 42 because 6*7") == "42"
+    assert extract_answer("So the answer is 18. Next, we check 20.") == "18"
+    assert extract_answer("Answer: 3 + 4 = 7") == "7"
+    assert extract_answer("The answer is 42 (six sevens).") == "42"
+
+
+def test_last_phrase_wins_and_prose_falls_back_to_last_number() -> None:
+    assert extract_answer("The answer is 5. Wait, no: the answer is 6.") == "6"
+    prose = "Answer: Let's think step by step about it carefully.\n5 + 3 = 8"
+    assert extract_answer(prose) == "8"
+
+
+def test_number_kind() -> None:
+    assert extract_answer("It costs $1,234.50 in total.", kind="number") == "1,234.50"
+    assert extract_answer("The list is 1,2,3", kind="number") == "3"
+    assert extract_answer("we counted 12,345,678 stars", kind="number") == "12,345,678"
+    assert extract_answer("about 50% of them", kind="number") == "50%"
+    assert extract_answer("x = -7", kind="number") == "-7"
+    assert extract_answer("5-3 = 2 and 7-4", kind="number") == "4"
+    assert extract_answer("eat 3/4 of the pie", kind="number") == "3/4"
+    assert extract_answer("The answer is 42 because 6*7", kind="number") == "7"
+    assert extract_answer("the value is −5", kind="number") == "-5"
+
+
+def test_auto_falls_back_to_last_number_or_none() -> None:
+    assert extract_answer("We get 10 and then 3.50.") == "3.50"
+    assert extract_answer("I cannot solve this.") is None
+    assert extract_answer("") is None
+
+
+def test_choice_kind() -> None:
+    assert extract_answer("The answer is (C).", kind="choice") == "C"
+    assert extract_answer("Answer: B", kind="choice") == "B"
+    assert extract_answer("After all that, I pick **D** here.", kind="choice") == "D"
+    assert extract_answer(r"$\boxed{\text{(E)}}$", kind="choice") == "E"
+    assert extract_answer("The correct option is A. It fits.", kind="choice") == "A"
+    assert extract_answer("The answer is Cats", kind="choice") is None
+    assert extract_answer("The answer is (B).") == "B"
+
+
+def test_code_kind() -> None:
+    text = "Here:\n```python\ndef f():\n    return 1\n```\nand\n```\nsecond()\n```"
+    assert extract_answer(text, kind="code") == "def f():\n    return 1"
+    assert extract_answer("```\nx = 1\n```", kind="code") == "x = 1"
+    assert extract_answer("truncated\n```python\nprint(2)", kind="code") == "print(2)"
+    assert extract_answer("no code at all", kind="code") is None
+
+
+def test_text_kind_and_unknown_kind() -> None:
+    assert extract_answer("The answer is Paris, France.", kind="text") == "Paris, France"
+    assert extract_answer("nothing", kind="text") is None
+    with pytest.raises(ValueError):
+        extract_answer("x", kind="bogus")
+
+
+def test_normalize_numbers() -> None:
+    assert normalize_answer("3.0") == "3"
+    assert normalize_answer("1,000") == "1000"
+    assert normalize_answer("-0.0") == "0"
+    assert normalize_answer("0.50") == "1/2"
+    assert normalize_answer("$1,234.50") == "2469/2"
+    assert normalize_answer("50%") == "50"
+    assert normalize_answer(r"10\%") == "10"
+    assert normalize_answer("1000 dollars") == "1000"
+    assert normalize_answer("x = -12") == "-12"
+    assert normalize_answer(r"90^\circ") == "90"
+    assert normalize_answer("1/0") == "1/0"
+    assert normalize_answer("1,2") == "1,2"
+
+
+def test_normalize_fractions_share_one_key() -> None:
+    forms = ["0.5", "1/2", r"\frac{1}{2}", r"\dfrac12", r"$\tfrac{1}{2}$", r"\boxed{\frac{2}{4}}"]
+    assert {normalize_answer(form) for form in forms} == {"1/2"}
+    assert normalize_answer(r"-\frac{3}{4}") == "-3/4"
+    assert normalize_answer(r"\frac{-3}{4}") == "-3/4"
+    assert normalize_answer(r"\frac{\pi}{2}") == normalize_answer(r"\dfrac{\pi}{2}")
+
+
+def test_normalize_text() -> None:
+    assert normalize_answer(r"\text{Paris}.") == "paris"
+    assert normalize_answer("  'Hello   World' ") == "hello world"
+    assert normalize_answer("(C)") == "c"
+    assert normalize_answer(r"\left(1, 2\right)") == "(1, 2)"
+
+
+def test_answers_equivalent() -> None:
+    assert answers_equivalent("3", "3.0")
+    assert answers_equivalent("1,000", "1000")
+    assert answers_equivalent(r"\frac{1}{2}", "0.5")
+    assert answers_equivalent("1/3", "0.3333333333333")
+    assert answers_equivalent("Paris", "paris.")
+    assert not answers_equivalent("2", "3")
+    assert not answers_equivalent("1/3", "0.33")
+    assert not answers_equivalent("1,2", "12")
+    assert not answers_equivalent(None, "3")
+    assert not answers_equivalent(None, None)
+
+
+def test_cluster_answers() -> None:
+    answers = ["1/2", None, "0.5", "3", r"\frac{1}{2}", "3.0", "Paris", "paris.", "1/3"]
+    answers.append("0.3333333333333")
+    clusters = cluster_answers(answers)
+    assert list(clusters) == ["1/2", "3", "paris", "1/3"]
+    assert clusters == {"1/2": [0, 2, 4], "3": [3, 5], "paris": [6, 7], "1/3": [8, 9]}
+    assert cluster_answers([None, None]) == {}
