@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,11 @@ class LlamaCppEngine:
     ) -> None:
         if n_parallel < 1 or n_parallel > 256:
             raise ValueError(f"n_parallel must be in [1, 256], got {n_parallel}")
+        if n_batch < n_parallel:
+            raise ValueError(
+                f"n_batch ({n_batch}) must be >= n_parallel ({n_parallel}): every running "
+                "sequence needs a place in each step's batch"
+            )
         if n_ctx < 64:
             raise ValueError(f"n_ctx must be >= 64, got {n_ctx}")
         self.path: Path = models.resolve(model)
@@ -54,7 +59,7 @@ class LlamaCppEngine:
         self.max_seq_len = min(self._nx.n_ctx, n_train) if n_train > 0 else self._nx.n_ctx
         self._sched = Scheduler(self._nx, self.max_seq_len)
         self._seed = seed
-        self._inbox: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Ticket | Callable[[], None] | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="ponder-llamacpp", daemon=True)
@@ -127,6 +132,18 @@ class LlamaCppEngine:
         futures = [self.submit(r) for r in requests]
         return [f.result() for f in futures]
 
+    def clear_cache(self) -> None:
+        """Forget every cached prefix (for cold-start measurements); waits until done."""
+        done: Future[None] = Future()
+
+        def clear() -> None:
+            for slot in list(self._sched.idle):
+                self._sched.evict(slot)
+            done.set_result(None)
+
+        self._inbox.put(clear)
+        done.result()
+
     def stats(self) -> dict[str, Any]:
         s = self._sched
         return {
@@ -169,7 +186,10 @@ class LlamaCppEngine:
                 if item is None:
                     break
             while item is not None:
-                sched.add(item, self._seed + sched.steps)
+                if isinstance(item, Ticket):
+                    sched.add(item, self._seed + sched.steps)
+                else:
+                    item()
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:

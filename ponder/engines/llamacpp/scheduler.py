@@ -83,6 +83,9 @@ class Scheduler:
         self._slot_tokens: dict[int, tuple[list[int], int]] = {}
         self.steps = 0
         self.preemptions = 0
+        # Set by a preemption, cleared when a sequence leaves: re-admitting the victim
+        # while the cache is still full would only preempt again, forever.
+        self._hold_admissions = False
 
     # ---- intake ----------------------------------------------------------------------
 
@@ -136,6 +139,9 @@ class Scheduler:
         self.waiting = deque(s for s in self.waiting if not s.ticket.cancelled)
 
     def _admit(self) -> None:
+        if self._hold_admissions and self.running:
+            return
+        self._hold_admissions = False
         prefilling = [s for s in self.running if s.prefilling]
         deferred: list[Seq] = []
         while self.waiting:
@@ -175,10 +181,11 @@ class Scheduler:
             self._slot_tokens[src] = (tokens, n_hit)
             return src
         victim = min(others, key=self.idle.__getitem__)
-        self._evict(victim)
+        self.evict(victim)
         return self.free_slots.pop()
 
-    def _evict(self, slot: int) -> None:
+    def evict(self, slot: int) -> None:
+        """Drop an idle slot's cached KV and free the slot."""
         del self.idle[slot]
         self.nx.seq_remove(slot)
         self.tree.remove(slot)
@@ -195,12 +202,21 @@ class Scheduler:
             if s.computed == len(s.tokens) - 1 and s.generated > 0 and s.slot is not None:
                 idx = nx.batch_add(s.tokens[-1], s.computed, s.slot, True)
                 plan.append((s, 1, idx))
+        # Prefill: single tokens ride along freely, but at most one sequence gets a
+        # multi-token chunk per step. Mixing several prompts' chunks in one ubatch
+        # changes llama.cpp's numerics (measured: greedy outputs diverge), while this
+        # rule keeps every output identical to decoding the sequence alone.
         room = nx.n_batch - nx.batch_size
+        chunked = False
         for s in self.running:
             if room <= 0:
                 break
             if s.generated > 0 and s.computed >= len(s.tokens) - 1:
                 continue
+            left = len(s.tokens) - s.computed
+            if left > 1 and chunked:
+                continue
+            chunked = chunked or left > 1
             assert s.slot is not None
             end = min(len(s.tokens), s.computed + room)
             for pos in range(s.computed, end):
@@ -236,7 +252,7 @@ class Scheduler:
         slot = self.free_slots.pop() if self.free_slots else None
         if slot is None and self.idle:
             victim = min(self.idle, key=self.idle.__getitem__)
-            self._evict(victim)
+            self.evict(victim)
             slot = self.free_slots.pop()
         f.leader = None
         if slot is None:
@@ -285,6 +301,7 @@ class Scheduler:
 
     def _release(self, s: Seq) -> None:
         """The sequence leaves the batch; its computed KV stays as cache."""
+        self._hold_admissions = False
         if s.slot is None:
             return
         self.idle[s.slot] = next(self._clock)
@@ -315,7 +332,7 @@ class Scheduler:
     def _make_room(self) -> None:
         """The KV cache is full: evict the oldest idle slot, else preempt a sequence."""
         if self.idle:
-            self._evict(min(self.idle, key=self.idle.__getitem__))
+            self.evict(min(self.idle, key=self.idle.__getitem__))
             return
         victims = [s for s in self.running if not s.followers]
         if len(victims) <= 1 and len(self.running) <= 1:
@@ -333,6 +350,7 @@ class Scheduler:
         victim.slot, victim.computed = None, 0
         self.waiting.appendleft(victim)
         self.preemptions += 1
+        self._hold_admissions = True
 
     def fail_all(self, exc: BaseException) -> None:
         """Something unexpected broke the step: fail every request, start clean."""
@@ -344,7 +362,7 @@ class Scheduler:
         self.running.clear()
         self.waiting.clear()
         for slot in list(self.idle):
-            self._evict(slot)
+            self.evict(slot)
         for slot in range(self.nx.n_seq_max):
             self.nx.seq_remove(slot)
             self.tree.remove(slot)

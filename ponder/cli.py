@@ -1,0 +1,138 @@
+"""The ``ponder`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ponder import models
+from ponder.engines.base import EngineError
+from ponder.strategies import describe, names
+from ponder.types import Budget, Result
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for spec in models.REGISTRY.values():
+            path = models.model_path(spec.name)
+            state = "pulled" if path.is_file() else "not pulled"
+            default = " (default)" if spec.name == models.DEFAULT_MODEL else ""
+            print(f"{spec.name:32s} {spec.size / 2**20:7.1f} MiB  {state:10s} {spec.description}{default}")
+        return 0
+    if not args.name:
+        raise SystemExit(f"ponder models {args.action}: give a model name")
+    if args.action == "pull":
+        print(f"pulling {args.name} …", file=sys.stderr)
+        print(models.pull(args.name, progress=True))
+    else:
+        print(models.resolve(args.name))
+    return 0
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    for name, summary, budget in describe():
+        print(f"{name:20s} {summary}  [budget: {budget}]")
+    return 0
+
+
+def _print_result(result: Result) -> None:
+    print(f"answer: {result.answer}")
+    print(f"strategy: {result.strategy}")
+    if result.best is not None:
+        print("--- chosen candidate ---")
+        print(result.best.text.strip())
+    if len(result.candidates) > 1:
+        print(f"--- {len(result.candidates)} candidates ---")
+        for i, c in enumerate(result.candidates):
+            first = " ".join(c.text.split())[:70]
+            print(f"[{i:2d}] answer={c.answer!s:12.12s} votes={c.votes:<3d} tokens={c.tokens:<4d} {first}")
+    u = result.usage
+    print(
+        f"--- usage: {u.tokens_generated} tokens generated, {u.prompt_tokens_computed} prompt "
+        f"tokens computed, {u.prompt_tokens_cached} from cache ({u.cache_hit_rate:.0%}), "
+        f"{u.seconds:.1f} s"
+    )
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from ponder.api import load_engine, solve
+
+    config: dict[str, Any] = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    if args.max_tokens:
+        config["max_tokens"] = args.max_tokens
+    engine = load_engine(args.model, n_ctx=args.n_ctx)
+    try:
+        result = solve(args.question, args.strategy, Budget(n=args.budget), engine=engine, **config)
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        _print_result(result)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import engine_bench
+
+    return engine_bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ponder", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list, pull or locate models")
+    m.add_argument("action", choices=["list", "pull", "path"])
+    m.add_argument("name", nargs="?")
+    m.set_defaults(func=_cmd_models)
+
+    s = sub.add_parser("strategies", help="list the strategies")
+    s.set_defaults(func=_cmd_strategies)
+
+    v = sub.add_parser("solve", help="answer one question")
+    v.add_argument("question")
+    v.add_argument("--strategy", default="vote", choices=names())
+    v.add_argument("--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)")
+    v.add_argument("--model", default=models.DEFAULT_MODEL, help="registry name or GGUF path")
+    v.add_argument("--max-tokens", type=int, default=0)
+    v.add_argument("--n-ctx", type=int, default=16384)
+    v.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy config field")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=_cmd_solve)
+
+    b = sub.add_parser("bench", help="benchmarks (see docs/BENCHMARKS.md)")
+    b.add_argument("suite", choices=["engine"])
+    b.add_argument("--model", default=models.DEFAULT_MODEL)
+    b.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")
+    b.add_argument("--tokens", type=int, default=128)
+    b.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    b.add_argument("--llama-server", default="", help="path to llama.cpp's llama-server binary")
+    b.add_argument("--skip", default="", help="comma list of: sequential,server,search")
+    b.add_argument("--out", default="", help="write the results as JSON here")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (models.ModelError, EngineError, ValueError) as exc:
+        print(f"ponder: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

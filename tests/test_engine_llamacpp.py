@@ -1,0 +1,242 @@
+"""The embedded engine on the real SmolLM2-135M model (batch-invariant on this CPU)."""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ponder import models
+from ponder.engines.base import ContextOverflowError
+from ponder.engines.llamacpp.engine import LlamaCppEngine
+from ponder.types import GREEDY, Request, SamplingParams
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colours.",
+    "Write a haiku about the sea.",
+    "What is 12 plus 30?",
+    "Explain what a prime number is.",
+    "Give me a word that rhymes with cat.",
+    "Why is the sky blue?",
+    "List two animals that can fly.",
+]
+
+
+def chat(q: str) -> tuple[dict[str, str], ...]:
+    return ({"role": "user", "content": q},)
+
+
+def greedy(q: str, n_tokens: int = 24) -> Request:
+    return Request(chat(q), GREEDY.with_(max_tokens=n_tokens, logprobs=True))
+
+
+def token_ids(c):
+    return [t.token for t in c.logprobs]
+
+
+def test_greedy_is_deterministic(engine):
+    a = engine.generate_sync([greedy(QUESTIONS[0])])[0][0]
+    engine.clear_cache()
+    b = engine.generate_sync([greedy(QUESTIONS[0])])[0][0]
+    assert a.text and a.text == b.text and token_ids(a) == token_ids(b)
+
+
+def test_seeds(engine):
+    p = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=24)
+    a = engine.generate_sync([Request(chat(QUESTIONS[2]), p.with_(seed=11))])[0][0]
+    b = engine.generate_sync([Request(chat(QUESTIONS[2]), p.with_(seed=11))])[0][0]
+    c = engine.generate_sync([Request(chat(QUESTIONS[2]), p.with_(seed=12))])[0][0]
+    assert a.text == b.text
+    assert a.text != c.text
+    # The n samples of one request use different streams.
+    many = engine.generate_sync([Request(chat(QUESTIONS[2]), p.with_(seed=11), n=4)])[0]
+    assert len({m.text for m in many}) > 1
+    assert many[0].text == a.text
+
+
+def test_batching_changes_nothing(engine):
+    engine.clear_cache()
+    together = engine.generate_sync([greedy(q, 32) for q in QUESTIONS])
+    alone = []
+    for q in QUESTIONS:
+        engine.clear_cache()
+        alone.append(engine.generate_sync([greedy(q, 32)])[0][0])
+    for t, a in zip(together, alone, strict=True):
+        assert token_ids(t[0]) == token_ids(a)
+        assert t[0].text == a.text
+
+
+def test_caching_changes_nothing(engine):
+    engine.clear_cache()
+    base = "The history of the printing press begins"
+    first = engine.generate_sync([Request(base, GREEDY.with_(max_tokens=40))])[0][0]
+    extended = base + first.text[: len(first.text) // 2]
+    warm = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][0]
+    assert warm.usage.prompt_tokens_cached > 0
+    engine.clear_cache()
+    cold = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][0]
+    assert cold.usage.prompt_tokens_cached == 0
+    assert token_ids(warm) == token_ids(cold)
+    for w, c in zip(warm.logprobs, cold.logprobs, strict=True):
+        assert w.logprob == pytest.approx(c.logprob, abs=1e-4)
+
+
+def test_fork_computes_prompt_once(engine):
+    engine.clear_cache()
+    words = " ".join(f"item{i}" for i in range(150))
+    prompt = f"Here is a list: {words}. Continue it:"
+    n_prompt = len(engine.tokenize(prompt))
+    assert n_prompt >= 300
+    outs = engine.generate_sync([Request(prompt, SamplingParams(max_tokens=8, seed=3), n=16)])[0]
+    assert len(outs) == 16
+    computed = sum(o.usage.prompt_tokens_computed for o in outs)
+    cached = sum(o.usage.prompt_tokens_cached for o in outs)
+    assert computed == n_prompt
+    assert cached == 15 * n_prompt
+    assert all(o.prompt_tokens == n_prompt for o in outs)
+
+
+def test_prefix_of_finished_sequence_is_reused(engine):
+    engine.clear_cache()
+    q = chat("Count from one to ten in words.")
+    first = engine.generate_sync([Request(q, GREEDY.with_(max_tokens=30))])[0][0]
+    second = engine.generate_sync([Request(q, GREEDY.with_(max_tokens=30), partial=first.text[:20])])[0][0]
+    # everything up to the partial text's boundary comes from the cache
+    assert second.usage.prompt_tokens_cached >= first.prompt_tokens
+    assert second.usage.prompt_tokens_computed <= 8
+
+
+def test_stop_strings_and_max_tokens(engine):
+    p = GREEDY.with_(max_tokens=40, stop=(" 7",))
+    [[c]] = engine.generate_sync([Request("Counting: 1 2 3 4 5 6", p)])
+    assert c.finish_reason == "stop"
+    assert " 7" not in c.text
+    [[d]] = engine.generate_sync([Request("Counting: 1 2 3 4 5 6", GREEDY.with_(max_tokens=5))])
+    assert d.tokens == 5 and d.finish_reason == "length"
+
+
+def test_logprobs_are_valid(engine):
+    p = SamplingParams(temperature=0.9, max_tokens=16, seed=4, logprobs=True, top_logprobs=5)
+    [[c]] = engine.generate_sync([Request(chat(QUESTIONS[6]), p)])
+    assert c.logprobs is not None and len(c.logprobs) == c.tokens
+    for t in c.logprobs:
+        assert math.isfinite(t.logprob) and t.logprob <= 0
+        values = [v for _, v in t.top]
+        assert values == sorted(values, reverse=True)
+        assert sum(math.exp(v) for v in values) <= 1 + 1e-6
+        assert t.logprob <= values[0] + 1e-9
+    g = engine.generate_sync([Request(chat(QUESTIONS[6]), GREEDY.with_(max_tokens=8, logprobs=True, top_logprobs=1))])[0][0]
+    for t in g.logprobs:
+        assert t.token == t.top[0][0]
+
+
+def test_context_overflow_fails_alone(engine):
+    huge = "hello " * (engine.max_seq_len + 10)
+    import asyncio
+
+    res = asyncio.run(
+        engine.generate_settled([greedy(QUESTIONS[3], 8), Request(huge, GREEDY.with_(max_tokens=4))])
+    )
+    assert isinstance(res[1], ContextOverflowError)
+    assert "tokens" in str(res[1])
+    assert isinstance(res[0], list) and res[0][0].tokens > 0
+    with pytest.raises(ContextOverflowError):
+        engine.generate_sync([Request(huge, GREEDY.with_(max_tokens=4))])
+
+
+def agrees_up_to_near_tie(got, ref, gap=0.15):
+    """Token-identical to ``ref``, or first differing where ``ref`` had a near-tie.
+
+    llama.cpp's attention sums in KV-cell order, and cell order depends on what else
+    the cache holds, so greedy decoding may flip between two tokens whose
+    log-probabilities differ by f16 rounding (seen: up to ~0.06 nats). Anything else
+    is a real error.
+    """
+    a, b = token_ids(got), token_ids(ref)
+    if a == b:
+        return True
+    d = next(i for i in range(min(len(a), len(b)) + 1) if i >= min(len(a), len(b)) or a[i] != b[i])
+    if d >= min(len(a), len(b)):
+        return False
+    top = ref.logprobs[d].top
+    return len(top) >= 2 and top[0][1] - top[1][1] < gap and a[d] in (top[0][0], top[1][0])
+
+
+def test_concurrent_threads(engine):
+    prompts = [f"{QUESTIONS[i % 8]} (variant {i})" for i in range(20)]
+
+    def run(q):
+        return engine.generate_sync([Request(chat(q), GREEDY.with_(max_tokens=16, logprobs=True, top_logprobs=2))])[0][0]
+
+    expected = []
+    for q in prompts:
+        engine.clear_cache()
+        expected.append(run(q))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(run, prompts))
+    assert len(got) == 20
+    exact = sum(token_ids(g) == token_ids(e) for g, e in zip(got, expected, strict=True))
+    assert all(agrees_up_to_near_tie(g, e) for g, e in zip(got, expected, strict=True))
+    assert exact >= 15
+
+
+def test_kv_pressure_preempts_and_recovers(small_model):
+    # 6 sequences of ~110 tokens in a 256-cell cache: the scheduler must evict and
+    # preempt (dropping KV, recomputing later) and still lose or repeat no token.
+    reqs = [
+        Request(f"Chapter {i}. Once upon a time, in a land far away,", GREEDY.with_(max_tokens=100, logprobs=True))
+        for i in range(6)
+    ]
+    with LlamaCppEngine(small_model, n_ctx=256, n_parallel=8) as small:
+        got = [g[0] for g in small.generate_sync(reqs)]
+        assert small.stats()["preemptions"] > 0
+        again = small.generate_sync([reqs[0]])[0][0]
+    for g in got:
+        assert g.tokens == 100 and g.finish_reason == "length"
+        assert "".join(t.token for t in g.logprobs) == g.text
+    assert again.tokens == 100
+
+
+def test_bad_model_path():
+    with pytest.raises(models.ModelError, match="neither a known model"):
+        LlamaCppEngine("/no/such/model.gguf")
+
+
+def test_not_a_gguf(tmp_path):
+    f = tmp_path / "x.gguf"
+    f.write_bytes(b"not a model at all")
+    with pytest.raises(models.ModelError, match="not a GGUF"):
+        LlamaCppEngine(str(f))
+
+
+def test_wrong_hash_and_truncation(tmp_path, monkeypatch):
+    monkeypatch.setenv("PONDER_CACHE", str(tmp_path))
+    spec = models.spec_for(models.TEST_MODEL)
+    path = models.model_path(models.TEST_MODEL)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as f:
+        f.write(b"GGUF")
+    with pytest.raises(models.ModelError, match="truncated"):
+        models.resolve(models.TEST_MODEL)
+    with path.open("r+b") as f:
+        f.truncate(spec.size)
+    with pytest.raises(models.ModelError, match="SHA-256"):
+        LlamaCppEngine(models.TEST_MODEL)
+    path.unlink()
+    with pytest.raises(models.ModelError, match="ponder models pull"):
+        models.resolve(models.TEST_MODEL)
+
+
+def test_unknown_model_name():
+    with pytest.raises(models.ModelError, match="unknown model"):
+        models.spec_for("gpt-17")
+
+
+def test_pull_reuses_verified_file(small_model):
+    path = models.pull(small_model)
+    assert Path(path).stat().st_size == models.spec_for(small_model).size
+    assert os.access(path, os.R_OK)
