@@ -21,7 +21,11 @@ def load_engine(model: str = models.DEFAULT_MODEL, **options: Any) -> Engine:
 
 
 async def solve_async(
-    problem: Problem, engine: Engine, strategy: str = "vote", budget: int | Budget = 8, **config: Any
+    problem: Problem,
+    engine: Engine,
+    strategy: str = "vote",
+    budget: int | Budget = 8,
+    **config: Any,
 ) -> Result:
     b = budget if isinstance(budget, Budget) else Budget(n=budget)
     start = time.perf_counter()

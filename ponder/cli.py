@@ -20,7 +20,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             path = models.model_path(spec.name)
             state = "pulled" if path.is_file() else "not pulled"
             default = " (default)" if spec.name == models.DEFAULT_MODEL else ""
-            print(f"{spec.name:32s} {spec.size / 2**20:7.1f} MiB  {state:10s} {spec.description}{default}")
+            size = f"{spec.size / 2**20:7.1f} MiB"
+            print(f"{spec.name:32s} {size}  {state:10s} {spec.description}{default}")
         return 0
     if not args.name:
         raise SystemExit(f"ponder models {args.action}: give a model name")
@@ -48,7 +49,10 @@ def _print_result(result: Result) -> None:
         print(f"--- {len(result.candidates)} candidates ---")
         for i, c in enumerate(result.candidates):
             first = " ".join(c.text.split())[:70]
-            print(f"[{i:2d}] answer={c.answer!s:12.12s} votes={c.votes:<3d} tokens={c.tokens:<4d} {first}")
+            print(
+                f"[{i:2d}] answer={c.answer!s:12.12s} votes={c.votes:<3d} "
+                f"tokens={c.tokens:<4d} {first}"
+            )
     u = result.usage
     print(
         f"--- usage: {u.tokens_generated} tokens generated, {u.prompt_tokens_computed} prompt "
@@ -102,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("solve", help="answer one question")
     v.add_argument("question")
     v.add_argument("--strategy", default="vote", choices=names())
-    v.add_argument("--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)")
+    v.add_argument(
+        "--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)"
+    )
     v.add_argument("--model", default=models.DEFAULT_MODEL, help="registry name or GGUF path")
     v.add_argument("--max-tokens", type=int, default=0)
     v.add_argument("--n-ctx", type=int, default=16384)

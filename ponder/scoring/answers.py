@@ -261,4 +261,3 @@ def _keys_close(key_a: str, key_b: str) -> bool:
         return False
     a, b = Fraction(key_a), Fraction(key_b)
     return abs(a - b) <= _REL_TOL * max(abs(a), abs(b))
-

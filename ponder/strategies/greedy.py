@@ -28,7 +28,9 @@ class Greedy:
 
     async def run(self, problem: Problem, engine: Engine, budget: Budget) -> Result:
         max_tokens = min(self.config.max_tokens, budget.max_tokens or self.config.max_tokens)
-        [[c]] = await engine.generate([Request(problem.messages, GREEDY.with_(max_tokens=max_tokens))])
+        [[c]] = await engine.generate(
+            [Request(problem.messages, GREEDY.with_(max_tokens=max_tokens))]
+        )
         cand = Candidate(
             text=c.text,
             answer=extract_answer(c.text, self.config.answer_kind),

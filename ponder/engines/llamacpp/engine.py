@@ -61,6 +61,7 @@ class LlamaCppEngine:
         self._seed = seed
         self._inbox: queue.SimpleQueue[Ticket | Callable[[], None] | None] = queue.SimpleQueue()
         self._closed = False
+        self._cancelled: set[int] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="ponder-llamacpp", daemon=True)
         self._thread.start()
@@ -172,10 +173,7 @@ class LlamaCppEngine:
 
     # ---- the scheduler thread --------------------------------------------------------
 
-    _cancelled: set[int] = set()
-
     def _loop(self) -> None:
-        self._cancelled = set()
         sched = self._sched
         while True:
             try:

@@ -8,6 +8,7 @@ one reusable batch. Only the scheduler thread touches it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +123,11 @@ class NativeContext:
 
     def is_eog(self, token: int) -> bool:
         return bool(ll.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_ids(self) -> np.ndarray:
+        """Every end-of-generation token id (found once by scanning the vocabulary)."""
+        return np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
 
     def apply_chat_template(self, messages: Sequence[Message]) -> str:
         if self.chat_template is None:

@@ -93,7 +93,8 @@ class Scheduler:
         n = ticket.request.n
         ticket.results = [None] * n
         if len(ticket.prompt) >= self.max_seq_len:
-            _fail(ticket,
+            _fail(
+                ticket,
                 ContextOverflowError(
                     f"the prompt has {len(ticket.prompt)} tokens but a sequence can hold at "
                     f"most {self.max_seq_len}: shorten it or start the engine with a larger n_ctx"
@@ -103,7 +104,9 @@ class Scheduler:
         params = ticket.request.params
         base = params.seed if params.seed is not None else seed
         seqs = [
-            Seq(ticket, i, np.random.default_rng([base, i]), list(ticket.prompt), len(ticket.prompt))
+            Seq(
+                ticket, i, np.random.default_rng([base, i]), list(ticket.prompt), len(ticket.prompt)
+            )
             for i in range(n)
         ]
         for follower in seqs[1:]:
@@ -273,10 +276,13 @@ class Scheduler:
 
     def _sample_into(self, s: Seq, row: np.ndarray) -> None:
         params = s.ticket.request.params
+        if params.ignore_eos:
+            row = row.copy()
+            row[self.nx.eog_ids] = -np.inf
         tok = sampler.sample(row, params, s.rng)
         if params.logprobs:
             lp = sampler.log_softmax(row)
-            top = ()
+            top: tuple[tuple[str, float], ...] = ()
             if params.top_logprobs:
                 alts = sampler.top_alternatives(lp, params.top_logprobs)
                 top = tuple((self._piece_text(t), v) for t, v in alts)

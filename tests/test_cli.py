@@ -1,0 +1,51 @@
+import json
+import subprocess
+import sys
+
+
+def ponder(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "ponder.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_solve_json(small_model):
+    p = ponder(
+        "solve",
+        "What is 3 plus 4?",
+        "--model",
+        small_model,
+        "--strategy",
+        "vote",
+        "--budget",
+        "3",
+        "--max-tokens",
+        "32",
+        "--json",
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["strategy"] == "vote" and len(out["candidates"]) == 3
+    assert out["usage"]["tokens_generated"] > 0
+
+
+def test_solve_text_output(small_model):
+    p = ponder(
+        "solve", "Say hi.", "--model", small_model, "--strategy", "greedy", "--max-tokens", "8"
+    )
+    assert p.returncode == 0, p.stderr
+    assert "answer:" in p.stdout and "usage:" in p.stdout
+
+
+def test_bad_model_is_a_clear_error():
+    p = ponder("solve", "hi", "--model", "/does/not/exist.gguf")
+    assert p.returncode == 2
+    assert "neither a known model" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_models_and_strategies_lists():
+    p = ponder("models", "list")
+    assert p.returncode == 0 and "smollm2-135m-instruct" in p.stdout
+    p = ponder("strategies")
+    assert p.returncode == 0 and "vote" in p.stdout
