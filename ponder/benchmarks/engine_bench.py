@@ -114,6 +114,7 @@ def run_sequential(model: Path, ns: list[int], tokens: int, threads: int) -> dic
             r = llm.create_completion(
                 PROMPT, max_tokens=tokens, temperature=0.8, seed=i, logit_bias=bias
             )
+            assert isinstance(r, dict)
             made += r["usage"]["completion_tokens"]
         dt = time.perf_counter() - t0
         out["throughput"][str(n)] = {
@@ -245,7 +246,7 @@ def main(args: argparse.Namespace) -> int:
     model = models.resolve(args.model)
     threads = args.threads or (os.cpu_count() or 1)
     ns = [int(x) for x in args.ns.split(",")]
-    skip = set(filter(None, args.skip.split(",")))
+    skip: set[str] = set(filter(None, args.skip.split(",")))
     common = [str(model), args.ns, str(args.tokens), str(threads)]
     results: dict[str, Any] = {
         "model": args.model,
