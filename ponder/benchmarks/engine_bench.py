@@ -39,6 +39,24 @@ PROMPT = (
     "representations, optimisation passes and register allocation.\n\n"
     "Chapter 1. Introduction\n\n"
 )
+
+
+def few_shot_prompt(k: int = 14) -> str:
+    """A few-shot arithmetic prompt (~1,000 tokens), the shape of a real search problem."""
+    rng = np.random.default_rng(1234)
+    parts = ["Solve each problem step by step and give the final answer.\n\n"]
+    for i in range(k):
+        a, b, c = (int(x) for x in rng.integers(2, 99, size=3))
+        parts.append(
+            f"Problem {i + 1}: A shop has {a} boxes with {b} pencils each and sells {c} "
+            f"pencils. How many pencils are left?\nSolution: {a} * {b} = {a * b}; "
+            f"{a * b} - {c} = {a * b - c}. The answer is {a * b - c}.\n\n"
+        )
+    parts.append(f"Problem {k + 1}: ")
+    return "".join(parts)
+
+
+SEARCH_PROMPTS = {"short": PROMPT, "long": few_shot_prompt()}
 SEARCH_SEQS, SEARCH_ROUNDS, SEARCH_TOKENS = 16, 8, 32
 SEQUENTIAL_MAX_CALLS = 4
 
@@ -59,36 +77,38 @@ def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[st
     with LlamaCppEngine(str(model), n_ctx=16384, n_parallel=64, n_threads=threads) as eng:
         eng.generate_sync([Request(PROMPT, params.with_(max_tokens=4))])  # warm-up
         for n in ns:
-            eng.clear_cache()
             t0 = time.perf_counter()
             [outs] = eng.generate_sync([Request(PROMPT, params, n=n)])
             dt = time.perf_counter() - t0
             made = sum(c.tokens for c in outs)
             out["throughput"][str(n)] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
-        eng.clear_cache()
-        rng = np.random.default_rng(0)
-        texts = [PROMPT] * SEARCH_SEQS
         p = params.with_(max_tokens=SEARCH_TOKENS)
-        made = computed = cached = 0
-        t0 = time.perf_counter()
-        for r in range(SEARCH_ROUNDS):
-            parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
-            prefixes = [texts[j] for j in parents]
-            reqs = [Request(pre, p.with_(seed=r * 100 + i)) for i, pre in enumerate(prefixes)]
-            results = eng.generate_sync(reqs)
-            texts = [pre + res[0].text for pre, res in zip(prefixes, results, strict=True)]
-            for res in results:
-                made += res[0].tokens
-                computed += res[0].usage.prompt_tokens_computed
-                cached += res[0].usage.prompt_tokens_cached
-        dt = time.perf_counter() - t0
-        out["search"] = {
-            "tokens": made,
-            "seconds": dt,
-            "tok_s": made / dt,
-            "prompt_tokens_computed": computed,
-            "prompt_tokens_cached": cached,
-        }
+        for name, prompt in SEARCH_PROMPTS.items():
+            eng.clear_cache()
+            eng.generate_sync([Request(prompt, p.with_(max_tokens=4))])  # warm, as the peer is
+            rng = np.random.default_rng(0)
+            texts = [prompt] * SEARCH_SEQS
+            made = computed = cached = 0
+            t0 = time.perf_counter()
+            for r in range(SEARCH_ROUNDS):
+                parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
+                prefixes = [texts[j] for j in parents]
+                reqs = [Request(pre, p.with_(seed=r * 100 + i)) for i, pre in enumerate(prefixes)]
+                results = eng.generate_sync(reqs)
+                texts = [pre + res[0].text for pre, res in zip(prefixes, results, strict=True)]
+                for res in results:
+                    made += res[0].tokens
+                    computed += res[0].usage.prompt_tokens_computed
+                    cached += res[0].usage.prompt_tokens_cached
+            dt = time.perf_counter() - t0
+            out["search"][name] = {
+                "prompt_tokens": len(eng.tokenize(prompt)),
+                "tokens": made,
+                "seconds": dt,
+                "tok_s": made / dt,
+                "prompt_tokens_computed": computed,
+                "prompt_tokens_cached": cached,
+            }
     out["peak_rss_mib"] = _peak_rss_mib()
     return out
 
@@ -207,26 +227,36 @@ def run_server(
             out["peak_rss_mib"] = max(out["peak_rss_mib"], srv.peak_rss_mib())
         finally:
             srv.close()
-    srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 1024, threads)
-    try:
-        srv.complete(PROMPT, 4, 0)
-        rng = np.random.default_rng(0)
-        texts = [PROMPT] * SEARCH_SEQS
-        made = 0
-        t0 = time.perf_counter()
-        for r in range(SEARCH_ROUNDS):
-            parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
-            prefixes = [texts[j] for j in parents]
-            with ThreadPoolExecutor(max_workers=SEARCH_SEQS) as pool:
+    out["search"] = {}
+    for name, prompt in SEARCH_PROMPTS.items():
+        srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 2048, threads)
+        try:
+            srv.complete(prompt, 4, 0)
+            rng = np.random.default_rng(0)
+            texts = [prompt] * SEARCH_SEQS
+            made = prompt_tokens = 0
+            t0 = time.perf_counter()
+            for r in range(SEARCH_ROUNDS):
+                parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
+                prefixes = [texts[j] for j in parents]
                 seeds = [r * 100 + i for i in range(SEARCH_SEQS)]
-                rs = list(pool.map(srv.complete, prefixes, [SEARCH_TOKENS] * SEARCH_SEQS, seeds))
-            texts = [pre + x["choices"][0]["text"] for pre, x in zip(prefixes, rs, strict=True)]
-            made += sum(x["usage"]["completion_tokens"] for x in rs)
-        dt = time.perf_counter() - t0
-        out["search"] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
-        out["peak_rss_mib"] = max(out["peak_rss_mib"], srv.peak_rss_mib())
-    finally:
-        srv.close()
+                with ThreadPoolExecutor(max_workers=SEARCH_SEQS) as pool:
+                    rs = list(
+                        pool.map(srv.complete, prefixes, [SEARCH_TOKENS] * SEARCH_SEQS, seeds)
+                    )
+                texts = [pre + x["choices"][0]["text"] for pre, x in zip(prefixes, rs, strict=True)]
+                made += sum(x["usage"]["completion_tokens"] for x in rs)
+                prompt_tokens += sum(x["usage"]["prompt_tokens"] for x in rs)
+            dt = time.perf_counter() - t0
+            out["search"][name] = {
+                "tokens": made,
+                "seconds": dt,
+                "tok_s": made / dt,
+                "prompt_tokens": prompt_tokens,
+            }
+            out["peak_rss_mib"] = max(out["peak_rss_mib"], srv.peak_rss_mib())
+        finally:
+            srv.close()
     return out
 
 
@@ -287,20 +317,24 @@ def format_table(r: dict[str, Any]) -> str:
         s = r.get("sequential", {}).get("throughput", {}).get(k, {}).get("tok_s")
         v = r.get("llama_server", {}).get("throughput", {}).get(k, {}).get("tok_s")
         lines.append(f"| {n} | {p:.1f} | {_f(s)} | {_f(v)} | {_ratio(p, s)} | {_ratio(p, v)} |")
-    ps = r["ponder"]["search"]
-    vs = r.get("llama_server", {}).get("search")
     lines.append("")
-    lines.append("| search workload | tokens | seconds | tok/s | prompt computed / cached |")
-    lines.append("|---|---|---|---|---|")
     lines.append(
-        f"| ponder | {ps['tokens']} | {ps['seconds']:.1f} | {ps['tok_s']:.1f} | "
-        f"{ps['prompt_tokens_computed']} / {ps['prompt_tokens_cached']} |"
+        "| search workload | prompt | system | tokens | seconds | tok/s "
+        "| prompt computed / cached | ponder/server |"
     )
-    if vs:
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for name, ps in r["ponder"]["search"].items():
+        vs = r.get("llama_server", {}).get("search", {}).get(name)
         lines.append(
-            f"| llama-server | {vs['tokens']} | {vs['seconds']:.1f} | {vs['tok_s']:.1f} | n/a |"
+            f"| {name} | {ps['prompt_tokens']} tok | ponder | {ps['tokens']} | "
+            f"{ps['seconds']:.1f} | {ps['tok_s']:.1f} | "
+            f"{ps['prompt_tokens_computed']} / {ps['prompt_tokens_cached']} | |"
         )
-        lines.append(f"\nsearch: ponder / llama-server = {ps['tok_s'] / vs['tok_s']:.2f}x")
+        if vs:
+            lines.append(
+                f"| {name} | | llama-server | {vs['tokens']} | {vs['seconds']:.1f} | "
+                f"{vs['tok_s']:.1f} | n/a | {ps['tok_s'] / vs['tok_s']:.2f}x |"
+            )
     lines.append("")
     for name in ("ponder", "sequential", "llama_server"):
         if name in r:
