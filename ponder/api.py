@@ -9,8 +9,11 @@ from typing import Any
 
 from ponder import models
 from ponder.engines.base import Engine
-from ponder.strategies import create
+from ponder.scoring import create_scorer
+from ponder.strategies import canonical, create
 from ponder.types import Budget, Problem, Result
+
+DEFAULT_STRATEGY = "self-consistency"
 
 
 def load_engine(model: str = models.DEFAULT_MODEL, **options: Any) -> Engine:
@@ -23,22 +26,33 @@ def load_engine(model: str = models.DEFAULT_MODEL, **options: Any) -> Engine:
 async def solve_async(
     problem: Problem,
     engine: Engine,
-    strategy: str = "vote",
+    strategy: str = DEFAULT_STRATEGY,
     budget: int | Budget = 8,
+    scorer: Any = None,
     **config: Any,
 ) -> Result:
+    """Run ``strategy`` on ``problem``. ``scorer`` is a scorer object, a registered scorer
+    name (built against ``engine``), or None."""
     b = budget if isinstance(budget, Budget) else Budget(n=budget)
+    if isinstance(scorer, str):
+        scorer = create_scorer(scorer, engine)
+    strat = create(strategy, **config)
     start = time.perf_counter()
-    result = await create(strategy, **config).run(problem, engine, b)
-    return replace(result, usage=replace(result.usage, seconds=time.perf_counter() - start))
+    result = await strat.run(problem, engine, scorer, b)
+    return replace(
+        result,
+        strategy=canonical(strategy),
+        usage=replace(result.usage, seconds=time.perf_counter() - start),
+    )
 
 
 def solve(
     question: str | Problem,
-    strategy: str = "vote",
+    strategy: str = DEFAULT_STRATEGY,
     budget: int | Budget = 8,
     engine: Engine | None = None,
     model: str = models.DEFAULT_MODEL,
+    scorer: Any = None,
     **config: Any,
 ) -> Result:
     """Answer ``question`` with ``strategy`` at ``budget``; returns the answer and evidence.
@@ -49,7 +63,7 @@ def solve(
     own = engine is None
     eng = engine if engine is not None else load_engine(model)
     try:
-        return asyncio.run(solve_async(problem, eng, strategy, budget, **config))
+        return asyncio.run(solve_async(problem, eng, strategy, budget, scorer, **config))
     finally:
         if own:
             eng.close()

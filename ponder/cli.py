@@ -10,6 +10,7 @@ from typing import Any
 
 from ponder import models
 from ponder.engines.base import EngineError
+from ponder.scoring import describe_scorers, scorer_names
 from ponder.strategies import describe, names
 from ponder.types import Budget, Result
 
@@ -36,6 +37,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_strategies(args: argparse.Namespace) -> int:
     for name, summary, budget in describe():
         print(f"{name:20s} {summary}  [budget: {budget}]")
+    return 0
+
+
+def _cmd_scorers(args: argparse.Namespace) -> int:
+    for name, summary in describe_scorers():
+        print(f"{name:20s} {summary}")
     return 0
 
 
@@ -75,7 +82,14 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         config["max_tokens"] = args.max_tokens
     engine = load_engine(args.model, n_ctx=args.n_ctx)
     try:
-        result = solve(args.question, args.strategy, Budget(n=args.budget), engine=engine, **config)
+        result = solve(
+            args.question,
+            args.strategy,
+            Budget(n=args.budget),
+            engine=engine,
+            scorer=args.scorer or None,
+            **config,
+        )
     finally:
         engine.close()
     if args.json:
@@ -103,9 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("strategies", help="list the strategies")
     s.set_defaults(func=_cmd_strategies)
 
+    sc = sub.add_parser("scorers", help="list the scorers")
+    sc.set_defaults(func=_cmd_scorers)
+
     v = sub.add_parser("solve", help="answer one question")
     v.add_argument("question")
-    v.add_argument("--strategy", default="vote", choices=names())
+    v.add_argument("--strategy", default="self-consistency", choices=names(with_aliases=True))
+    v.add_argument("--scorer", default="", help=f"one of: {', '.join(scorer_names())}")
     v.add_argument(
         "--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)"
     )

@@ -150,6 +150,8 @@ class Completion:
     usage: Usage
     logprobs: tuple[TokenLogprob, ...] | None = None
     prompt_tokens: int = 0
+    stop_reason: str | None = None
+    """The stop string that ended the text (not included in it); None for end of turn."""
 
     @property
     def mean_logprob(self) -> float | None:

@@ -25,7 +25,7 @@ def test_solve_json(small_model):
     )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert out["strategy"] == "vote" and len(out["candidates"]) == 3
+    assert out["strategy"] == "self-consistency" and len(out["candidates"]) == 3
     assert out["usage"]["tokens_generated"] > 0
 
 

@@ -5,18 +5,19 @@ from scripted import ScriptedEngine
 
 from ponder import solve
 from ponder.strategies import create, names
-from ponder.strategies.vote import majority
+from ponder.strategies.self_consistency import majority
 from ponder.types import Budget, Candidate, Problem, Request
 
 PROBLEM = Problem.from_question("What is 6 times 7?")
 
 
 def run(strategy, engine, n, **config):
-    return asyncio.run(create(strategy, **config).run(PROBLEM, engine, Budget(n=n)))
+    return asyncio.run(create(strategy, **config).run(PROBLEM, engine, None, Budget(n=n)))
 
 
 def test_registry():
-    assert {"greedy", "vote"} <= set(names())
+    assert {"greedy", "self-consistency"} <= set(names())
+    assert "vote" in names(with_aliases=True)
     with pytest.raises(ValueError, match="unknown strategy"):
         create("nope")
 
@@ -69,8 +70,10 @@ def test_budget_must_be_positive():
 
 
 def test_bad_config_is_a_clear_error():
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="no setting 'temprature'"):
         create("vote", temprature=0.3)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        create("self-consistency", temperature=-1)
 
 
 def test_solve_on_the_real_model(engine):

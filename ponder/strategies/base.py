@@ -1,7 +1,15 @@
-"""What every strategy shares: the registry and the protocol."""
+"""What every strategy shares: the protocol, the base class, the registry.
+
+A strategy is pure control logic: ``run(problem, engine, scorer, budget) -> Result``. It
+sends its work to the engine in batches, accumulates the ``Usage`` of every engine and
+scorer call, and fills ``Result.trace`` (see ``ponder.strategies.trace``) so the UI can
+draw what happened. Its settings are a frozen ``Config`` dataclass with the paper's
+defaults; unknown or invalid settings raise ``ValueError``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -16,30 +24,72 @@ class Strategy(Protocol):
     summary: ClassVar[str]
     budget_means: ClassVar[str]
 
-    async def run(self, problem: Problem, engine: Engine, budget: Budget) -> Result: ...
+    async def run(
+        self, problem: Problem, engine: Engine, scorer: Any, budget: Budget
+    ) -> Result: ...
+
+
+def make_config(cls: type[Any], options: dict[str, Any], strategy: str) -> Any:
+    """Build the frozen config ``cls`` from user options, with errors a user can act on."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"strategy {strategy!r} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings are: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"strategy {strategy!r}: {exc}") from None
+
+
+class StrategyBase:
+    """Base class: holds the validated config. Subclasses set the class variables and
+    implement ``run``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    budget_means: ClassVar[str]
+    Config: ClassVar[type[Any]]
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **config: Any) -> None:
+        self.config = make_config(self.Config, config, self.name)
+
+    async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
+        raise NotImplementedError
 
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register(cls: type[Any]) -> type[Any]:
-    """Class decorator: make a strategy available by its ``name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"strategy {cls.name!r} is registered twice")
+    """Class decorator: make a strategy available by its ``name`` (and its ``aliases``)."""
+    for key in (cls.name, *getattr(cls, "aliases", ())):
+        if key in _REGISTRY or key in _ALIASES:
+            raise ValueError(f"strategy {key!r} is registered twice")
     _REGISTRY[cls.name] = cls
+    for alias in getattr(cls, "aliases", ()):
+        _ALIASES[alias] = cls.name
     return cls
 
 
+def canonical(name: str) -> str:
+    """The registered name for ``name`` (resolving aliases); ``ValueError`` when unknown."""
+    name = _ALIASES.get(name, name)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(names())}")
+    return name
+
+
 def create(name: str, **config: Any) -> Strategy:
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(names())}") from None
-    return factory(**config)
+    return _REGISTRY[canonical(name)](**config)
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+def names(with_aliases: bool = False) -> list[str]:
+    return sorted([*_REGISTRY, *(_ALIASES if with_aliases else ())])
 
 
 def describe() -> list[tuple[str, str, str]]:

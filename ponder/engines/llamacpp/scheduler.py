@@ -59,6 +59,7 @@ class Seq:
     prompt_computed: int = 0
     prompt_cached: int = 0
     finish: str | None = None
+    stop_reason: str | None = None
 
     @property
     def generated(self) -> int:
@@ -294,8 +295,9 @@ class Scheduler:
         s.text += self.nx.piece(tok)
         if params.stop:
             text = s.text.decode("utf-8", "ignore")
-            cut = min((i for i in (text.find(x) for x in params.stop) if i >= 0), default=-1)
-            if cut >= 0:
+            hits = [(i, x) for x in params.stop if (i := text.find(x)) >= 0]
+            if hits:
+                cut, s.stop_reason = min(hits)
                 s.text = text[:cut].encode()
                 s.finish = "stop"
                 return
@@ -330,6 +332,7 @@ class Scheduler:
             usage=usage,
             logprobs=tuple(s.logprobs) if t.request.params.logprobs else None,
             prompt_tokens=s.n_prompt,
+            stop_reason=s.stop_reason,
         )
         t.done += 1
         if t.done == len(t.results) and not t.future.done():
