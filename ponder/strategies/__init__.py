@@ -17,7 +17,7 @@ from ponder.strategies.base import (
     register,
 )
 
-_SUPPORT = {"base", "common", "trace", "numerics"}
+_SUPPORT = {"base", "common", "trace", "numerics", "resampling"}
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in _SUPPORT and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
