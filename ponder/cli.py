@@ -68,6 +68,48 @@ def _print_result(result: Result) -> None:
     )
 
 
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose and configure an engine (see docs/ENGINES.md)."""
+    p.add_argument("--engine", default="llamacpp", choices=["llamacpp", "openai"])
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"llamacpp: registry name or GGUF path (default {models.DEFAULT_MODEL}); "
+        "openai: the served model name (default: the server's first)",
+    )
+    p.add_argument("--n-ctx", type=int, default=16384, help="llamacpp: KV cache size")
+    p.add_argument(
+        "--base-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="openai: server root, e.g. http://host:8000 (repeat to load-balance)",
+    )
+    p.add_argument("--api-key", default=None, help="openai: bearer token")
+    p.add_argument(
+        "--chat-template",
+        default=None,
+        help="openai: GGUF path, model name or Jinja source to render chat prompts locally",
+    )
+
+
+def engine_from_args(args: argparse.Namespace, load: Any) -> Any:
+    """The engine that ``add_engine_arguments`` options describe, built with ``load``."""
+    if args.engine == "openai":
+        if not args.base_url:
+            raise ValueError("--engine openai needs --base-url URL")
+        return load(
+            args.model,
+            engine="openai",
+            base_url=args.base_url,
+            api_key=args.api_key,
+            chat_template=args.chat_template,
+        )
+    if args.base_url:
+        raise ValueError("--base-url needs --engine openai")
+    return load(args.model, n_ctx=args.n_ctx)
+
+
 def _cmd_solve(args: argparse.Namespace) -> int:
     from ponder.api import load_engine, solve
 
@@ -80,7 +122,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             config[key] = value
     if args.max_tokens:
         config["max_tokens"] = args.max_tokens
-    engine = load_engine(args.model, n_ctx=args.n_ctx)
+    engine = engine_from_args(args, load_engine)
     try:
         result = solve(
             args.question,
@@ -96,6 +138,32 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         _print_result(result)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from ponder.server.main import serve
+    from ponder.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        model=args.model,
+        api_key=args.api_key or os.environ.get("PONDER_API_KEY") or None,
+        default_strategy=args.strategy,
+        default_budget=min(args.budget, args.max_budget),
+        max_budget=args.max_budget,
+        max_tokens=args.max_tokens,
+        concurrency=args.concurrency,
+        queue_size=args.queue_size,
+    )
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        n_ctx=args.n_ctx,
+        n_parallel=args.n_parallel,
+    )
     return 0
 
 
@@ -127,12 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)"
     )
-    v.add_argument("--model", default=models.DEFAULT_MODEL, help="registry name or GGUF path")
+    add_engine_arguments(v)
     v.add_argument("--max-tokens", type=int, default=0)
-    v.add_argument("--n-ctx", type=int, default=16384)
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy config field")
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(func=_cmd_solve)
+
+    sv = sub.add_parser("serve", help="OpenAI-compatible server and web page (docs/SERVER.md)")
+    sv.add_argument("--model", default=models.DEFAULT_MODEL, help="registry name or GGUF path")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", default="", help="require this bearer key (or env PONDER_API_KEY)")
+    sv.add_argument("--strategy", default="self-consistency", choices=names(with_aliases=True))
+    sv.add_argument("--budget", type=int, default=4, help="budget of a request that names none")
+    sv.add_argument("--max-budget", type=int, default=32, help="largest budget a request may ask")
+    sv.add_argument("--max-tokens", type=int, default=1024, help="largest per-sample token cap")
+    sv.add_argument("--concurrency", type=int, default=8, help="runs executing at once")
+    sv.add_argument("--queue-size", type=int, default=32, help="runs admitted (running+waiting)")
+    sv.add_argument("--n-ctx", type=int, default=16384)
+    sv.add_argument("--n-parallel", type=int, default=64, help="engine sequence slots")
+    sv.set_defaults(func=_cmd_serve)
 
     b = sub.add_parser("bench", help="benchmarks (see docs/BENCHMARKS.md)")
     b.add_argument("suite", choices=["engine"])
