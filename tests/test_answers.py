@@ -139,3 +139,121 @@ def test_cluster_answers() -> None:
     assert list(clusters) == ["1/2", "3", "paris", "1/3"]
     assert clusters == {"1/2": [0, 2, 4], "3": [3, 5], "paris": [6, 7], "1/3": [8, 9]}
     assert cluster_answers([None, None]) == {}
+
+
+def test_latex_and_plain_expressions_compare_by_value() -> None:
+    pairs = [
+        (r"\sqrt{2}/2", r"\frac{\sqrt{2}}{2}"),
+        (r"\frac{1}{\sqrt{2}}", r"\dfrac{\sqrt{2}}{2}"),
+        ("2x+1", "1+2x"),
+        (r"\pi/2", r"\frac{\pi}{2}"),
+        ("x^2+2x+1", "(x+1)^2"),
+        ("(x+1)(x-1)", "x^2 - 1"),
+        (r"3\sqrt{2}", r"\sqrt{18}"),
+        (r"\sqrt[3]{8}", "2"),
+        ("2^{10}", "1,024"),
+        (r"\frac{x+1}{2}", "x/2 + 1/2"),
+        (r"2\pi r", r"2 r \cdot \pi"),
+        (r"\sin^2 x + \cos^2 x", "1"),
+        (r"e^{i\pi}", "-1"),
+        ("3+4i", "4i+3"),
+        ("y = 2x + 1", "2x+1"),
+        (r"\left( 1, \frac{1}{2} \right)", "(1, 0.5)"),
+        (r"\boxed{\sqrt{2}}", "1.4142135623730951"),
+    ]
+    for a, b in pairs:
+        assert answers_equivalent(a, b), (a, b)
+        assert answers_equivalent(b, a), (b, a)
+
+
+def test_expressions_that_differ_stay_apart() -> None:
+    pairs = [
+        ("2x", "2"),
+        ("x+1", "y+1"),
+        ("x^2", "2x"),
+        (r"\sqrt{2}/2", "0.7071"),
+        ("(1, 2)", "(2, 1)"),
+        ("[0, 1)", "[0, 1]"),
+        ("1,2", "12"),
+        ("(1,2)", "1,2"),
+        (r"\frac{\pi}{2}", r"\frac{\pi}{3}"),
+    ]
+    for a, b in pairs:
+        assert not answers_equivalent(a, b), (a, b)
+
+
+def test_hostile_or_unreadable_input_is_not_an_expression() -> None:
+    # A tower of powers would take forever to compute exactly; read in floating point it
+    # overflows and the answer is simply not comparable by value.
+    assert not answers_equivalent(r"2^{2^{2^{2^{2^{10}}}}}", "3")
+    assert answers_equivalent(r"2^{2^{2^{2^{2^{10}}}}}", r"2^{2^{2^{2^{2^{10}}}}}")
+    assert not answers_equivalent("__import__('os').system('true')", "0")
+    assert not answers_equivalent("lambda: 1", "1")
+    assert not answers_equivalent("x" * 5000, "x" * 4999)
+    assert not answers_equivalent("1/0", "2")
+    assert not answers_equivalent(r"\frac{1}{0}", r"\infty")
+    from ponder.scoring.answers import _clean, _fingerprint
+
+    for text in ("sqrt(", "x)(", r"\unknown{x}", "x = = 1", "(,)", "1 000", r"\sqrt[]{2}"):
+        assert _fingerprint(_clean(text)) is None, text
+
+
+def test_timeout_guard_gives_up_on_a_slow_parse() -> None:
+    import threading
+
+    from ponder.scoring import answers
+
+    release = threading.Event()
+    previous = answers._PARSE_TIMEOUT_S
+    answers._PARSE_TIMEOUT_S = 0.05
+    try:
+        assert answers._guarded(lambda _: release.wait(30), None) is None
+        assert answers._guarded(lambda x: x + 1, 1) == 2
+        assert answers._guarded(lambda x: 1 / x, 0) is None
+    finally:
+        release.set()
+        answers._PARSE_TIMEOUT_S = previous
+        answers._overruns = 0
+
+
+def test_extract_expression_answers() -> None:
+    assert extract_answer("The answer is 2x + 1.") == "2x + 1"
+    assert extract_answer(r"So the answer is $x^2 + 1$ since we squared.") == "x^2 + 1"
+    assert extract_answer(r"The answer is $\sqrt{2}/2$ because sine is 45 degrees.") == (
+        r"\sqrt{2}/2"
+    )
+    assert extract_answer(r"Thus $\boxed{\frac{\pi}{2}}$. Check: fine.") == r"\frac{\pi}{2}"
+    # Words are not formulas: these still reduce to their number.
+    assert extract_answer("The answer is 5 apples.") == "5"
+    assert extract_answer("Answer: x = 5") == "5"
+
+
+def test_numbers_with_units_percent_and_signs() -> None:
+    assert answers_equivalent("12 cm", "12")
+    assert answers_equivalent("12cm", "12")
+    assert answers_equivalent("-5", "-5.00")
+    assert answers_equivalent("−5", "-5")
+    assert answers_equivalent("$1,000.00", "1000")
+    assert answers_equivalent("25%", "25")
+    assert not answers_equivalent("-5", "5")
+    assert not answers_equivalent("5m", "5")  # a glued single letter reads as a variable
+    assert normalize_answer("2x") == "2x"
+
+
+def test_cluster_merges_equivalent_expressions() -> None:
+    answers = [r"\frac{\sqrt{2}}{2}", "2x+1", r"\sqrt{2}/2", "1+2x", "0.5", r"\frac{1}{2}"]
+    answers += [None, "0.7071067811865476", "x+1"]
+    clusters = cluster_answers(answers)
+    assert list(clusters.values()) == [[0, 2, 7], [1, 3], [4, 5], [8]]
+
+
+def test_cluster_of_64_distinct_expressions_reads_each_once() -> None:
+    from ponder.scoring import answers as module
+
+    texts: list[str | None] = [f"{i}x + {i % 7}" for i in range(32)]
+    texts += [f"{i % 7} + {i}x" for i in range(32)]
+    module._fingerprint.cache_clear()
+    clusters = cluster_answers(texts)
+    assert len(clusters) == 32
+    assert all(indices == [i, i + 32] for i, indices in enumerate(clusters.values()))
+    assert module._fingerprint.cache_info().misses == 64
