@@ -1,0 +1,199 @@
+"""The model as its own judge: the probability that it answers "Yes" to "is this correct?".
+
+Self-evaluation in the style of "Language Models (Mostly) Know What They Know" (Kadavath et
+al., 2022, P(True)): the judged model reads the question and a candidate, is asked a yes/no
+question, and the score is
+
+    P(Yes) = p(yes) / (p(yes) + p(no))
+
+where ``p(yes)`` sums the probabilities of every spelling of "yes" (``"Yes"``, ``" yes"``,
+``"YES"`` ...) among the top log-probabilities of the first generated token, and likewise
+``p(no)``. Normalising over the two removes the mass the model puts on other tokens. When
+neither appears among the top-k tokens the score is 0.5 (no evidence either way) and the
+scorer counts it in ``undecided``.
+
+The same scorer rates whole candidates (``score``: "Is this solution correct?") and partial
+solutions (``score_steps``: "Is the last step correct?"), always with one batched engine call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ponder.scoring.base import Scores, register_scorer
+from ponder.types import Completion, Problem, Request, SamplingParams, TokenLogprob, Usage
+
+__all__ = ["OUTCOME_TEMPLATE", "PROCESS_TEMPLATE", "JudgeScorer", "yes_probability"]
+
+log = logging.getLogger(__name__)
+
+OUTCOME_TEMPLATE = (
+    "Here is a question and a proposed solution.\n\n"
+    "Question:\n{question}\n\n"
+    "Proposed solution:\n{solution}\n\n"
+    "Is this solution correct? Answer Yes or No."
+)
+"""The outcome question; ``{question}`` and ``{solution}`` are filled in."""
+
+PROCESS_TEMPLATE = (
+    "Here is a question and the first steps of a solution.\n\n"
+    "Question:\n{question}\n\n"
+    "Steps so far:\n{previous}\n\n"
+    "Last step:\n{step}\n\n"
+    "Is the last step correct? Answer Yes or No."
+)
+"""The process question; ``{question}``, ``{previous}`` (earlier steps, or "(none)") and
+``{step}`` (the step being judged) are filled in."""
+
+_YES = "yes"
+_NO = "no"
+# Characters a tokenizer may leave around a word piece: whitespace and SentencePiece's marker.
+_PIECE_EDGES = " \t\n\r\u2581\u0120"
+_KEEP_TAIL = "[... earlier text omitted ...]\n"
+
+
+def yes_probability(first: TokenLogprob | None) -> float | None:
+    """P(Yes) normalised over Yes/No from the first generated token and its top alternatives.
+
+    Returns None when neither a "yes" nor a "no" spelling is among them.
+    """
+    if first is None:
+        return None
+    seen: dict[str, float] = dict(first.top)
+    seen.setdefault(first.token, first.logprob)
+    mass = {_YES: 0.0, _NO: 0.0}
+    for token, logprob in seen.items():
+        word = token.strip(_PIECE_EDGES).lower()
+        if word in mass:
+            mass[word] += math.exp(logprob)
+    total = mass[_YES] + mass[_NO]
+    return None if total == 0 else mass[_YES] / total
+
+
+class JudgeScorer:
+    """Scores candidates (outcome) or partial solutions (process) by the engine's P(Yes).
+
+    ``top_logprobs``: how many alternatives of the first token to look at (1-20).
+    ``max_chars``: a solution longer than this keeps only its last ``max_chars`` characters
+    (the end holds the answer), so that long candidates still fit the context.
+    ``outcome_template`` / ``process_template``: replace the questions asked (same fields as
+    ``OUTCOME_TEMPLATE`` / ``PROCESS_TEMPLATE``).
+    """
+
+    name = "judge"
+
+    def __init__(
+        self,
+        engine: Any,
+        top_logprobs: int = 20,
+        max_chars: int = 6000,
+        outcome_template: str = OUTCOME_TEMPLATE,
+        process_template: str = PROCESS_TEMPLATE,
+    ) -> None:
+        if engine is None:
+            raise ValueError("the judge scorer needs an engine (the model that judges)")
+        if not engine.capabilities.logprobs:
+            raise ValueError(
+                f"the judge scorer reads P(Yes) from token log-probabilities, and engine "
+                f"{engine.name!r} does not provide them; use an engine (or server) with logprobs"
+            )
+        if not 1 <= top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be in [1, 20], got {top_logprobs}")
+        if max_chars < 1:
+            raise ValueError(f"max_chars must be >= 1, got {max_chars}")
+        for template, fields in (
+            (outcome_template, ("{question}", "{solution}")),
+            (process_template, ("{question}", "{previous}", "{step}")),
+        ):
+            missing = [f for f in fields if f not in template]
+            if missing:
+                raise ValueError(f"judge template lacks {missing}: {template!r}")
+        self.engine = engine
+        self.max_chars = max_chars
+        self.outcome_template = outcome_template
+        self.process_template = process_template
+        self.params = SamplingParams(
+            temperature=0.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            max_tokens=1,
+            logprobs=True,
+            top_logprobs=top_logprobs,
+        )
+        self.undecided = 0
+        """How many judgements so far found neither Yes nor No in the top tokens (scored 0.5)."""
+
+    async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
+        """P(Yes) to "Is this solution correct?" for each candidate, in one engine call."""
+        question = _question(problem)
+        prompts = [
+            self.outcome_template.format(question=question, solution=self._clip(text))
+            for text in candidates
+        ]
+        return await self._judge(prompts)
+
+    async def score_steps(self, problem: Problem, partials: Sequence[Sequence[str]]) -> Scores:
+        """P(Yes) to "Is the last step correct?" for each partial solution, in one engine call."""
+        question = _question(problem)
+        prompts = []
+        for index, steps in enumerate(partials):
+            if not steps:
+                raise ValueError(f"partial solution {index} has no steps to judge")
+            previous = "".join(steps[:-1]).strip() or "(none)"
+            prompts.append(
+                self.process_template.format(
+                    question=question, previous=self._clip(previous), step=steps[-1].strip()
+                )
+            )
+        return await self._judge(prompts)
+
+    async def _judge(self, prompts: list[str]) -> Scores:
+        if not prompts:
+            return Scores((), Usage())
+        requests = [Request(({"role": "user", "content": p},), self.params) for p in prompts]
+        outputs = await self.engine.generate(requests)
+        values: list[float] = []
+        usage = Usage(scorer_calls=len(prompts))
+        for [completion] in outputs:
+            usage = usage + completion.usage
+            p = yes_probability(_first(completion))
+            if p is None:
+                self.undecided += 1
+                log.warning(
+                    "judge: neither Yes nor No among the top tokens (got %r); scoring 0.5",
+                    completion.text,
+                )
+                p = 0.5
+            values.append(p)
+        return Scores(tuple(values), usage)
+
+    def _clip(self, text: str) -> str:
+        text = text.strip()
+        if len(text) <= self.max_chars:
+            return text
+        return _KEEP_TAIL + text[-self.max_chars :]
+
+
+def _first(completion: Completion) -> TokenLogprob | None:
+    return completion.logprobs[0] if completion.logprobs else None
+
+
+def _question(problem: Problem) -> str:
+    """The question as the solver saw it: its user messages, joined."""
+    parts = [m["content"].strip() for m in problem.messages if m.get("role") == "user"]
+    if not parts:
+        raise ValueError(f"problem {problem.id!r} has no user message to judge against")
+    return "\n\n".join(parts)
+
+
+@register_scorer(
+    "judge",
+    "the model judges itself: P(Yes) to 'is this solution / the last step correct?' "
+    "(outcome and process; needs logprobs)",
+)
+def _make_judge(engine: Any, **options: Any) -> JudgeScorer:
+    return JudgeScorer(engine, **options)
