@@ -1,0 +1,323 @@
+"""The visible-test verifier: score a code candidate by the fraction of visible checks it passes.
+
+A problem carries ``metadata["visible_tests"]``, a list of Python statements (usually asserts,
+e.g. the examples in a HumanEval docstring, see ``doctest_checks``). Each candidate's program
+(its first fenced code block, else its whole text) runs once in the sandbox; every check then
+runs on its own, so one failing or raising check does not hide the others, and each check has its
+own time limit. The score is ``passed / len(checks)``; 0.0 when the program does not even load.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import secrets
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from ponder.scoring.answers import extract_answer
+from ponder.scoring.base import Scores, register_scorer
+from ponder.scoring.execution import ExecResult, Limits, Sandbox
+from ponder.types import Problem, Usage
+
+__all__ = ["VisibleTestScorer", "build_program", "doctest_checks", "visible_tests"]
+
+# Runs after the candidate's code, in its namespace. Progress goes to stdout line by line (and
+# flushed), tagged with a random token, so checks that passed before a hang still count.
+_CHECKS = """
+def _ponder_checks(checks, token, per_check, namespace):
+    import signal, sys, traceback
+
+    class _CheckTimeout(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise _CheckTimeout(f"check took more than {{per_check}} s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    out = sys.__stdout__
+    out.write(f"\\n{{token}} loaded\\n")
+    out.flush()
+    for index, source in enumerate(checks):
+        ok = False
+        try:
+            signal.setitimer(signal.ITIMER_REAL, per_check)
+            exec(compile(source, f"<check {{index}}>", "exec"), namespace)
+            ok = True
+        except BaseException:
+            traceback.print_exc(limit=-3)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        out.write(f"\\n{{token}} {{index}} {{'ok' if ok else 'fail'}}\\n")
+        out.flush()
+
+
+_ponder_checks({checks!r}, {token!r}, {per_check!r}, globals())
+"""
+
+
+def visible_tests(problem: Problem) -> list[str]:
+    """The problem's visible checks, or a ValueError saying they are missing."""
+    checks = problem.metadata.get("visible_tests")
+    if not checks:
+        raise ValueError(
+            f"problem {problem.id!r} has no visible tests (metadata['visible_tests'] is empty); "
+            "the visible-tests scorer needs a list of assert statements to run"
+        )
+    if isinstance(checks, str) or not all(isinstance(c, str) for c in checks):
+        raise ValueError(
+            f"problem {problem.id!r}: metadata['visible_tests'] must be a list of strings, "
+            f"got {type(checks).__name__}"
+        )
+    return list(checks)
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=",
+                     code, re.M) is not None  # fmt: skip
+
+
+def _imports_of(prompt_code: str) -> str:
+    """The top-level import lines of ``prompt_code`` (a HumanEval prompt's ``from typing ...``)."""
+    lines = [line for line in prompt_code.splitlines() if re.match(r"(?:import|from)\s+\w", line)]
+    return "\n".join(lines)
+
+
+def build_program(problem: Problem, text: str) -> str:
+    """The program to run for candidate ``text``.
+
+    The first fenced code block, else the whole text. When ``metadata["prompt_code"]`` (the
+    signature and docstring) is known: a program that defines ``entry_point`` gets the prompt's
+    import lines in front; one that does not is taken as the function's body and appended to the
+    prompt (indented by four spaces when it is not indented at all).
+    """
+    code = extract_answer(text, "code")
+    if code is None:
+        code = text
+    prompt_code = problem.metadata.get("prompt_code") or ""
+    entry = problem.metadata.get("entry_point") or ""
+    if not prompt_code:
+        return code
+    if entry and _defines(code, entry):
+        imports = _imports_of(prompt_code)
+        return f"{imports}\n{code}" if imports else code
+    body = code.strip("\n")
+    first = next((line for line in body.splitlines() if line.strip()), "")
+    if first and not first[0].isspace():
+        body = textwrap.indent(body, "    ")
+    return prompt_code.rstrip("\n") + "\n" + body + "\n"
+
+
+def _count(result: ExecResult, token: str, total: int) -> int | None:
+    """Checks that reported ok, or None when the program never finished loading."""
+    lines = result.stdout.splitlines()
+    if f"{token} loaded" not in lines:
+        return None
+    ok = {line.split()[1] for line in lines if line.startswith(token) and line.endswith(" ok")}
+    return min(len(ok), total)
+
+
+class VisibleTestScorer:
+    """Outcome scorer: the fraction of the problem's visible checks each candidate passes."""
+
+    name = "visible-tests"
+
+    def __init__(
+        self,
+        max_workers: int = 2,
+        timeout_seconds: float = 10.0,
+        check_seconds: float = 3.0,
+        memory_mb: int = 512,
+    ) -> None:
+        if not check_seconds > 0:
+            raise ValueError(f"check_seconds must be > 0, got {check_seconds}")
+        self.check_seconds = float(check_seconds)
+        self.limits = Limits(
+            wall_seconds=timeout_seconds,
+            cpu_seconds=max(1, int(timeout_seconds + 0.999)),
+            memory_mb=memory_mb,
+        )
+        self.sandbox = Sandbox(max_workers=max_workers, limits=self.limits)
+
+    async def run(
+        self, problem: Problem, candidates: Sequence[str]
+    ) -> list[tuple[int | None, ExecResult]]:
+        """Run every candidate against the checks; per candidate the number passed (None: the
+        program did not load) and the sandbox result."""
+        checks = visible_tests(problem)
+        tokens = [secrets.token_hex(12) for _ in candidates]
+        jobs = [
+            (
+                build_program(problem, text),
+                _CHECKS.format(checks=checks, token=token, per_check=self.check_seconds),
+            )
+            for text, token in zip(candidates, tokens, strict=True)
+        ]
+        results = await self.sandbox.run_many(jobs)
+        return [(_count(r, t, len(checks)), r) for r, t in zip(results, tokens, strict=True)]
+
+    async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
+        total = len(visible_tests(problem))
+        runs = await self.run(problem, candidates)
+        values = [0.0 if passed is None else passed / total for passed, _ in runs]
+        return Scores(tuple(values), Usage(scorer_calls=len(candidates)))
+
+
+@register_scorer("visible-tests", "fraction of the problem's visible tests a program passes")
+def _visible_tests(engine: Any = None, **options: Any) -> VisibleTestScorer:
+    known = {"max_workers", "timeout_seconds", "check_seconds", "memory_mb"}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) for scorer 'visible-tests': {sorted(unknown)}; "
+            f"known: {sorted(known)}"
+        )
+    return VisibleTestScorer(**options)
+
+
+# ---- docstring examples -> assert statements -----------------------------------------------
+
+_ARROWS = ("➞", "==>", "=>", "->", "==", "=", "returns", "should return")
+_BULLET_RE = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+)?")
+
+
+def _expression(text: str) -> ast.expr | None:
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return None
+    return tree.body
+
+
+def _free_names(node: ast.AST, entry_point: str) -> set[str]:
+    import builtins
+
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    return {n for n in names if n != entry_point and not hasattr(builtins, n)}
+
+
+def _calls(node: ast.AST, entry_point: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == entry_point for n in ast.walk(node))
+
+
+def _assertion(
+    call: str, expected: str, entry_point: str, bound: frozenset[str] = frozenset()
+) -> str | None:
+    """``assert call == expected``, with a tolerance for float results; None when either side
+    is not a self-contained Python expression."""
+    call_node, expected_node = _expression(call), _expression(expected)
+    if call_node is None or expected_node is None or not _calls(call_node, entry_point):
+        return None
+    if (_free_names(call_node, entry_point) | _free_names(expected_node, entry_point)) - bound:
+        return None
+    call, expected = ast.unparse(call_node), ast.unparse(expected_node)
+    try:
+        value = ast.literal_eval(expected_node)
+    except (ValueError, SyntaxError, TypeError):
+        value = None
+    if isinstance(value, float):
+        return f"assert abs(({call}) - ({expected})) <= 1e-6 * max(1.0, abs({expected}))"
+    return f"assert ({call}) == ({expected})"
+
+
+def _split_example(line: str, entry_point: str) -> tuple[str, str] | None:
+    """Split ``f(args) <arrow> expected`` at the end of the call to ``entry_point``."""
+    start = line.find(f"{entry_point}(")
+    if start < 0:
+        return None
+    depth, quote, i = 0, "", start + len(entry_point)
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    call, rest = line[start : i + 1], line[i + 1 :].strip()
+    for arrow in _ARROWS:
+        if rest.startswith(arrow):
+            expected = rest[len(arrow) :].strip()
+            # "f(x) == 1 + 9 = 10": the value after the last "=" is the result.
+            if "=" in expected and _expression(expected) is None:
+                expected = expected.rsplit("=", 1)[1]
+            return call, expected.strip().rstrip(".,;").strip()
+    return None
+
+
+def doctest_checks(prompt: str, entry_point: str) -> list[str]:
+    """Assert statements from the examples in a HumanEval-style prompt.
+
+    Recognised: doctest examples (``>>> f(1, 2)`` with the expected value on the following
+    line(s), or ``>>> f(1) == 3`` alone) and example lines such as ``f(x) ➞ y``, ``f(x) == y``,
+    ``f(x) => y``, ``f(x) -> y`` or ``f(x) = y``. Only examples that call ``entry_point`` and use
+    no undefined names are kept; expected floats compare with a relative tolerance of 1e-6.
+    Doctest set-up lines (``>>> x = ...``) are prepended to the next check. Order is kept,
+    duplicates dropped.
+    """
+    lines = prompt.splitlines()
+    checks: list[str] = []
+    setup: list[str] = []
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if stripped.startswith(">>>"):
+            source = stripped[3:].strip()
+            i += 1
+            while i < len(lines) and lines[i].strip().startswith("..."):
+                source += "\n" + lines[i].strip()[3:].strip()
+                i += 1
+            expected: list[str] = []
+            while i < len(lines):
+                nxt = lines[i].strip()
+                # Doctest output ends at a blank line; an example line of its own ends it too.
+                if not nxt or nxt.startswith((">>>", '"""', "'''")) or f"{entry_point}(" in nxt:
+                    break
+                expected.append(nxt)
+                i += 1
+            check = _doctest_check(source, " ".join(expected), entry_point, setup)
+            if check is not None:
+                checks.append(check)
+            continue
+        found = _split_example(_BULLET_RE.sub("", stripped), entry_point)
+        if found is not None:
+            check = _assertion(*found, entry_point)
+            if check is not None:
+                checks.append(check)
+        i += 1
+    return list(dict.fromkeys(checks))
+
+
+def _doctest_check(source: str, expected: str, entry_point: str, setup: list[str]) -> str | None:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+        node = tree.body[0].value
+        check: str | None = None
+        if expected and not expected.startswith("Traceback"):
+            bound = frozenset(
+                n.id
+                for line in setup
+                for n in ast.walk(ast.parse(line))
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            )
+            check = _assertion(source, expected, entry_point, bound)
+        elif not expected and isinstance(node, ast.Compare) and _calls(node, entry_point):
+            check = f"assert {ast.unparse(node)}"
+        if check is not None and setup:
+            check = "\n".join([*setup, check])
+            setup.clear()
+        return check
+    setup.append(source)
+    return None
