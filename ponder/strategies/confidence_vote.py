@@ -220,8 +220,9 @@ class ConfidenceVote(StrategyBase):
     def _vote(
         self, traces: list[_Trace], voters: list[int]
     ) -> tuple[dict[str, list[int]], dict[str, float]]:
+        voting = set(voters)
         answers = [
-            extract_answer(t.text, self.config.answer_kind) if i in set(voters) else None
+            extract_answer(t.text, self.config.answer_kind) if i in voting else None
             for i, t in enumerate(traces)
         ]
         clusters = cluster_answers(answers)
