@@ -168,9 +168,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite != "engine":
+        from ponder.evals.runner import bench_main
+
+        return bench_main(args)
     from ponder.benchmarks import engine_bench
 
     return engine_bench.main(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ponder.evals.report import report_main
+
+    return report_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--n-parallel", type=int, default=64, help="engine sequence slots")
     sv.set_defaults(func=_cmd_serve)
 
-    b = sub.add_parser("bench", help="benchmarks (see docs/BENCHMARKS.md)")
-    b.add_argument("suite", choices=["engine"])
+    from ponder.evals.runner import add_bench_arguments
+    from ponder.tasks import task_names
+
+    b = sub.add_parser("bench", help="evaluate a task (docs/EVALS.md) or benchmark the engine")
+    tasks = ", ".join(task_names())
+    b.add_argument("suite", help=f"engine (docs/BENCHMARKS.md) or a task: {tasks}")
     b.add_argument("--model", default=models.DEFAULT_MODEL)
     b.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")
     b.add_argument("--tokens", type=int, default=128)
@@ -225,7 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--llama-server", default="", help="path to llama.cpp's llama-server binary")
     b.add_argument("--skip", default="", help="comma list of: sequential,server,search")
     b.add_argument("--out", default="", help="write the results as JSON here")
+    add_bench_arguments(b)
     b.set_defaults(func=_cmd_bench)
+
+    r = sub.add_parser("report", help="tables, JSON or an HTML page from a results database")
+    r.add_argument("db", help="results database written by `ponder bench TASK`")
+    r.add_argument("-o", "--output", default="", help="write a self-contained HTML page here")
+    r.add_argument("--json", action="store_true", help="metrics as JSON")
+    r.set_defaults(func=_cmd_report)
     return p
 
 

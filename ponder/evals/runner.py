@@ -1,0 +1,497 @@
+"""The eval runner: every (problem × strategy × budget × seed) cell, many at once through
+one shared engine, each finished cell committed to SQLite immediately.
+
+Cells run as asyncio tasks, at most ``concurrency`` at a time; they all send their work to
+the same engine, whose scheduler batches the requests of different cells together. A run
+killed at any point and started again with the same configuration skips the cells already
+in the database and runs the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ponder import models
+from ponder.engines.base import Engine, EngineError
+from ponder.evals.store import CellKey, CellRecord, Store
+from ponder.scoring import create_scorer
+from ponder.strategies import canonical, create
+from ponder.tasks import Task, create_task
+from ponder.types import Budget, Problem
+
+_SPEC_RE = re.compile(r"^\s*([\w.-]+)\s*(?:\[(.*)\])?\s*$")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One strategy configuration in an eval: ``label`` names it in the results."""
+
+    label: str
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_strategies(text: str | Sequence[str]) -> list[StrategySpec]:
+    """Strategy specs from ``"vote,greedy,vote[temperature=1.0;max_tokens=64]"``: a name,
+    optionally with settings in brackets (``;``-separated ``key=value``, values as JSON
+    when they parse). The label is the spec as written, without spaces."""
+    items = _split_top_level(text) if isinstance(text, str) else list(text)
+    specs: list[StrategySpec] = []
+    for item in items:
+        match = _SPEC_RE.match(item)
+        if not match:
+            raise ValueError(f"bad strategy spec {item!r}; expected name or name[key=value;...]")
+        name, body = match.group(1), match.group(2)
+        config: dict[str, Any] = {}
+        for pair in filter(None, (p.strip() for p in (body or "").split(";"))):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"bad setting {pair!r} in {item!r}; expected key=value")
+            config[key.strip()] = parse_value(value.strip())
+        canonical(name)
+        specs.append(StrategySpec("".join(item.split()), name, config))
+    labels = [s.label for s in specs]
+    if not specs:
+        raise ValueError("give at least one strategy")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"strategy specs repeat: {', '.join(labels)}")
+    return specs
+
+
+def parse_value(value: str) -> Any:
+    """``value`` as JSON when it parses (numbers, true/false, lists), else the raw string."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for ch in text:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What one invocation of the runner did."""
+
+    run_id: str
+    cells_total: int
+    cells_already_done: int
+    cells_run: int
+    cells_failed: int
+    correct: int
+    seconds: float
+
+
+class Progress:
+    """A one-line progress bar on stderr: cells done, running accuracy, rate and ETA.
+
+    On a terminal it redraws in place; otherwise it prints a line every ``interval`` seconds.
+    """
+
+    def __init__(self, total: int, stream: IO[str] | None = None, interval: float = 5.0) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval
+        self.done = self.correct = self.failed = 0
+        self.start = time.monotonic()
+        self._last = -math.inf
+
+    def update(self, correct: bool | None) -> None:
+        """One more cell finished; ``None`` when it failed."""
+        self.done += 1
+        if correct is None:
+            self.failed += 1
+        else:
+            self.correct += int(correct)
+        now = time.monotonic()
+        if self.tty or now - self._last >= self.interval or self.done == self.total:
+            self._last = now
+            self.stream.write(("\r" if self.tty else "") + self.line() + ("" if self.tty else "\n"))
+            self.stream.flush()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(frac * 20)
+        graded = self.done - self.failed
+        acc = f"{self.correct / graded:.3f}" if graded else "-"
+        eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
+        failed = f" failed {self.failed}" if self.failed else ""
+        return (
+            f"[{bar:<20s}] {self.done}/{self.total} acc {acc}{failed} "
+            f"elapsed {_duration(elapsed)} ETA {_duration(eta)}"
+        )
+
+    def close(self) -> None:
+        if self.tty and self.done:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def describe_model(model: str | None, engine: Engine) -> dict[str, Any]:
+    """The model's name and SHA-256 (pinned for registry models, hashed for GGUF paths)."""
+    name = model or str(getattr(engine, "model", "") or engine.name)
+    if name in models.REGISTRY:
+        return {"name": name, "sha256": models.REGISTRY[name].sha256}
+    path = Path(name).expanduser()
+    if path.is_file():
+        return {"name": path.name, "sha256": models.sha256_file(path)}
+    return {"name": name, "sha256": None}
+
+
+def _strategy_for(spec: StrategySpec, task: Task, seed: int | None) -> Any:
+    """The strategy for one spec and seed: the task's answer kind unless the spec sets one;
+    the cell's seed replaces the config's ``seed``."""
+    config = dict(spec.config)
+    fields = _config_fields(create(spec.name, **config))
+    if "answer_kind" in fields and "answer_kind" not in config:
+        config["answer_kind"] = task.answer_kind
+    if "seed" in fields and seed is not None:
+        config["seed"] = seed
+    return create(spec.name, **config)
+
+
+def _config_fields(strategy: Any) -> set[str]:
+    config = getattr(strategy, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return set()
+    return {f.name for f in dataclasses.fields(config)}
+
+
+def _is_seeded(spec: StrategySpec) -> bool:
+    return "seed" in _config_fields(create(spec.name, **spec.config))
+
+
+def _config_dict(strategy: Any) -> dict[str, Any]:
+    config = getattr(strategy, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return {}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"}
+
+
+async def run_eval_async(
+    task: Task | str,
+    strategies: str | Sequence[str | StrategySpec],
+    budgets: Sequence[int],
+    seeds: int | Sequence[int],
+    limit: int | None,
+    db: str | Path | Store,
+    engine: Engine,
+    scorer: Any = None,
+    concurrency: int = 8,
+    model: str | None = None,
+    task_seed: int = 0,
+    progress: bool | IO[str] = True,
+) -> EvalSummary:
+    """Run every missing cell of the grid and store each as it finishes.
+
+    ``seeds`` is a count (seeds ``0..seeds-1``) or a list; the cell's seed becomes the
+    strategy's ``seed`` setting (strategies without one run only the first seed). ``scorer``
+    is a registered scorer name (built against ``engine``), a scorer object or None;
+    ``task_seed`` picks the problem set of generated tasks. Engine failures of single cells
+    are recorded in the ``errors`` table and retried by the next run; bad configuration
+    (``ValueError``) stops the run.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not budgets or any(int(b) < 1 for b in budgets):
+        raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("give at least one seed")
+    the_task = create_task(task) if isinstance(task, str) else task
+    if isinstance(strategies, str):
+        specs = parse_strategies(strategies)
+    else:
+        specs = [s if isinstance(s, StrategySpec) else parse_strategies(s)[0] for s in strategies]
+    scorer_name = scorer if isinstance(scorer, str) else getattr(scorer, "name", None)
+    the_scorer = create_scorer(scorer, engine) if isinstance(scorer, str) else scorer
+    problems = the_task.problems(limit, seed=task_seed)
+
+    built = {}
+    for spec in specs:
+        spec_seeds = seed_list if _is_seeded(spec) else seed_list[:1]
+        for s in spec_seeds:
+            built[(spec.label, s)] = _strategy_for(spec, the_task, s)
+    config = {
+        "task": the_task.name,
+        "task_options": the_task.options(),
+        "task_seed": task_seed,
+        "model": describe_model(model, engine),
+        "engine": engine.name,
+        "strategies": {
+            spec.label: {
+                "name": canonical(spec.name),
+                "config": _config_dict(built[(spec.label, seed_list[0])]),
+            }
+            for spec in specs
+        },
+        "scorer": scorer_name,
+        "ponder_version": _version(),
+    }
+    grid = {"budgets": [int(b) for b in budgets], "seeds": seed_list, "limit": limit}
+
+    store = db if isinstance(db, Store) else Store(db)
+    try:
+        run_id = store.begin_run(config, grid)
+        done = store.finished(run_id)
+        todo: list[tuple[Problem, StrategySpec, int, int]] = []
+        total = 0
+        for (label, s), _ in built.items():
+            spec = next(x for x in specs if x.label == label)
+            for b in budgets:
+                for p in problems:
+                    total += 1
+                    if (p.id, label, int(b), s) not in done:
+                        todo.append((p, spec, int(b), s))
+        todo.sort(key=lambda cell: (cell[3], cell[2]))
+        bar = None
+        if progress:
+            bar = Progress(len(todo), stream=None if progress is True else progress)
+            if total != len(todo):
+                bar.stream.write(
+                    f"run {run_id}: {total - len(todo)} of {total} cells already done\n"
+                )
+        started = time.monotonic()
+        counts = {"correct": 0, "failed": 0}
+
+        async def run_cell(cell: tuple[Problem, StrategySpec, int, int]) -> None:
+            problem, spec, budget, seed = cell
+            key: CellKey = (problem.id, spec.label, budget, seed)
+            t0 = time.perf_counter()
+            try:
+                result = await built[(spec.label, seed)].run(
+                    problem, engine, the_scorer, Budget(n=budget)
+                )
+            except EngineError as exc:
+                store.add_error(run_id, key, f"{type(exc).__name__}: {exc}")
+                counts["failed"] += 1
+                if bar:
+                    bar.update(None)
+                return
+            seconds = time.perf_counter() - t0
+            correct = await the_task.grade(problem, result)
+            candidates_ok = await the_task.grade_candidates(problem, result.candidates)
+            u = result.usage
+            store.add_cell(
+                CellRecord(
+                    run_id=run_id,
+                    problem_id=problem.id,
+                    strategy=spec.label,
+                    budget=budget,
+                    seed=seed,
+                    answer=result.answer,
+                    reference=problem.reference,
+                    correct=correct,
+                    tokens_generated=u.tokens_generated,
+                    prompt_tokens_computed=u.prompt_tokens_computed,
+                    prompt_tokens_cached=u.prompt_tokens_cached,
+                    engine_calls=u.engine_calls,
+                    scorer_calls=u.scorer_calls,
+                    seconds=seconds,
+                    candidate_answers=tuple(c.answer for c in result.candidates),
+                    candidates_correct=tuple(candidates_ok),
+                    result=result.as_dict(),
+                )
+            )
+            counts["correct"] += int(correct)
+            if bar:
+                bar.update(correct)
+
+        queue: asyncio.Queue[tuple[Problem, StrategySpec, int, int]] = asyncio.Queue()
+        for cell in todo:
+            queue.put_nowait(cell)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await run_cell(queue.get_nowait())
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            if bar:
+                bar.close()
+        return EvalSummary(
+            run_id=run_id,
+            cells_total=total,
+            cells_already_done=total - len(todo),
+            cells_run=len(todo) - counts["failed"],
+            cells_failed=counts["failed"],
+            correct=counts["correct"],
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+
+
+def run_eval(
+    task: Task | str,
+    strategies: str | Sequence[str | StrategySpec],
+    budgets: Sequence[int],
+    seeds: int | Sequence[int],
+    limit: int | None,
+    db: str | Path | Store,
+    engine: Engine,
+    scorer: Any = None,
+    concurrency: int = 8,
+    **options: Any,
+) -> EvalSummary:
+    """Synchronous ``run_eval_async`` (for scripts and the CLI)."""
+    return asyncio.run(
+        run_eval_async(
+            task, strategies, budgets, seeds, limit, db, engine, scorer, concurrency, **options
+        )
+    )
+
+
+def _version() -> str:
+    from ponder import __version__
+
+    return __version__
+
+
+# ---- command line: `ponder bench TASK ...` -----------------------------------------------
+
+
+def add_bench_arguments(parser: Any) -> None:
+    """The ``ponder bench TASK`` options (the engine benchmark keeps its own)."""
+    g = parser.add_argument_group("evaluating a task (ponder bench TASK)")
+    g.add_argument("--strategies", default="greedy,vote", help="e.g. greedy,vote[temperature=1]")
+    g.add_argument("--budgets", default="1,2,4,8,16", help="comma list of budgets")
+    g.add_argument("--seeds", type=int, default=1, help="seeds per cell (0..N-1)")
+    g.add_argument("--limit", type=int, default=0, help="first N problems (0: the task's all)")
+    g.add_argument("--db", default="runs.sqlite", help="results database (resumes from it)")
+    g.add_argument("--scorer", default="", help="registered scorer name for the strategies")
+    g.add_argument("--concurrency", type=int, default=8, help="cells in flight at once")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy setting")
+    g.add_argument("--max-tokens", type=int, default=0, help="strategies' max_tokens")
+    g.add_argument("--n-ctx", type=int, default=16384)
+    g.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task option")
+    g.add_argument("--task-seed", type=int, default=0, help="problem set of generated tasks")
+    g.add_argument("--level", type=int, default=0, help="arithmetic: difficulty 1-5")
+    g.add_argument("--file", default="", help="jsonl: the questions file")
+    g.add_argument("--question-field", default="", help="jsonl/hf: question field")
+    g.add_argument("--answer-field", default="", help="jsonl/hf: answer field")
+    g.add_argument("--grader", default="", help="jsonl: module:function grading (text, row)")
+    g.add_argument("--dataset", default="", help="hf: gsm8k, math-500 or a data set path")
+
+
+def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} must be KEY=VALUE, got {item!r}")
+        out[key] = parse_value(value)
+    return out
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be a comma list of integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"give at least one value for {what}")
+    return values
+
+
+def bench_main(args: Any) -> int:
+    """``ponder bench TASK``: run the grid into the database, print what was done."""
+    from ponder.api import load_engine
+
+    options = _pairs(args.task_set, "--task-set")
+    flags = {
+        "level": args.level,
+        "path": args.file,
+        "question_field": args.question_field,
+        "answer_field": args.answer_field,
+        "grader": args.grader,
+        "dataset": args.dataset,
+    }
+    options.update({k: v for k, v in flags.items() if v})
+    task = create_task(args.suite, **options)
+    settings = _pairs(args.set, "--set")
+    if args.max_tokens:
+        settings["max_tokens"] = args.max_tokens
+    specs = parse_strategies(args.strategies)
+    for key in settings:
+        if not any(key in _config_fields(create(s.name, **s.config)) for s in specs):
+            raise ValueError(f"no strategy in {args.strategies!r} has a setting {key!r}")
+    specs = [
+        StrategySpec(
+            s.label,
+            s.name,
+            {
+                **{
+                    k: v
+                    for k, v in settings.items()
+                    if k in _config_fields(create(s.name, **s.config))
+                },
+                **s.config,
+            },
+        )
+        for s in specs
+    ]
+    budgets = _ints(args.budgets, "--budgets")
+    task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
+    engine = load_engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads or None)
+    try:
+        summary = run_eval(
+            task,
+            specs,
+            budgets,
+            args.seeds,
+            args.limit or None,
+            args.db,
+            engine,
+            scorer=args.scorer or None,
+            concurrency=args.concurrency,
+            model=args.model,
+            task_seed=args.task_seed,
+        )
+    finally:
+        engine.close()
+    graded = summary.cells_run
+    acc = f"{summary.correct / graded:.3f}" if graded else "-"
+    print(
+        f"run {summary.run_id}: {summary.cells_run} cells run ({acc} correct), "
+        f"{summary.cells_already_done} already done, {summary.cells_failed} failed, "
+        f"{summary.cells_total} in the grid; {summary.seconds:.1f} s. "
+        f"Report: ponder report {args.db}"
+    )
+    return 1 if summary.cells_failed else 0

@@ -1,0 +1,131 @@
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+
+import pytest
+from scripted import ScriptedEngine
+
+from ponder.evals import Store, run_eval
+from ponder.evals.metrics import summarize
+from ponder.evals.report import Series, html_report, json_report, svg_plot, text_report
+from ponder.tasks import create_task
+
+STRATEGIES = "greedy,vote,vote[temperature=1.0]"
+BUDGETS = [1, 2, 4, 8]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    task = create_task("arithmetic", level=2)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in task.problems(12)}
+
+    def script(prefix, i):
+        h = zlib.crc32(f"{prefix}|{i}".encode())
+        ok = h % 100 < 15 + zlib.crc32(prefix.encode()) % 50
+        return "so " * (h % 9) + f"The answer is {refs[prefix] + (0 if ok else 1 + h % 3)}."
+
+    path = tmp_path_factory.mktemp("report") / "runs.sqlite"
+    run_eval(task, STRATEGIES, BUDGETS, 2, 12, path, ScriptedEngine(script), progress=False)
+    return path
+
+
+def test_text_report_has_a_row_per_strategy_and_budget(db):
+    with Store(db) as store:
+        text = text_report(store)
+        cells = store.cells()
+    assert text.startswith("run ") and "task arithmetic" in text and "level=2" in text
+    for strategy in STRATEGIES.split(","):
+        for b in BUDGETS:
+            group = [c for c in cells if c.strategy == strategy and c.budget == b]
+            s = summarize(group)
+            row = re.search(
+                rf"^{re.escape(strategy)}\s+{b}\s+12\s+{len(group)}\s+(\S+)\s+(\S+)", text, re.M
+            )
+            assert row, (strategy, b)
+            assert row.group(1) == f"{s.accuracy:.3f}"
+            assert row.group(2) == f"{s.wilson[0]:.3f}-{s.wilson[1]:.3f}"
+    assert "coverage(k) ≈ exp(" in text
+
+
+def test_json_report_is_strict_json(db):
+    with Store(db) as store:
+        report = json_report(store)
+    blob = json.dumps(report, allow_nan=False)
+    rows = json.loads(blob)["rows"]
+    assert len(rows) == 3 * len(BUDGETS)
+    vote8 = next(r for r in rows if r["strategy"] == "vote" and r["budget"] == 8)
+    assert set(vote8["coverage"]) == {"1", "2", "4", "8"}
+    assert vote8["problems"] == 12 and vote8["cells"] == 24
+    assert 0 <= vote8["wilson"][0] <= vote8["accuracy"] <= vote8["wilson"][1] <= 1
+    assert vote8["power_law"] is not None and vote8["power_law"]["a"] < 0
+
+
+def test_html_is_self_contained_with_plots_and_table(db):
+    with Store(db) as store:
+        page = html_report(store)
+    assert page.count("<svg") == 3 and page.count("<table") == 1
+    assert page.count("<tr>") == 1 + 3 * len(BUDGETS)
+    for title in ("Accuracy vs tokens", "Coverage vs k", "Cost of a correct answer"):
+        assert title in page
+    assert 'class="interval"' in page and "stroke-dasharray" in page  # bars and the fit
+    # nothing loaded from elsewhere: no scripts, links, images or URLs besides the SVG namespace
+    assert not re.search(r"<script|<link|<img|src=|href=", page)
+    assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
+
+
+def test_svg_plot_handles_empty_and_single_points():
+    empty = svg_plot("t", [], "x", "y", empty="no correct answers yet")
+    assert "no correct answers yet" in empty and empty.endswith("</svg>")
+    one = svg_plot("t", [Series("s", ((4.0, 0.5, 0.2, 0.8),), "#000")], "x", "y")
+    assert one.count("<circle") == 1 and 'class="interval"' in one
+
+
+def ponder(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "ponder.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_report_command(db, tmp_path):
+    p = ponder("report", str(db))
+    assert p.returncode == 0, p.stderr
+    assert "vote[temperature=1.0]" in p.stdout and "95% Wilson" in p.stdout
+    out = tmp_path / "report.html"
+    p = ponder("report", str(db), "-o", str(out))
+    assert p.returncode == 0 and out.read_text().count("<svg") == 3
+    p = ponder("report", str(db), "--json")
+    assert p.returncode == 0 and len(json.loads(p.stdout)["rows"]) == 12
+    p = ponder("report", str(tmp_path / "missing.sqlite"))
+    assert p.returncode == 2 and "no results database" in p.stderr
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_report_renders_in_headless_chromium(db, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("headless Chromium is needed for this test: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    page_file = tmp_path / "report.html"
+    with Store(db) as store:
+        page_file.write_text(html_report(store), encoding="utf-8")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            requests = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            boxes = [svg.bounding_box() for svg in page.query_selector_all("svg")]
+            assert len(boxes) == 3 and all(
+                b and b["width"] > 300 and b["height"] > 200 for b in boxes
+            )
+            lines = page.query_selector_all("svg polyline.series")
+            assert len(lines) >= 3 + 3  # accuracy per strategy, coverage curves and fits
+            assert len(page.query_selector_all("table tr")) == 1 + 3 * len(BUDGETS)
+            assert requests == [page_file.as_uri()]  # nothing else was fetched
+        finally:
+            browser.close()
