@@ -183,6 +183,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main(args)
 
 
+def _cmd_verifier_report(args: argparse.Namespace) -> int:
+    from ponder.scoring.quality import format_report, load_records, verifier_report
+
+    try:
+        records = load_records(args.file)
+    except OSError as exc:
+        raise ValueError(f"cannot read {args.file}: {exc.strerror}") from None
+    report = verifier_report(records, threshold=args.threshold, epsilon=args.epsilon)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ponder", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -247,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default="", help="write a self-contained HTML page here")
     r.add_argument("--json", action="store_true", help="metrics as JSON")
     r.set_defaults(func=_cmd_report)
+
+    vr = sub.add_parser(
+        "verifier-report",
+        help="false positives/negatives, AUROC and the resampling ceiling of a verifier",
+    )
+    vr.add_argument("file", help='JSONL lines {"score": float, "correct": bool, "problem": id?}')
+    vr.add_argument("--threshold", type=float, default=0.5, help="accept when score >= this")
+    vr.add_argument(
+        "--epsilon", type=float, default=0.01, help="a draw gaining less than this stops helping"
+    )
+    vr.add_argument("--json", action="store_true", help="machine-readable output")
+    vr.set_defaults(func=_cmd_verifier_report)
     return p
 
 
