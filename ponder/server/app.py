@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ponder.engines.base import Engine
+from ponder.scoring import describe_scorers
 from ponder.server.metrics import Metrics
 from ponder.server.responses import completion_body, jsonable, stream_bodies
 from ponder.server.runs import Run, RunManager
@@ -89,6 +90,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             "engine": engine.name,
             "runs": {"running": manager.running, "waiting": manager.waiting},
             "auth_required": bool(settings.api_key),
+            "scorers": [{"name": n, "summary": s} for n, s in describe_scorers()],
             "defaults": {"strategy": settings.default_strategy, "budget": settings.default_budget},
             "limits": {
                 "max_budget": settings.max_budget,

@@ -48,6 +48,9 @@ async function init() {
     $("max-tokens").max = health.limits.max_tokens;
     $("max-tokens").value = Math.min(256, health.limits.max_tokens);
     $("key-row").hidden = !health.auth_required;
+    for (const s of health.scorers) {
+      $("scorer").append(el("option", { value: s.name, title: s.summary }, s.name));
+    }
     $("api-key").value = localStorage.getItem("ponder-api-key") || "";
     await loadModels(health.defaults.strategy);
   } catch (err) {
@@ -103,6 +106,16 @@ async function ask(event) {
     messages: [{ role: "user", content: question }],
     max_tokens: parseInt($("max-tokens").value, 10),
   };
+  body.ponder = {};
+  if ($("scorer").value) body.ponder.scorer = $("scorer").value;
+  if ($("config").value.trim()) {
+    try {
+      body.ponder.config = JSON.parse($("config").value);
+    } catch (err) {
+      setStatus("settings must be a JSON object: " + err.message, true);
+      return;
+    }
+  }
   controller = new AbortController();
   $("go").disabled = true;
   $("stop").disabled = false;

@@ -1,0 +1,413 @@
+"""The OpenAI-compatible server, driven by the official ``openai`` client over loopback.
+
+Most tests run the real small model (the session ``engine``); the exact queue test uses
+a scripted engine held behind a gate, so that "the queue is full" is a fact, not a race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+from scripted import ScriptedEngine
+
+from ponder.server import ServerSettings, create_app
+from ponder.server.main import serving_in_background
+from ponder.server.responses import split_text
+from ponder.server.schemas import ApiError, parse_model, parse_run
+from ponder.strategies import names
+from ponder.types import Completion, Request
+
+QUESTION = [{"role": "user", "content": "What is 2 plus 3? Answer with a number."}]
+LONG = [{"role": "user", "content": "Count from 1 to 500, separated by commas."}]
+SETTINGS = ServerSettings(
+    model="smollm2", max_budget=4, max_tokens=256, concurrency=4, queue_size=8
+)
+
+
+@pytest.fixture(scope="module")
+def base(engine) -> Iterator[str]:
+    with serving_in_background(create_app(engine, SETTINGS)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def metric(base: str, name: str, **labels: str) -> float:
+    """One sample from ``/metrics``; 0 when the labelled series does not exist yet."""
+    text = httpx.get(base + "/metrics").text
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-z_]+)(\{.*\})? (\S+)", line)
+        if m and m.group(1) == name and (m.group(2) or "") == want:
+            return float(m.group(3))
+    return 0.0
+
+
+def wait_for(check, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for: {what}")
+        time.sleep(0.05)
+
+
+# ---- request parsing (pure) ---------------------------------------------------------
+
+
+def test_parse_model_names():
+    assert parse_model("ponder") == (None, None)
+    assert parse_model("ponder/self-consistency") == ("self-consistency", None)
+    assert parse_model("ponder/vote@3") == ("self-consistency", 3)
+    for bad, status in [("gpt-4", 404), ("ponder/", 404), ("ponder/nope", 404)]:
+        with pytest.raises(ApiError) as err:
+            parse_model(bad)
+        assert err.value.status == status and err.value.code == "model_not_found"
+    with pytest.raises(ApiError) as err:
+        parse_model("ponder/greedy@x")
+    assert err.value.status == 400 and err.value.code == "invalid_budget"
+
+
+def test_parse_run_maps_sampling_fields_and_caps():
+    body = {
+        "model": "ponder/self-consistency@3",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 7,
+        "max_tokens": 24,
+        "ponder": {"config": {"seed": 8}},
+    }
+    spec = parse_run(body, "chat", SETTINGS)
+    assert spec.strategy == "self-consistency" and spec.budget.n == 3
+    assert spec.config == {"temperature": 0.2, "top_p": 0.9, "seed": 8, "max_tokens": 24}
+    assert spec.budget.max_tokens == 24 and spec.problem.messages[0]["content"] == "hi"
+    # greedy has no temperature: the field is ignored; the token cap still applies
+    spec = parse_run({**body, "model": "ponder/greedy", "ponder": None}, "chat", SETTINGS)
+    assert spec.config == {"max_tokens": 24} and spec.budget.n == SETTINGS.default_budget
+    spec = parse_run({"model": "ponder", "prompt": ["go"]}, "text", SETTINGS)
+    assert spec.problem.messages == ({"role": "user", "content": "go"},)
+    assert spec.budget.max_tokens == SETTINGS.max_tokens
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ([], "invalid_request"),
+        ({"messages": QUESTION}, "missing"),
+        ({"model": "ponder"}, "missing"),
+        ({"model": "ponder", "messages": [{"role": "robot", "content": "x"}]}, "invalid_request"),
+        ({"model": "ponder/greedy@5", "messages": QUESTION}, "budget_too_large"),
+        ({"model": "ponder", "messages": QUESTION, "max_tokens": 257}, "max_tokens_too_large"),
+        ({"model": "ponder", "messages": QUESTION, "n": 2}, "invalid_n"),
+        (
+            {"model": "ponder", "messages": QUESTION, "ponder": {"strategy": "x"}},
+            "unknown_strategy",
+        ),
+        ({"model": "ponder", "messages": QUESTION, "ponder": {"scorer": "x"}}, "unknown_scorer"),
+        ({"model": "ponder", "messages": QUESTION, "ponder": {"depth": 1}}, "invalid_request"),
+        (
+            {"model": "ponder", "messages": QUESTION, "ponder": {"config": {"x": 1}}},
+            "invalid_config",
+        ),
+    ],
+)
+def test_parse_run_rejects(body, code):
+    with pytest.raises(ApiError) as err:
+        parse_run(body, "chat", SETTINGS)
+    assert err.value.status == 400 and err.value.code == code
+
+
+def test_split_text_rejoins_exactly():
+    text = "  The answer:\n\n 5 because 2 + 3 = 5, so five.  \n"
+    pieces = split_text(text, words=3)
+    assert "".join(pieces) == text and len(pieces) == 4
+
+
+# ---- the API with the real model ----------------------------------------------------
+
+
+def test_models_list_every_registered_strategy(client):
+    ids = [m.id for m in client.models.list()]
+    assert ids == [f"ponder/{n}" for n in names()]
+
+
+def test_chat_completion_returns_the_chosen_answer_and_evidence(client):
+    r = client.chat.completions.create(
+        model="ponder/self-consistency@3", messages=QUESTION, max_tokens=24, seed=1
+    )
+    p = r.model_extra["ponder"]
+    assert r.object == "chat.completion" and r.model == "ponder/self-consistency@3"
+    assert p["strategy"] == "self-consistency" and p["budget"] == 3
+    assert len(p["candidates"]) == 3 and all(c["tokens"] <= 24 for c in p["candidates"])
+    chosen = p["best"]["text"] if p["best"] else p["candidates"][0]["text"]
+    assert r.choices[0].message.content == chosen
+    if p["best"]:
+        assert p["answer"] == p["best"]["answer"]
+        assert p["best"]["votes"] == max(c["votes"] for c in p["candidates"])
+    # usage counts every token the run spent
+    assert r.usage.completion_tokens == sum(c["tokens"] for c in p["candidates"])
+    assert r.usage.completion_tokens == p["usage"]["tokens_generated"]
+    computed, cached = p["usage"]["prompt_tokens_computed"], p["usage"]["prompt_tokens_cached"]
+    assert r.usage.prompt_tokens == computed + cached > 0
+    assert r.usage.prompt_tokens_details.cached_tokens == cached
+    assert p["trace"]["kind"] == "samples"
+
+
+def test_streaming_chat_yields_the_answer_then_done(client):
+    stream = client.chat.completions.create(
+        model="ponder/vote@2",
+        messages=QUESTION,
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)  # the client stops at data: [DONE]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    [last] = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    p = last.model_extra["ponder"]
+    assert p["strategy"] == "self-consistency" and len(p["candidates"]) == 2
+    assert text == (p["best"] or p["candidates"][0])["text"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == sum(
+        c["tokens"] for c in p["candidates"]
+    )
+
+
+def test_streaming_sends_progress_as_comments_before_the_answer(base):
+    body = {"model": "ponder/vote@2", "messages": QUESTION, "max_tokens": 16, "stream": True}
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
+        lines = [line for line in r.iter_lines() if line]
+    progress = [json.loads(x.split(" ", 2)[2]) for x in lines if x.startswith(": progress")]
+    first_data = next(i for i, x in enumerate(lines) if x.startswith("data:"))
+    assert progress and progress[-1]["samples"] == 2
+    assert all(lines.index(f": progress {json.dumps(p)}") < first_data for p in progress)
+    assert lines[-1] == "data: [DONE]"
+
+
+def test_text_completion(client):
+    r = client.completions.create(model="ponder/greedy", prompt="Say hello.", max_tokens=12)
+    p = r.model_extra["ponder"]
+    assert r.object == "text_completion" and p["strategy"] == "greedy"
+    assert r.choices[0].text == p["best"]["text"] and p["best"]["tokens"] <= 12
+    assert r.usage.completion_tokens == p["best"]["tokens"]
+
+
+def test_extra_body_selects_strategy_budget_and_config(client):
+    r = client.chat.completions.create(
+        model="ponder",
+        messages=QUESTION,
+        extra_body={"ponder": {"strategy": "vote", "budget": 2, "config": {"max_tokens": 8}}},
+    )
+    p = r.model_extra["ponder"]
+    assert p["strategy"] == "self-consistency" and p["budget"] == 2
+    assert p["config"] == {"max_tokens": 8}
+    assert len(p["candidates"]) == 2 and all(c["tokens"] <= 8 for c in p["candidates"])
+
+
+def test_run_events_show_every_generated_sample(base):
+    body = {"model": "ponder/self-consistency@3", "messages": QUESTION, "max_tokens": 16}
+    events = []
+    with httpx.stream("POST", base + "/ponder/runs", json=body, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[:2] == ["queued", "started"] and kinds[-1] == "result"
+    assert set(kinds[2:-1]) == {"batch"}
+    generated = [
+        s["text"]
+        for _, e in events
+        if e["type"] == "batch"
+        for g in e["groups"]
+        for s in g["samples"]
+    ]
+    result = events[-1][1]["ponder"]
+    assert generated == [c["text"] for c in result["candidates"]]
+    assert [e["seq"] for _, e in events] == list(range(len(events)))
+
+
+def test_errors_are_openai_shaped(base, client):
+    r = httpx.post(base + "/v1/chat/completions", content=b'{"model": "ponder", "mess')
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_json"
+    assert set(r.json()["error"]) == {"message", "type", "code"}
+    r = httpx.post(base + "/v1/chat/completions", json={"model": "ponder"})
+    assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+    with pytest.raises(openai.NotFoundError) as nf:
+        client.chat.completions.create(model="ponder/no-such-method", messages=QUESTION)
+    assert nf.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(
+            model="ponder", messages=QUESTION, extra_body={"ponder": {"strategy": "nope"}}
+        )
+    assert br.value.code == "unknown_strategy"
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(model="ponder/vote@5", messages=QUESTION)
+    assert br.value.code == "budget_too_large" and "limit of 4" in br.value.message
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(model="ponder/vote@2", messages=QUESTION, max_tokens=999)
+    assert br.value.code == "max_tokens_too_large"
+    r = httpx.get(base + "/no/such/page")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_api_key(engine):
+    settings = ServerSettings(
+        model="smollm2", api_key="s3cret", default_budget=1, max_budget=2, max_tokens=16
+    )
+    with serving_in_background(create_app(engine, settings)) as url:
+        for key in ("wrong", ""):
+            c = openai.OpenAI(base_url=url + "/v1", api_key=key or "x", max_retries=0)
+            with pytest.raises(openai.AuthenticationError) as err:
+                c.models.list()
+            assert err.value.status_code == 401 and err.value.code == "invalid_api_key"
+        assert httpx.post(url + "/v1/chat/completions", json={}).status_code == 401
+        assert httpx.post(url + "/ponder/runs", json={}).status_code == 401
+        assert httpx.get(url + "/health").json()["auth_required"] is True
+        c = openai.OpenAI(base_url=url + "/v1", api_key="s3cret", max_retries=0)
+        r = c.chat.completions.create(model="ponder/greedy", messages=QUESTION, max_tokens=4)
+        assert r.model_extra["ponder"]["best"]["tokens"] <= 4
+
+
+def test_client_disconnect_cancels_the_run_and_frees_its_sequences(base):
+    cancelled = metric(base, "ponder_runs_total", outcome="cancelled")
+    # streaming: leave once the run has started
+    body = {"model": "ponder/vote@4", "messages": LONG, "max_tokens": 256, "temperature": 0}
+    with httpx.stream("POST", base + "/ponder/runs", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("event: started"):
+                break
+    wait_for(
+        lambda: metric(base, "ponder_runs_total", outcome="cancelled") == cancelled + 1,
+        "the streaming run to be cancelled",
+    )
+    # non-streaming: the client times out while the run works
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(base + "/v1/chat/completions", json={**body, "stream": False}, timeout=1.0)
+    wait_for(
+        lambda: metric(base, "ponder_runs_total", outcome="cancelled") == cancelled + 2,
+        "the run to be cancelled",
+    )
+    wait_for(
+        lambda: metric(base, "ponder_engine_sequences_running") == 0,
+        "the engine to drop the cancelled sequences",
+    )
+    assert metric(base, "ponder_queue_length") == 0
+    assert metric(base, "ponder_engine_sequences_waiting") == 0
+
+
+def test_a_full_queue_answers_429_with_retry_after(engine):
+    settings = ServerSettings(
+        model="smollm2",
+        default_budget=2,
+        max_budget=2,
+        max_tokens=24,
+        concurrency=1,
+        queue_size=1,
+        retry_after=2,
+    )
+    body = {"model": "ponder/vote@2", "messages": LONG, "max_tokens": 24}
+    with serving_in_background(create_app(engine, settings)) as url:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(url + "/v1/chat/completions", json=body, timeout=60),
+                    range(6),
+                )
+            )
+        statuses = sorted(r.status_code for r in answers)
+        assert set(statuses) == {200, 429}, statuses
+        for r in answers:
+            if r.status_code == 429:
+                assert r.headers["retry-after"] == "2"
+                assert r.json()["error"]["code"] == "queue_full"
+
+
+class GatedEngine(ScriptedEngine):
+    """A scripted engine whose every batch waits until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda prefix, i: f"The answer is {i}.")
+        self.gate = threading.Event()
+
+    async def generate_settled(
+        self, requests: Sequence[Request]
+    ) -> list[list[Completion] | Exception]:
+        await asyncio.to_thread(self.gate.wait)
+        return await super().generate_settled(requests)
+
+
+def test_queue_admits_running_plus_waiting_exactly():
+    engine = GatedEngine()
+    settings = ServerSettings(model="gated", concurrency=1, queue_size=2, default_budget=1)
+    body = {"model": "ponder/greedy", "messages": QUESTION}
+    with serving_in_background(create_app(engine, settings)) as url, ThreadPoolExecutor(2) as pool:
+        try:
+            held = [
+                pool.submit(httpx.post, url + "/v1/chat/completions", json=body, timeout=30)
+                for _ in range(2)
+            ]
+            wait_for(
+                lambda: httpx.get(url + "/health").json()["runs"] == {"running": 1, "waiting": 1},
+                "one run running and one waiting",
+            )
+            refused = httpx.post(url + "/v1/chat/completions", json=body)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert metric(url, "ponder_queue_length") == 2
+        finally:
+            engine.gate.set()
+        assert [f.result().status_code for f in held] == [200, 200]
+        assert httpx.get(url + "/health").json()["runs"] == {"running": 0, "waiting": 0}
+
+
+def test_load_50_concurrent_requests_all_answered(engine):
+    settings = ServerSettings(
+        model="smollm2",
+        default_budget=1,
+        max_budget=2,
+        max_tokens=8,
+        concurrency=8,
+        queue_size=16,
+    )
+    with serving_in_background(create_app(engine, settings)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+
+        def ask(i: int) -> int:
+            try:
+                r = c.chat.completions.create(
+                    model=f"ponder/vote@{1 + i % 2}",
+                    messages=[{"role": "user", "content": f"What is {i} plus 1?"}],
+                    max_tokens=8,
+                )
+            except openai.RateLimitError:
+                return 429
+            assert len(r.model_extra["ponder"]["candidates"]) == 1 + i % 2
+            return 200
+
+        with ThreadPoolExecutor(50) as pool:
+            statuses = list(pool.map(ask, range(50)))
+        ok, busy = statuses.count(200), statuses.count(429)
+        assert ok + busy == 50 and ok >= settings.queue_size
+        path = "/v1/chat/completions"
+        assert metric(url, "ponder_requests_total", method="POST", path=path, status="200") == ok
+        assert metric(url, "ponder_requests_total", method="POST", path=path, status="429") == busy
+        assert metric(url, "ponder_runs_total", outcome="completed") == ok
+        assert metric(url, "ponder_queue_length") == 0
+        health = httpx.get(url + "/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
