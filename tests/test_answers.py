@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ponder.scoring.answers import (
@@ -192,10 +194,11 @@ def test_hostile_or_unreadable_input_is_not_an_expression() -> None:
     assert not answers_equivalent("x" * 5000, "x" * 4999)
     assert not answers_equivalent("1/0", "2")
     assert not answers_equivalent(r"\frac{1}{0}", r"\infty")
-    from ponder.scoring.answers import _clean, _fingerprint
+    from ponder.scoring.answers import _clean, _fingerprints
 
-    for text in ("sqrt(", "x)(", r"\unknown{x}", "x = = 1", "(,)", "1 000", r"\sqrt[]{2}"):
-        assert _fingerprint(_clean(text)) is None, text
+    texts = ["sqrt(", "x)(", r"\unknown{x}", "x = = 1", "(,)", "1 000", r"\sqrt[]{2}", "x^"]
+    cleans = [_clean(text) for text in texts]
+    assert set(_fingerprints(cleans).values()) == {None}
 
 
 def test_timeout_guard_gives_up_on_a_slow_parse() -> None:
@@ -226,6 +229,7 @@ def test_extract_expression_answers() -> None:
     # Words are not formulas: these still reduce to their number.
     assert extract_answer("The answer is 5 apples.") == "5"
     assert extract_answer("Answer: x = 5") == "5"
+    assert extract_answer("The answer is 5h.") == "5"
 
 
 def test_numbers_with_units_percent_and_signs() -> None:
@@ -241,19 +245,40 @@ def test_numbers_with_units_percent_and_signs() -> None:
 
 
 def test_cluster_merges_equivalent_expressions() -> None:
-    answers = [r"\frac{\sqrt{2}}{2}", "2x+1", r"\sqrt{2}/2", "1+2x", "0.5", r"\frac{1}{2}"]
+    answers: list[str | None] = [
+        r"\frac{\sqrt{2}}{2}",
+        "2x+1",
+        r"\sqrt{2}/2",
+        "1+2x",
+        "0.5",
+        r"\frac{1}{2}",
+    ]
     answers += [None, "0.7071067811865476", "x+1"]
     clusters = cluster_answers(answers)
     assert list(clusters.values()) == [[0, 2, 7], [1, 3], [4, 5], [8]]
 
 
-def test_cluster_of_64_distinct_expressions_reads_each_once() -> None:
+def test_cluster_of_64_expressions_parses_the_distinct_ones_in_one_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from ponder.scoring import answers as module
 
+    jobs: list[int] = []
+    guarded = module._guarded
+
+    def counting(fn: Any, arg: Any, timeout: float | None = None) -> Any:
+        jobs.append(len(arg))
+        return guarded(fn, arg, timeout)
+
+    monkeypatch.setattr(module, "_guarded", counting)
+    monkeypatch.setattr(module, "_fingerprint_cache", {})
     texts: list[str | None] = [f"{i}x + {i % 7}" for i in range(32)]
     texts += [f"{i % 7} + {i}x" for i in range(32)]
-    module._fingerprint.cache_clear()
+    texts += ["0x + 0", "42", "Paris"]
     clusters = cluster_answers(texts)
-    assert len(clusters) == 32
-    assert all(indices == [i, i + 32] for i, indices in enumerate(clusters.values()))
-    assert module._fingerprint.cache_info().misses == 64
+    assert jobs == [64]  # numbers and words need no parser; the repeat is parsed once
+    assert len(clusters) == 34
+    assert all(indices[:2] == [i, i + 32] for i, indices in enumerate(clusters.values()) if i < 32)
+    assert clusters["0x + 0"] == [0, 32, 64]
+    cluster_answers(texts)
+    assert jobs == [64]  # all cached now

@@ -18,7 +18,8 @@ import functools
 import random
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -135,7 +136,8 @@ def answers_equivalent(a: str | None, b: str | None) -> bool:
     key_a, key_b = _key(clean_a), _key(clean_b)
     if key_a == key_b or _keys_close(key_a, key_b):
         return True
-    return _values_match(_fingerprint(clean_a), _fingerprint(clean_b))
+    fingerprints = _fingerprints([clean_a, clean_b])
+    return _values_match(fingerprints[clean_a], fingerprints[clean_b])
 
 
 def cluster_answers(answers: list[str | None]) -> dict[str, list[int]]:
@@ -143,23 +145,23 @@ def cluster_answers(answers: list[str | None]) -> dict[str, list[int]]:
 
     Keys and indices keep first-seen order and None answers are skipped. An answer joins the
     first earlier cluster it is equivalent to, as in ``answers_equivalent``: equal keys,
-    numbers within tolerance, or expressions with equal values. Each distinct answer is read
-    as an expression at most once, so clustering stays linear in the number of answers.
+    numbers within tolerance, or expressions with equal values. The distinct answers that look
+    like formulas are parsed together, once, in one guarded job.
     """
+    cleans = {index: _clean(a) for index, a in enumerate(answers) if a is not None}
+    values = _fingerprints(list(cleans.values()))
     clusters: dict[str, list[int]] = {}
-    fingerprints: dict[str, Fingerprint | None] = {}
-    for index, answer in enumerate(answers):
-        if answer is None:
-            continue
-        clean = _clean(answer)
+    representatives: dict[str, Fingerprint | None] = {}
+    for index, clean in cleans.items():
         key = _key(clean)
         if key not in clusters:
             key = next((k for k in clusters if _keys_close(k, key)), key)
         if key not in clusters:
-            mine = _fingerprint(clean)
+            mine = values[clean]
             if mine is not None:
-                key = next((k for k, fp in fingerprints.items() if _values_match(fp, mine)), key)
-            fingerprints.setdefault(key, mine)
+                matches = (k for k, fp in representatives.items() if _values_match(fp, mine))
+                key = next(matches, key)
+            representatives.setdefault(key, mine)
         clusters.setdefault(key, []).append(index)
     return clusters
 
@@ -362,6 +364,9 @@ _MAX_EXPR_CHARS = 160
 _MAX_TOKENS = 96
 _MAX_ELEMENTS = 16
 _PARSE_TIMEOUT_S = 2.0
+_PARSE_SECONDS_PER_FORMULA = 0.05
+_CACHE_SIZE = 4096
+_fingerprint_cache: dict[str, Fingerprint | None] = {}
 # After this many parses overran the timeout (their threads cannot be killed), stop reading
 # expressions at all rather than leave more threads spinning.
 _MAX_OVERRUNS = 4
@@ -380,11 +385,11 @@ _EXPR_TOKEN_RE = re.compile(
 
 
 def _looks_like_expression(text: str) -> bool:
-    """True for a formula over a variable such as ``2x + 1`` (not prose, not a bare number)."""
+    """True for a formula over a variable such as ``2x + 1``: not prose, not a bare number, and
+    not a number with a unit letter (``5h`` still reduces to ``5``)."""
     tokens = _expr_tokens(text)
-    if not tokens or not any(kind == "sym" for kind, _ in tokens):
-        return False
-    return len(tokens) > 1
+    kinds = {kind for kind, _ in tokens or ()}
+    return "sym" in kinds and bool(kinds & {"op", "func"})
 
 
 def _expr_tokens(text: str) -> list[tuple[str, str]] | None:
@@ -537,9 +542,17 @@ def _split_elements(text: str) -> tuple[str, list[str]] | None:
     return brackets, elements
 
 
-@functools.lru_cache(maxsize=4096)
-def _fingerprint(clean: str) -> Fingerprint | None:
-    """The value fingerprint of a cleaned answer, or None when it is not mathematics."""
+@dataclass(frozen=True)
+class _Formula:
+    """A cleaned answer that still needs sympy: its brackets and one source per element."""
+
+    brackets: str
+    sources: tuple[str, ...]
+
+
+def _prepare(clean: str) -> Fingerprint | _Formula | None:
+    """A number's fingerprint at once, the formulas to parse for an expression, or None when
+    the answer is not mathematics."""
     text = _ASSIGN_RE.sub("", clean, count=1).strip()
     number = _parse_number(text)
     if number is not None:
@@ -559,8 +572,33 @@ def _fingerprint(clean: str) -> Fingerprint | None:
         if source is None:
             return None
         sources.append(source)
-    values = _guarded(_probe_all, tuple(sources))
-    return None if values is None else (brackets, values)
+    return _Formula(brackets, tuple(sources))
+
+
+def _fingerprints(cleans: Sequence[str]) -> dict[str, Fingerprint | None]:
+    """The value fingerprint of each cleaned answer (None: not mathematics). Formulas not
+    seen before are parsed and probed together in one guarded job; results are cached."""
+    out: dict[str, Fingerprint | None] = {}
+    pending: dict[str, _Formula] = {}
+    for clean in dict.fromkeys(cleans):
+        if clean in _fingerprint_cache:
+            out[clean] = _fingerprint_cache[clean]
+            continue
+        prepared = _prepare(clean)
+        if isinstance(prepared, _Formula):
+            pending[clean] = prepared
+        else:
+            out[clean] = prepared
+    if pending:
+        jobs = [formula.sources for formula in pending.values()]
+        deadline = _PARSE_TIMEOUT_S + _PARSE_SECONDS_PER_FORMULA * len(jobs)
+        results = _guarded(_probe_many, jobs, deadline) or [None] * len(jobs)
+        for (clean, formula), values in zip(pending.items(), results, strict=True):
+            out[clean] = None if values is None else (formula.brackets, values)
+    if len(_fingerprint_cache) > _CACHE_SIZE:
+        _fingerprint_cache.clear()
+    _fingerprint_cache.update(out)
+    return out
 
 
 def _values_match(a: Fingerprint | None, b: Fingerprint | None) -> bool:
@@ -574,7 +612,7 @@ def _values_match(a: Fingerprint | None, b: Fingerprint | None) -> bool:
     return True
 
 
-def _guarded(fn: Callable[[Any], Any], arg: Any) -> Any:
+def _guarded(fn: Callable[[Any], Any], arg: Any, timeout: float | None = None) -> Any:
     """``fn(arg)`` on a daemon thread with a deadline: None if it fails or overruns."""
     global _overruns
     if _overruns >= _MAX_OVERRUNS:
@@ -589,7 +627,7 @@ def _guarded(fn: Callable[[Any], Any], arg: Any) -> Any:
 
     thread = threading.Thread(target=run, name="ponder-answer-parse", daemon=True)
     thread.start()
-    thread.join(_PARSE_TIMEOUT_S)
+    thread.join(_PARSE_TIMEOUT_S if timeout is None else timeout)
     if thread.is_alive():
         with _overrun_lock:
             _overruns += 1
@@ -597,7 +635,18 @@ def _guarded(fn: Callable[[Any], Any], arg: Any) -> Any:
     return box[0] if box else None
 
 
-def _probe_all(sources: tuple[str, ...]) -> tuple[tuple[complex, ...], ...] | None:
+def _probe_many(jobs: list[tuple[str, ...]]) -> list[tuple[tuple[complex, ...], ...] | None]:
+    """``_probe`` for each job; a job that fails to parse or evaluate gives None."""
+    out: list[tuple[tuple[complex, ...], ...] | None] = []
+    for sources in jobs:
+        try:
+            out.append(_probe(sources))
+        except Exception:  # any parser or evaluation failure means "not a formula"
+            out.append(None)
+    return out
+
+
+def _probe(sources: tuple[str, ...]) -> tuple[tuple[complex, ...], ...] | None:
     """Parse each Python-syntax formula with sympy and evaluate it at the probe points."""
     out = []
     for source in sources:
@@ -613,6 +662,7 @@ def _probe_all(sources: tuple[str, ...]) -> tuple[tuple[complex, ...], ...] | No
     return tuple(out)
 
 
+@functools.cache
 def _probe_value(name: str, probe: int) -> float:
     """A fixed, irregular value in [0.3, 1.7] for symbol ``name`` at probe ``probe``."""
     return random.Random(f"{name}/{probe}").uniform(0.3, 1.7)
@@ -672,10 +722,10 @@ def _evaluate(expr: Any, env: dict[str, float]) -> complex:
         return complex(env[expr.name])
     if expr.is_Number or expr.is_NumberSymbol:
         return complex(float(expr))
-    if expr.is_imaginary and not expr.args:
-        return 1j  # the imaginary unit
-    args = [_evaluate(arg, env) for arg in expr.args]
     name = type(expr).__name__
+    if name == "ImaginaryUnit":
+        return 1j
+    args = [_evaluate(arg, env) for arg in expr.args]
     if name == "Add":
         return sum(args, 0j)
     if name == "Mul":
