@@ -287,6 +287,7 @@ def test_parse_ranking():
     assert parse_ranking("[2] > [3] > [1]", 3) == [1, 2, 0]
     assert parse_ranking("I think 3 is best, then 3 again, then 7", 3) == [2, 0, 1]
     assert parse_ranking("no idea", 2) == [0, 1]
+    assert parse_ranking("[3] (it says 1 + 1 = 2) > [1]", 3) == [2, 0, 1]
 
 
 # ---- pairwise-rank -----------------------------------------------------------------------
@@ -394,17 +395,17 @@ class Recorder:
 
 E2E = [
     ("answer-convergence", 2, {"chunk_tokens": 8, "k": 2, "max_tokens": 24, "probe_tokens": 6}),
-    ("self-refine", 2, {"rounds": 1, "max_tokens": 16}),
-    ("fusion", 2, {"max_tokens": 16}),
-    ("generate-rank-fuse", 3, {"keep": 2, "max_tokens": 16, "rank_max_tokens": 8}),
-    ("pairwise-rank", 3, {"max_tokens": 16}),
+    ("self-refine", 2, {"rounds": 1, "max_tokens": 12}),
+    ("fusion", 2, {"max_tokens": 12}),
+    ("generate-rank-fuse", 2, {"keep": 1, "max_tokens": 12, "rank_max_tokens": 8}),
+    ("pairwise-rank", 2, {"max_tokens": 12}),
 ]
 
 
 @pytest.mark.parametrize(("strategy", "n", "config"), E2E, ids=[s for s, _, _ in E2E])
 def test_end_to_end_on_the_real_model(engine, strategy, n, config):
     rec = Recorder(engine)
-    q = Problem.from_question("What is 2 plus 2? Answer with a number.")
+    q = Problem.from_question("Think step by step: what is 12 times 3?")
     r = run(strategy, rec, n, problem=q, **config)
     assert r.usage == rec.total and r.usage.engine_calls >= rec.calls >= 2
     assert r.usage.tokens_generated > 0

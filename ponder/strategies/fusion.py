@@ -56,13 +56,16 @@ def numbered(texts: Sequence[str]) -> str:
 def parse_ranking(text: str, count: int) -> list[int]:
     """The order (0-based indices, best first) a listwise ranker wrote in ``text``.
 
-    Response numbers ``1..count`` are taken in order of first appearance; numbers out of
-    range are ignored and responses never mentioned follow in their original order, so a
-    ranker that writes nothing useful leaves the order unchanged.
+    Response numbers ``1..count`` are taken in order of first appearance, read from the
+    bracketed form ``[k]`` when the text has any (so numbers inside quoted answers do not
+    count) and from bare numbers otherwise; numbers out of range are ignored and responses
+    never mentioned follow in their original order, so a ranker that writes nothing useful
+    leaves the order unchanged.
     """
+    marks = re.findall(r"\[(\d+)\]", text) or re.findall(r"\d+", text)
     order: list[int] = []
-    for match in re.finditer(r"\d+", text):
-        k = int(match.group()) - 1
+    for mark in marks:
+        k = int(mark) - 1
         if 0 <= k < count and k not in order:
             order.append(k)
     return order + [k for k in range(count) if k not in order]
