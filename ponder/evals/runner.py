@@ -129,7 +129,9 @@ class Progress:
         now = time.monotonic()
         if self.tty or now - self._last >= self.interval or self.done == self.total:
             self._last = now
-            self.stream.write(("\r" if self.tty else "") + self.line() + ("" if self.tty else "\n"))
+            # On a terminal: back to the line start, draw, clear what a longer line left.
+            text = f"\r{self.line()}\x1b[K" if self.tty else self.line() + "\n"
+            self.stream.write(text)
             self.stream.flush()
 
     def line(self) -> str:

@@ -1,9 +1,9 @@
 """Hugging Face data sets (GSM8K, MATH-500, or any question/answer set), graded by answer
 equivalence.
 
-Needs the ``datasets`` package and the data already on disk (ponder runs offline:
-``HF_DATASETS_OFFLINE=1`` is set while loading). ponder does not depend on ``datasets``;
-when it or the data is missing the error names the command that fixes it.
+Needs the ``datasets`` package and the data already on disk: ponder runs offline
+(``HF_DATASETS_OFFLINE=1`` and ``HF_HUB_OFFLINE=1`` while loading). ponder does not depend on
+``datasets``; when it or the data is missing the error names the command that fixes it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Preset:
     instruction: str
 
 
+_OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 _NUMBER = "Solve step by step. End your reply with: The answer is N."
 _BOXED = "Solve step by step. Put the final answer in \\boxed{}."
 PRESETS: dict[str, Preset] = {
@@ -83,27 +84,31 @@ class HuggingFace(AnswerTask):
             f"'{cfg.dataset}'{', ' + repr(cfg.subset) if cfg.subset else ''}, "
             f"split='{cfg.split}')\""
         )
+        # Both switches are read when `datasets` / `huggingface_hub` are imported, so they are
+        # set before the import; restored afterwards.
+        saved = {k: os.environ.get(k) for k in _OFFLINE}
+        os.environ.update(dict.fromkeys(_OFFLINE, "1"))
         try:
-            import datasets  # type: ignore[import-not-found]
-        except ImportError:
-            raise ValueError(
-                "the hf task needs the `datasets` package: `pip install datasets`, then "
-                f"download the data once with {fetch_cmd}"
-            ) from None
-        previous = os.environ.get("HF_DATASETS_OFFLINE")
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
-        try:
-            data = datasets.load_dataset(cfg.dataset, cfg.subset or None, split=cfg.split)
-        except Exception as exc:
-            raise ValueError(
-                f"hf task: {where} split {cfg.split!r} is not available offline ({exc}). "
-                f"Download it once (online) with: {fetch_cmd}"
-            ) from None
+            try:
+                import datasets  # type: ignore[import-not-found]
+            except ImportError:
+                raise ValueError(
+                    "the hf task needs the `datasets` package: `pip install datasets`, then "
+                    f"download the data once with {fetch_cmd}"
+                ) from None
+            try:
+                data = datasets.load_dataset(cfg.dataset, cfg.subset or None, split=cfg.split)
+            except Exception as exc:
+                raise ValueError(
+                    f"hf task: {where} split {cfg.split!r} is not available offline ({exc}). "
+                    f"Download it once (online) with: {fetch_cmd}"
+                ) from None
         finally:
-            if previous is None:
-                os.environ.pop("HF_DATASETS_OFFLINE", None)
-            else:
-                os.environ["HF_DATASETS_OFFLINE"] = previous
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         problems = []
         for i, row in enumerate(data):
             if limit is not None and i >= limit:

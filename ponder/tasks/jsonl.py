@@ -74,6 +74,7 @@ class Jsonl(AnswerTask):
         if not path.is_file():
             raise ValueError(f"jsonl task: no such file {path}")
         problems: list[Problem] = []
+        self._rows = {}
         with path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
                 if limit is not None and len(problems) >= limit:
@@ -94,6 +95,8 @@ class Jsonl(AnswerTask):
                             "set the field names with --question-field / --answer-field"
                         )
                 pid = str(row[cfg.id_field]) if cfg.id_field else f"{path.name}/{lineno}"
+                if pid in self._rows:
+                    raise ValueError(f"{where}: id {pid!r} appears twice; ids must be unique")
                 messages = [{"role": "user", "content": str(row[cfg.question_field])}]
                 if cfg.system:
                     messages.insert(0, {"role": "system", "content": cfg.system})
