@@ -34,7 +34,15 @@ from engine_contract import (
 
 from ponder import models
 from ponder.engines.base import EngineError
-from ponder.engines.openai import ChatTemplate, OpenAIEngine, _matched_stop, sample_seed
+from ponder.engines.openai import (
+    ChatTemplate,
+    OpenAIEngine,
+    _Call,
+    _completion,
+    _completion_logprobs,
+    _matched_stop,
+    sample_seed,
+)
 from ponder.types import GREEDY, Request, TokenLogprob
 
 N_CTX = 2048
@@ -356,3 +364,56 @@ def test_template_from_gguf(small_model):
     t = ChatTemplate.from_gguf(Path(models.resolve(small_model)))
     text = t.render([{"role": "user", "content": "hi"}])
     assert "hi" in text and text.endswith("assistant\n")
+
+
+def test_vllm_reply_is_read():
+    # The shape vLLM answers /v1/completions with (stop_reason, cached prompt tokens).
+    params = GREEDY.with_(max_tokens=16, stop=("\n\n", "Step"))
+    call = _Call("/v1/completions", {}, 0, params, logprobs_asked=False)
+    choice = {"index": 0, "text": "x = 2", "finish_reason": "stop", "stop_reason": "\n\n"}
+    usage = {
+        "prompt_tokens": 40,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 32},
+    }
+    c = _completion(choice, usage, call, start=0.0)
+    assert (c.text, c.tokens, c.finish_reason, c.stop_reason) == ("x = 2", 5, "stop", "\n\n")
+    assert (c.usage.prompt_tokens_computed, c.usage.prompt_tokens_cached) == (8, 32)
+    eos = _completion({**choice, "stop_reason": None}, usage, call, start=0.0)
+    assert eos.stop_reason is None
+    chat_choice = {"message": {"role": "assistant", "content": "hi"}, "finish_reason": "length"}
+    assert _completion(chat_choice, usage, call, start=0.0).text == "hi"
+
+
+def test_llama_server_logprobs_shape_is_read():
+    # llama-server answers /v1/completions logprobs in the chat shape, and the sampled
+    # token's "token" is its share of the streamed text, not its piece.
+    lp = {
+        "content": [
+            {
+                "id": 216,
+                "token": "",
+                "logprob": -0.1,
+                "top_logprobs": [
+                    {"id": 216, "token": " ", "logprob": -0.1},
+                    {"id": 198, "token": "\n", "logprob": -3.4},
+                ],
+            },
+            {
+                "id": 39,
+                "token": " 7",
+                "logprob": -0.07,
+                "top_logprobs": [
+                    {"id": 198, "token": "\n", "logprob": -2.8},
+                    {"id": 39, "token": "7", "logprob": -0.07},
+                ],
+            },
+        ]
+    }
+    got = _completion_logprobs(lp, 1)
+    assert got == (
+        TokenLogprob(" ", -0.1, ((" ", -0.1),)),
+        TokenLogprob("7", -0.07, (("7", -0.07),)),
+    )
+    legacy = {"tokens": ["a"], "token_logprobs": [-0.5], "top_logprobs": [{"b": -2.0, "a": -0.5}]}
+    assert _completion_logprobs(legacy, 2) == (TokenLogprob("a", -0.5, (("a", -0.5), ("b", -2.0))),)

@@ -40,7 +40,9 @@ class ServerProfile:
 
     ``continue_final_message``: chat completions accept ``continue_final_message`` (a
     trailing assistant message is continued, not closed). ``stop_reason``: each choice
-    says which stop string ended it. ``ignore_eos``: the body field ``ignore_eos`` works.
+    says which stop string ended it. ``tokens_past_stop``: with logprobs, the reply lists
+    the generated tokens that formed the stop string (so it can be read from them).
+    ``ignore_eos``: the body field ``ignore_eos`` works.
     ``props``: ``GET /props`` describes the chat template and context size (llama-server).
     ``extra``: fields sent with every generation request (to undo server defaults that
     differ from ponder's sampling semantics).
@@ -49,6 +51,7 @@ class ServerProfile:
     name: str
     continue_final_message: bool = False
     stop_reason: bool = False
+    tokens_past_stop: bool = True
     ignore_eos: bool = False
     prefix_cache: bool = False
     props: bool = False
@@ -58,9 +61,23 @@ class ServerProfile:
 PROFILES: dict[str, ServerProfile] = {
     p.name: p
     for p in (
-        ServerProfile("vllm", True, True, True, True),
-        ServerProfile("sglang", True, True, True, True),
-        ServerProfile("llama-server", False, False, True, True, props=True),
+        ServerProfile(
+            "vllm",
+            continue_final_message=True,
+            stop_reason=True,
+            ignore_eos=True,
+            prefix_cache=True,
+        ),
+        ServerProfile(
+            "sglang",
+            continue_final_message=True,
+            stop_reason=True,
+            ignore_eos=True,
+            prefix_cache=True,
+        ),
+        ServerProfile(
+            "llama-server", tokens_past_stop=False, ignore_eos=True, prefix_cache=True, props=True
+        ),
         # llama-cpp-python's server applies a repeat penalty of 1.1 unless told otherwise.
         ServerProfile("llama-cpp-python", extra={"repeat_penalty": 1.0}),
         ServerProfile("generic"),
@@ -383,8 +400,7 @@ class OpenAIEngine:
         except EngineError:
             return False
         choices = reply.get("choices") or [{}]
-        lp = choices[0].get("logprobs") or {}
-        return bool(lp.get("token_logprobs"))
+        return bool(_completion_logprobs(choices[0].get("logprobs"), 1))
 
     def _extra(self) -> dict[str, Any]:
         return dict(self.profile.extra) if self.profile else {}
@@ -440,7 +456,12 @@ class OpenAIEngine:
             body["ignore_eos"] = True
         # Without a stop_reason from the server, the generated tokens past the returned
         # text tell which stop string matched: ask for them.
-        infer_stop = bool(p.stop) and not self.profile.stop_reason and bool(self._logprobs)
+        infer_stop = (
+            bool(p.stop)
+            and not self.profile.stop_reason
+            and self.profile.tokens_past_stop
+            and bool(self._logprobs)
+        )
         want_lp = p.logprobs or infer_stop
         if isinstance(request.prefix, str) or self.template is not None:
             if isinstance(request.prefix, str):
@@ -453,7 +474,8 @@ class OpenAIEngine:
             path = "/v1/completions"
             body["prompt"] = prompt
             if want_lp:
-                body["logprobs"] = p.top_logprobs
+                # at least 1: llama-server returns no logprobs at all for 0
+                body["logprobs"] = max(1, p.top_logprobs)
         else:
             path = "/v1/chat/completions"
             messages = [dict(m) for m in request.prefix]
@@ -471,7 +493,7 @@ class OpenAIEngine:
             body["messages"] = messages
             if want_lp:
                 body["logprobs"] = True
-                body["top_logprobs"] = p.top_logprobs
+                body["top_logprobs"] = max(1, p.top_logprobs)
         calls = []
         for i in range(request.n):
             b = dict(body)
@@ -626,6 +648,10 @@ def _finite(v: Any) -> float:
 
 
 def _completion_logprobs(lp: Any, k: int) -> tuple[TokenLogprob, ...] | None:
+    """Per-token logprobs of a completions choice: the legacy shape (``tokens``,
+    ``token_logprobs``, ``top_logprobs`` dicts) or the chat shape llama-server uses."""
+    if lp and lp.get("content") is not None:
+        return _chat_logprobs(lp, k)
     if not lp or lp.get("token_logprobs") is None:
         return None
     tops = lp.get("top_logprobs") or [None] * len(lp["tokens"])
@@ -643,8 +669,15 @@ def _chat_logprobs(lp: Any, k: int) -> tuple[TokenLogprob, ...] | None:
         return None
     out = []
     for item in lp["content"]:
-        pairs = [(a["token"], _finite(a["logprob"])) for a in item.get("top_logprobs") or []]
-        out.append(TokenLogprob(item["token"], _finite(item["logprob"]), _top(pairs, k)))
+        alts = item.get("top_logprobs") or []
+        pairs = [(a["token"], _finite(a["logprob"])) for a in alts]
+        # llama-server writes the sampled token's share of the streamed text here (it
+        # may be empty or merged); the alternative with the same id has its true piece.
+        token = next(
+            (a["token"] for a in alts if "id" in item and a.get("id") == item["id"]),
+            item["token"],
+        )
+        out.append(TokenLogprob(token, _finite(item["logprob"]), _top(pairs, k)))
     return tuple(out)
 
 
