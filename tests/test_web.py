@@ -72,9 +72,20 @@ def ask(
     page.click("#go")
 
 
+def wait_done(page: Page) -> None:
+    """Wait until the run ends; fail with the page's own message when it failed."""
+    page.wait_for_function(
+        "() => { const s = document.getElementById('status');"
+        " return s.textContent.startsWith('done') || s.classList.contains('error'); }",
+        timeout=120_000,
+    )
+    status = page.locator("#status").inner_text()
+    assert status.startswith("done"), status
+
+
 def test_ask_shows_answer_candidates_votes_and_usage(page: Page):
     ask(page, "What is 17 plus 25? End with: The answer is N.", "self-consistency", 4, 48)
-    expect(page.locator("#status")).to_contain_text("done", timeout=90_000)
+    wait_done(page)
     # every generated sample appeared live, and the final candidates replaced them
     expect(page.locator("#live li.live-sample")).to_have_count(4)
     expect(page.locator("#candidates li.candidate")).to_have_count(4)
@@ -92,8 +103,9 @@ def test_ask_shows_answer_candidates_votes_and_usage(page: Page):
 
 def test_step_search_draws_its_tree(page: Page):
     page.select_option("#scorer", "judge")
-    ask(page, "What is 6 times 7?", "beam-search", 2, 48, '{"max_steps": 3, "max_step_tokens": 12}')
-    expect(page.locator("#status")).to_contain_text("done", timeout=90_000)
+    config = '{"beam_width": 2, "max_steps": 3, "max_step_tokens": 12}'
+    ask(page, "What is 6 times 7?", "beam-search", 4, 48, config)
+    wait_done(page)
     if os.environ.get("PONDER_SCREENSHOT"):
         page.screenshot(path=str(SCREENSHOT.with_name("web-tree.png")), full_page=True)
     expect(page.locator("#tree-panel")).to_be_visible()

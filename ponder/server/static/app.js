@@ -243,18 +243,28 @@ function bars(title, rows, winner) {
 function showDistribution(p) {
   const box = $("bars");
   box.replaceChildren();
+  // The strategy's own clusters (equivalent answers together) when it reports them.
+  const clusters = p.trace && p.trace.clusters && Object.keys(p.trace.clusters).length
+    ? p.trace.clusters : null;
   const votes = new Map();
-  for (const c of p.candidates) {
-    const key = c.answer === null ? "(none)" : c.answer;
-    votes.set(key, (votes.get(key) || 0) + 1);
+  if (clusters) {
+    for (const [key, members] of Object.entries(clusters)) votes.set(key, members.length);
+  } else {
+    for (const c of p.candidates) {
+      const key = c.answer === null ? "(none)" : c.answer;
+      votes.set(key, (votes.get(key) || 0) + 1);
+    }
   }
   const voteRows = [...votes.entries()].sort((a, b) => b[1] - a[1]);
-  if (voteRows.length) box.append(bars("candidates per answer", voteRows, p.answer));
-  const scored = p.candidates.map((c, i) => [`#${i} ${c.answer ?? ""}`, c.score])
+  const winner = clusters ? p.trace.winner : p.answer;
+  if (voteRows.length) box.append(bars("candidates per answer", voteRows, winner));
+  const label = (c, i) => `#${i} ${c.answer ?? ""}`;
+  const scored = p.candidates.map((c, i) => [label(c, i), c.score])
     .filter((r) => typeof r[1] === "number");
   if (scored.length) {
     const best = p.candidates.findIndex((c) => p.best && c.text === p.best.text);
-    box.append(bars("score per candidate", scored, best >= 0 ? scored[best]?.[0] : null));
+    const winner = best >= 0 ? label(p.candidates[best], best) : null;
+    box.append(bars("score per candidate", scored, winner));
   }
   $("dist-panel").hidden = box.childElementCount === 0;
 }
