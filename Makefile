@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 QUESTION ?= A baker made 24 muffins and sold 3 boxes of 6 muffins each. How many muffins are left?
 
-.PHONY: setup run test lint models peers bench clean
+.PHONY: setup run test lint browser models peers bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ lint: setup
 	$(BIN)/ruff format --check ponder tests
 	$(BIN)/mypy
 
-test: setup lint
+# The web page is tested in headless Chromium (Debian's package; Playwright drives it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the web-page tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup lint browser
 	$(BIN)/ponder models pull smollm2-135m-instruct
 	$(BIN)/pytest -q
 

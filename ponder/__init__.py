@@ -1,6 +1,7 @@
 """ponder: better answers from language models by thinking more at inference time."""
 
 from ponder.api import load_engine, solve, solve_async
+from ponder.scoring import scorer
 from ponder.types import Budget, Completion, Problem, Request, Result, SamplingParams, Usage
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __all__ = [
     "SamplingParams",
     "Usage",
     "load_engine",
+    "scorer",
     "solve",
     "solve_async",
 ]

@@ -85,7 +85,11 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="openai: server root, e.g. http://host:8000 (repeat to load-balance)",
     )
-    p.add_argument("--api-key", default=None, help="openai: bearer token")
+    p.add_argument(
+        "--engine-api-key",
+        default=None,
+        help="openai: bearer token for the engine's server (or env PONDER_ENGINE_API_KEY)",
+    )
     p.add_argument(
         "--chat-template",
         default=None,
@@ -93,8 +97,10 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_from_args(args: argparse.Namespace, load: Any) -> Any:
+def engine_from_args(args: argparse.Namespace, load: Any, **llamacpp_options: Any) -> Any:
     """The engine that ``add_engine_arguments`` options describe, built with ``load``."""
+    import os
+
     if args.engine == "openai":
         if not args.base_url:
             raise ValueError("--engine openai needs --base-url URL")
@@ -102,24 +108,48 @@ def engine_from_args(args: argparse.Namespace, load: Any) -> Any:
             args.model,
             engine="openai",
             base_url=args.base_url,
-            api_key=args.api_key,
+            api_key=args.engine_api_key or os.environ.get("PONDER_ENGINE_API_KEY") or None,
             chat_template=args.chat_template,
         )
     if args.base_url:
         raise ValueError("--base-url needs --engine openai")
-    return load(args.model, n_ctx=args.n_ctx)
+    return load(args.model, n_ctx=args.n_ctx, **llamacpp_options)
+
+
+def parse_pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options; a value is read as JSON when it parses (numbers, booleans,
+    lists), else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def scorer_from_args(args: argparse.Namespace, engine: Any) -> Any:
+    """The scorer named by ``--scorer`` with its ``--scorer-set`` options, or None."""
+    from ponder.scoring import create_scorer
+
+    options = parse_pairs(getattr(args, "scorer_set", None), "--scorer-set")
+    if not args.scorer:
+        if options:
+            raise ValueError("--scorer-set needs --scorer NAME")
+        return None
+    try:
+        return create_scorer(args.scorer, engine, **options)
+    except TypeError as exc:
+        raise ValueError(f"scorer {args.scorer!r}: {exc}") from None
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     from ponder.api import load_engine, solve
 
-    config: dict[str, Any] = {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key] = value
+    config = parse_pairs(args.set, "--set")
     if args.max_tokens:
         config["max_tokens"] = args.max_tokens
     engine = engine_from_args(args, load_engine)
@@ -129,7 +159,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             args.strategy,
             Budget(n=args.budget),
             engine=engine,
-            scorer=args.scorer or None,
+            scorer=scorer_from_args(args, engine),
             **config,
         )
     finally:
@@ -144,11 +174,12 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
+    from ponder.api import load_engine
     from ponder.server.main import serve
     from ponder.server.settings import ServerSettings
 
     settings = ServerSettings(
-        model=args.model,
+        model=args.model or (",".join(args.base_url) if args.base_url else models.DEFAULT_MODEL),
         api_key=args.api_key or os.environ.get("PONDER_API_KEY") or None,
         default_strategy=args.strategy,
         default_budget=min(args.budget, args.max_budget),
@@ -157,17 +188,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         queue_size=args.queue_size,
     )
-    serve(
-        settings,
-        host=args.host,
-        port=args.port,
-        n_ctx=args.n_ctx,
-        n_parallel=args.n_parallel,
-    )
+    engine = engine_from_args(args, load_engine, n_parallel=args.n_parallel)
+    serve(settings, host=args.host, port=args.port, engine=engine)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "strategies":
+        from ponder.benchmarks import strategy_bench
+
+        return strategy_bench.main(args)
     if args.suite != "engine":
         from ponder.evals.runner import bench_main
 
@@ -215,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--strategy", default="self-consistency", choices=names(with_aliases=True))
     v.add_argument("--scorer", default="", help=f"one of: {', '.join(scorer_names())}")
     v.add_argument(
+        "--scorer-set", action="append", metavar="KEY=VALUE", help="scorer option (repeatable)"
+    )
+    v.add_argument(
         "--budget", type=int, default=8, help="samples/particles/beams (see `ponder strategies`)"
     )
     add_engine_arguments(v)
@@ -224,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_solve)
 
     sv = sub.add_parser("serve", help="OpenAI-compatible server and web page (docs/SERVER.md)")
-    sv.add_argument("--model", default=models.DEFAULT_MODEL, help="registry name or GGUF path")
+    add_engine_arguments(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", default="", help="require this bearer key (or env PONDER_API_KEY)")
@@ -234,7 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-tokens", type=int, default=1024, help="largest per-sample token cap")
     sv.add_argument("--concurrency", type=int, default=8, help="runs executing at once")
     sv.add_argument("--queue-size", type=int, default=32, help="runs admitted (running+waiting)")
-    sv.add_argument("--n-ctx", type=int, default=16384)
     sv.add_argument("--n-parallel", type=int, default=64, help="engine sequence slots")
     sv.set_defaults(func=_cmd_serve)
 
@@ -243,8 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="evaluate a task (docs/EVALS.md) or benchmark the engine")
     tasks = ", ".join(task_names())
-    b.add_argument("suite", help=f"engine (docs/BENCHMARKS.md) or a task: {tasks}")
-    b.add_argument("--model", default=models.DEFAULT_MODEL)
+    b.add_argument(
+        "suite",
+        help=f"engine or strategies (docs/BENCHMARKS.md), or a task to evaluate: {tasks}",
+    )
+    add_engine_arguments(b)
     b.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")
     b.add_argument("--tokens", type=int, default=128)
     b.add_argument("--threads", type=int, default=0, help="0 = all cores")

@@ -84,6 +84,28 @@ def test_body_only_completions_get_the_prompt() -> None:
     assert score([indented, bare, typed]) == (1.0, 1.0, 1.0)
     program = build_program(PROBLEM, typed)
     assert program.startswith("from typing import List\n")
+    assert program.rstrip().endswith("return [x + k for x in xs]")
+
+
+def test_whole_function_keeps_the_prompts_helpers() -> None:
+    # HumanEval/38-style: the prompt defines a helper the entry point relies on.
+    prompt = (
+        "def shift(s):\n    return s[1:] + s[:1]\n\n\n"
+        'def unshift(s):\n    """Undo shift.\n    >>> unshift("bca")\n    \'abc\'\n    """\n'
+    )
+    problem = Problem(
+        id="helper",
+        messages=(),
+        metadata={
+            "prompt_code": prompt,
+            "entry_point": "unshift",
+            "visible_tests": ["assert unshift(shift('abc')) == 'abc'"],
+        },
+    )
+    uses_helper = "def unshift(s):\n    return shift(shift(s))\n"
+    program = build_program(problem, uses_helper)
+    assert program.index("def shift") < program.index("return shift(shift(s))")
+    assert score([uses_helper], problem) == (1.0,)
 
 
 def test_without_prompt_code_the_text_runs_as_is() -> None:

@@ -46,21 +46,6 @@ class TestContract(EngineContract):
     def contract_engine(self, engine):
         return engine
 
-    # Known engine bug (found by this suite): a seeded sample changes once the session's
-    # cache holds earlier runs of the same request (e.g. the 4th identical n=4 request
-    # samples different texts from the first token on); cold runs agree.
-    _SEED_BUG = pytest.mark.xfail(
-        reason="seeded samples change after the prompt is cached", strict=False
-    )
-
-    @_SEED_BUG
-    def test_n_samples_are_distinct_and_reproducible(self, contract_engine):
-        super().test_n_samples_are_distinct_and_reproducible(contract_engine)
-
-    @_SEED_BUG
-    def test_logprobs_are_valid(self, contract_engine):
-        super().test_logprobs_are_valid(contract_engine)
-
 
 def test_greedy_is_deterministic(engine):
     a = engine.generate_sync([greedy(QUESTIONS[0])])[0][0]

@@ -62,7 +62,7 @@ def server_url(small_model: str, tmp_path_factory: pytest.TempPathFactory) -> It
     cmd = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "ponder.engines.llamacpp.py_server",  # llama_cpp.server, safe on AMX CPUs
         "--model",
         str(models.resolve(small_model)),
         "--host",

@@ -119,6 +119,9 @@ def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[st
 def run_sequential(model: Path, ns: list[int], tokens: int, threads: int) -> dict[str, Any]:
     import llama_cpp
 
+    from ponder.engines.llamacpp.native import guard_llama_cpp
+
+    guard_llama_cpp()  # same weight layout as ponder (no AMX repack on AMX CPUs)
     llm = llama_cpp.Llama(
         str(model), n_ctx=2048, n_batch=512, n_threads=threads, verbose=False, seed=1
     )
@@ -167,6 +170,10 @@ class _Server:
         cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
         cmd += ["-c", str(ctx), "--cont-batching"]
+        from ponder.engines.llamacpp.native import extra_buffers_allowed
+
+        if not extra_buffers_allowed():
+            cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -273,6 +280,9 @@ def _run_part(part: str, extra: list[str]) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "engine", "llamacpp") != "llamacpp":
+        raise ValueError("ponder bench engine measures the embedded engine; drop --engine")
+    args.model = args.model or models.DEFAULT_MODEL
     model = models.resolve(args.model)
     threads = args.threads or (os.cpu_count() or 1)
     ns = [int(x) for x in args.ns.split(",")]

@@ -398,10 +398,12 @@ def add_bench_arguments(parser: Any) -> None:
     g.add_argument("--limit", type=int, default=0, help="first N problems (0: the task's all)")
     g.add_argument("--db", default="runs.sqlite", help="results database (resumes from it)")
     g.add_argument("--scorer", default="", help="registered scorer name for the strategies")
+    g.add_argument(
+        "--scorer-set", action="append", metavar="KEY=VALUE", help="scorer option (repeatable)"
+    )
     g.add_argument("--concurrency", type=int, default=8, help="cells in flight at once")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy setting")
     g.add_argument("--max-tokens", type=int, default=0, help="strategies' max_tokens")
-    g.add_argument("--n-ctx", type=int, default=16384)
     g.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task option")
     g.add_argument("--task-seed", type=int, default=0, help="problem set of generated tasks")
     g.add_argument("--level", type=int, default=0, help="arithmetic: difficulty 1-5")
@@ -471,7 +473,9 @@ def bench_main(args: Any) -> int:
     ]
     budgets = _ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    engine = load_engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads or None)
+    from ponder.cli import engine_from_args, scorer_from_args
+
+    engine = engine_from_args(args, load_engine, n_threads=args.threads or None)
     try:
         summary = run_eval(
             task,
@@ -481,9 +485,9 @@ def bench_main(args: Any) -> int:
             args.limit or None,
             args.db,
             engine,
-            scorer=args.scorer or None,
+            scorer=scorer_from_args(args, engine),
             concurrency=args.concurrency,
-            model=args.model,
+            model=args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None),
             task_seed=args.task_seed,
         )
     finally:

@@ -85,23 +85,37 @@ def _imports_of(prompt_code: str) -> str:
 
 
 def build_program(problem: Problem, text: str) -> str:
-    """The program to run for candidate ``text``.
+    """The program to run for candidate ``text``: ``assemble_program`` with the problem's
+    ``metadata["prompt_code"]`` (signature and docstring) and ``entry_point``; without a
+    prompt, the candidate's code alone."""
+    return assemble_program(
+        problem.metadata.get("prompt_code") or "", problem.metadata.get("entry_point") or "", text
+    )
 
-    The first fenced code block, else the whole text. When ``metadata["prompt_code"]`` (the
-    signature and docstring) is known: a program that defines ``entry_point`` gets the prompt's
-    import lines in front; one that does not is taken as the function's body and appended to the
-    prompt (indented by four spaces when it is not indented at all).
-    """
+
+def assemble_program(prompt_code: str, entry_point: str, text: str) -> str:
+    """The candidate's code (its first fenced block, else the whole text) joined to the
+    prompt as the official HumanEval harness does. A candidate that defines ``entry_point``
+    comes after the whole prompt, so the prompt's imports and helper functions stay defined
+    and the candidate's function replaces the prompt's docstring-only one (when prompt and
+    candidate do not parse together, only the prompt's imports go in front); a candidate that
+    writes only the body continues the prompt (indented by four spaces when it is not
+    indented at all)."""
     code = extract_answer(text, "code")
     if code is None:
         code = text
-    prompt_code = problem.metadata.get("prompt_code") or ""
-    entry = problem.metadata.get("entry_point") or ""
     if not prompt_code:
         return code
-    if entry and _defines(code, entry):
-        imports = _imports_of(prompt_code)
-        return f"{imports}\n{code}" if imports else code
+    if entry_point and _defines(code, entry_point):
+        joined = f"{prompt_code.rstrip()}\n\n\n{code}\n"
+        try:
+            compile(joined, "<candidate>", "exec")
+        except (SyntaxError, ValueError):
+            # A prompt that does not parse on its own (cut mid-docstring, say): keep only
+            # its import lines in front of the candidate's complete program.
+            imports = _imports_of(prompt_code)
+            return f"{imports}\n{code}" if imports else code
+        return joined
     body = code.strip("\n")
     first = next((line for line in body.splitlines() if line.strip()), "")
     if first and not first[0].isspace():

@@ -20,16 +20,19 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    engine: Any = None,
     **engine_options: Any,
 ) -> None:
-    """Serve ``settings.model`` until interrupted; on exit, requests still open after
-    ``GRACE_SECONDS`` are cancelled together with their runs."""
+    """Serve ``engine`` (default: the embedded engine on ``settings.model``, built with
+    ``engine_options``) until interrupted, then close it; on exit, requests still open
+    after ``GRACE_SECONDS`` are cancelled together with their runs."""
     import uvicorn
 
     from ponder.api import load_engine
     from ponder.server.app import create_app
 
-    engine = load_engine(settings.model, **engine_options)
+    if engine is None:
+        engine = load_engine(settings.model or None, **engine_options)
     try:
         app = create_app(engine, settings)
         auth = "API key required" if settings.api_key else "no API key"

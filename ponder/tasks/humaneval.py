@@ -16,15 +16,14 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ponder import models
 from ponder.scoring.answers import extract_answer
+from ponder.scoring.code_tests import assemble_program
 from ponder.tasks.base import TaskBase, register_task
 from ponder.types import Candidate, Problem
 
@@ -76,20 +75,9 @@ def fetch() -> Path:
 
 
 def program_for(prompt: str, entry_point: str, completion: str) -> str:
-    """The program to test: the prompt (its imports and helper functions) followed by the
-    candidate's code (its first fenced block, else the whole text). A candidate that writes the
-    whole function redefines it; one that writes only the body continues the prompt (indented
-    by four spaces when it is not indented at all), as in the official harness."""
-    code = extract_answer(completion, "code")
-    if code is None:
-        code = completion
-    if re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.M):
-        return f"{prompt}\n\n{code}\n"
-    body = code.strip("\n")
-    first = next((line for line in body.splitlines() if line.strip()), "")
-    if first and not first[0].isspace():
-        body = textwrap.indent(body, "    ")
-    return prompt.rstrip("\n") + "\n" + body + "\n"
+    """The program to test: the prompt followed by the candidate's code, as in the official
+    harness (see ``ponder.scoring.code_tests.assemble_program``)."""
+    return assemble_program(prompt, entry_point, completion)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,51 @@ class NativeError(RuntimeError):
     pass
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether the CPU has Intel AMX (Sapphire Rapids and later), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_int8" in line for line in f)
+    except OSError:
+        return False
+
+
+def extra_buffers_allowed() -> bool:
+    """Whether llama.cpp may repack weights into its extra CPU buffer types.
+
+    On AMX CPUs llama.cpp's AMX buffer type segfaults in ``ggml_backend_amx_mul_mat`` on
+    the first multi-token batch (seen on this project's machines with Q4 models; upstream
+    llama.cpp issue #20824, unfixed), so ponder turns the extra buffer types off there.
+    ``PONDER_REPACK=1`` forces them on, ``PONDER_REPACK=0`` off.
+    """
+    forced = os.environ.get("PONDER_REPACK", "").strip()
+    if forced in {"0", "1"}:
+        return forced == "1"
+    return not cpu_has_amx()
+
+
+def model_params() -> ll.llama_model_params:
+    """llama.cpp's default model parameters, with ``extra_buffers_allowed`` applied."""
+    params = _DEFAULT_MODEL_PARAMS()
+    if not extra_buffers_allowed():
+        params.use_extra_bufts = False
+    return params
+
+
+_DEFAULT_MODEL_PARAMS = ll.llama_model_default_params
+
+
+def guard_llama_cpp() -> None:
+    """Make llama-cpp-python's own ``Llama`` class (and its server) load models with
+    ``model_params`` — for the peers ponder is measured against and tested with, which
+    would otherwise crash on AMX CPUs."""
+    import llama_cpp.llama_cpp as bindings
+
+    ll.llama_model_default_params = model_params
+    bindings.llama_model_default_params = model_params
+
+
 class NativeContext:
     def __init__(
         self,
@@ -50,7 +95,7 @@ class NativeContext:
     ) -> None:
         _quiet_logs()
         ll.llama_backend_init()
-        mparams = ll.llama_model_default_params()
+        mparams = model_params()
         self.model = ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not self.model:
             raise NativeError(f"llama.cpp could not load {path} (corrupt or unsupported GGUF?)")

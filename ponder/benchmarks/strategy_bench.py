@@ -1,0 +1,121 @@
+"""``ponder bench strategies``: what each strategy costs on the same problems.
+
+Every strategy runs at one budget over the same arithmetic problems, each in a fresh
+engine of its own (so no strategy is served from another's cache), through the resumable
+eval runner. Per strategy: accuracy, tokens generated, prompt tokens computed and served
+from the cache (engine and scorer calls together), engine calls and wall seconds. The
+question it answers: do search strategies, which re-send their growing partial solutions
+every step, get those prompts from the prefix cache?
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ponder import models
+from ponder.strategies import names
+
+PROCESS = {"beam-search", "dvts", "particle-filter", "particle-gibbs", "astar"}
+"""Strategies that need a process scorer (the bench gives them ``--scorer``)."""
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from ponder.api import load_engine
+    from ponder.evals.runner import StrategySpec, run_eval
+    from ponder.evals.store import Store
+    from ponder.scoring import create_scorer
+    from ponder.tasks import create_task
+
+    wanted = [s for s in args.strategies.split(",") if s] if args.strategies else names()
+    task = create_task("arithmetic", level=args.level)
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="ponder-strategies-")) / "runs.sqlite")
+    rows = []
+    for name in wanted:
+        config: dict[str, Any] = {"max_tokens": args.max_tokens}
+        engine = load_engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads or None)
+        try:
+            scorer = create_scorer(args.scorer, engine) if args.scorer else None
+            t0 = time.perf_counter()
+            summary = run_eval(
+                task,
+                [StrategySpec(name, name, config)],
+                [args.budget],
+                1,
+                args.limit,
+                db,
+                engine,
+                scorer=scorer,
+                concurrency=args.concurrency,
+                model=args.model,
+                progress=False,
+            )
+            wall = time.perf_counter() - t0
+        finally:
+            engine.close()
+        with Store(db) as store:
+            cells = store.cells(summary.run_id)
+        computed = sum(c.prompt_tokens_computed for c in cells)
+        cached = sum(c.prompt_tokens_cached for c in cells)
+        row = {
+            "strategy": name,
+            "budget": args.budget,
+            "problems": len(cells),
+            "failed": summary.cells_failed,
+            "accuracy": sum(c.correct for c in cells) / len(cells) if cells else 0.0,
+            "tokens_generated": sum(c.tokens_generated for c in cells),
+            "prompt_tokens_computed": computed,
+            "prompt_tokens_cached": cached,
+            "cache_share": cached / (computed + cached) if computed + cached else 0.0,
+            "engine_calls": sum(c.engine_calls for c in cells),
+            "seconds": wall if summary.cells_run else summary.seconds,
+        }
+        rows.append(row)
+        print(format_row(row), file=sys.stderr, flush=True)
+    return rows
+
+
+HEADER = (
+    "| strategy | acc | tokens generated | prompt computed | prompt from cache | cache share "
+    "| engine calls | seconds |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def format_row(r: dict[str, Any]) -> str:
+    return (
+        f"| {r['strategy']} | {r['accuracy']:.2f} | {r['tokens_generated']:,} "
+        f"| {r['prompt_tokens_computed']:,} | {r['prompt_tokens_cached']:,} "
+        f"| {r['cache_share']:.0%} | {r['engine_calls']:,} | {r['seconds']:.0f} |"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if getattr(args, "engine", "llamacpp") != "llamacpp":
+        raise ValueError("ponder bench strategies measures the embedded engine; drop --engine")
+    args.model = args.model or models.DEFAULT_MODEL
+    args.budget = int(args.budgets.split(",")[0]) if args.budgets else 8
+    args.limit = args.limit or 20
+    args.level = args.level or 2
+    args.max_tokens = args.max_tokens or 256
+    unknown = [s for s in (args.strategies or "").split(",") if s and s not in names(True)]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(names())}")
+    if args.strategies == "greedy,vote":  # the bench default: measure every strategy
+        args.strategies = ""
+    rows = measure(args)
+    print(HEADER)
+    for r in rows:
+        print(format_row(r))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"settings": _settings(args), "rows": rows}, indent=2))
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("model", "budget", "limit", "level", "max_tokens", "scorer", "concurrency")
+    return {k: getattr(args, k) for k in keys}
