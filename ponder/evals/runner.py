@@ -16,7 +16,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -160,9 +160,9 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def describe_model(model: str | None, engine: Engine) -> dict[str, Any]:
+def describe_model(model: str | None, engine: Engine | None) -> dict[str, Any]:
     """The model's name and SHA-256 (pinned for registry models, hashed for GGUF paths)."""
-    name = model or str(getattr(engine, "model", "") or engine.name)
+    name = model or str(getattr(engine, "model", "") or getattr(engine, "name", ""))
     if name in models.REGISTRY:
         return {"name": name, "sha256": models.REGISTRY[name].sha256}
     path = Path(name).expanduser()
@@ -201,6 +201,49 @@ def _config_dict(strategy: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"}
 
 
+async def execute_cell(
+    task: Task,
+    problem: Problem,
+    label: str,
+    budget: int,
+    seed: int,
+    strategy: Any,
+    engine: Engine,
+    scorer: Any,
+) -> CellRecord:
+    """Run one cell and grade it; the record's ``run_id`` is left for the caller to set.
+    Engine failures propagate as ``EngineError``."""
+    t0 = time.perf_counter()
+    result = await strategy.run(problem, engine, scorer, Budget(n=budget))
+    seconds = time.perf_counter() - t0
+    correct = await task.grade(problem, result)
+    candidates_ok = await task.grade_candidates(problem, result.candidates)
+    u = result.usage
+    return CellRecord(
+        run_id="",
+        problem_id=problem.id,
+        strategy=label,
+        budget=budget,
+        seed=seed,
+        answer=result.answer,
+        reference=problem.reference,
+        correct=correct,
+        tokens_generated=u.tokens_generated,
+        prompt_tokens_computed=u.prompt_tokens_computed,
+        prompt_tokens_cached=u.prompt_tokens_cached,
+        engine_calls=u.engine_calls,
+        scorer_calls=u.scorer_calls,
+        seconds=seconds,
+        candidate_answers=tuple(c.answer for c in result.candidates),
+        candidates_correct=tuple(candidates_ok),
+        result=result.as_dict(),
+    )
+
+
+CellExecutor = Callable[[Problem, StrategySpec, int, int], Awaitable[CellRecord]]
+"""Runs one cell somewhere (this process's engine, or a Ray actor) and returns its record."""
+
+
 async def run_eval_async(
     task: Task | str,
     strategies: str | Sequence[str | StrategySpec],
@@ -208,14 +251,21 @@ async def run_eval_async(
     seeds: int | Sequence[int],
     limit: int | None,
     db: str | Path | Store,
-    engine: Engine,
+    engine: Engine | None,
     scorer: Any = None,
     concurrency: int = 8,
     model: str | None = None,
     task_seed: int = 0,
     progress: bool | IO[str] = True,
+    executor: CellExecutor | None = None,
+    engine_name: str | None = None,
 ) -> EvalSummary:
     """Run every missing cell of the grid and store each as it finishes.
+
+    Cells run on ``engine`` in this process, or through ``executor`` (e.g. Ray actors,
+    ``ponder.evals.distributed``; then ``engine`` may be None and ``engine_name`` names the
+    kind of engine the executor runs, so that the run's configuration, and with it its id,
+    is the same as a local run's).
 
     ``seeds`` is a count (seeds ``0..seeds-1``) or a list; the cell's seed becomes the
     strategy's ``seed`` setting (strategies without one run only the first seed). ``scorer``
@@ -237,7 +287,12 @@ async def run_eval_async(
     else:
         specs = [s if isinstance(s, StrategySpec) else parse_strategies(s)[0] for s in strategies]
     scorer_name = scorer if isinstance(scorer, str) else getattr(scorer, "name", None)
-    the_scorer = create_scorer(scorer, engine) if isinstance(scorer, str) else scorer
+    if engine is None and executor is None:
+        raise ValueError("run_eval needs an engine or an executor")
+    if isinstance(scorer, str) and engine is not None:
+        the_scorer = create_scorer(scorer, engine)
+    else:
+        the_scorer = scorer
     problems = the_task.problems(limit, seed=task_seed)
 
     built = {}
@@ -250,7 +305,7 @@ async def run_eval_async(
         "task_options": the_task.options(),
         "task_seed": task_seed,
         "model": describe_model(model, engine),
-        "engine": engine.name,
+        "engine": engine_name or (engine.name if engine is not None else "unknown"),
         "strategies": {
             spec.label: {
                 "name": canonical(spec.name),
@@ -287,48 +342,30 @@ async def run_eval_async(
         started = time.monotonic()
         counts = {"correct": 0, "failed": 0}
 
+        async def local(problem: Problem, spec: StrategySpec, budget: int, seed: int) -> CellRecord:
+            assert engine is not None
+            return await execute_cell(
+                the_task, problem, spec.label, budget, seed, built[(spec.label, seed)], engine,
+                the_scorer,
+            )  # fmt: skip
+
+        execute = executor or local
+
         async def run_cell(cell: tuple[Problem, StrategySpec, int, int]) -> None:
             problem, spec, budget, seed = cell
             key: CellKey = (problem.id, spec.label, budget, seed)
-            t0 = time.perf_counter()
             try:
-                result = await built[(spec.label, seed)].run(
-                    problem, engine, the_scorer, Budget(n=budget)
-                )
+                record = await execute(problem, spec, budget, seed)
             except EngineError as exc:
                 store.add_error(run_id, key, f"{type(exc).__name__}: {exc}")
                 counts["failed"] += 1
                 if bar:
                     bar.update(None)
                 return
-            seconds = time.perf_counter() - t0
-            correct = await the_task.grade(problem, result)
-            candidates_ok = await the_task.grade_candidates(problem, result.candidates)
-            u = result.usage
-            store.add_cell(
-                CellRecord(
-                    run_id=run_id,
-                    problem_id=problem.id,
-                    strategy=spec.label,
-                    budget=budget,
-                    seed=seed,
-                    answer=result.answer,
-                    reference=problem.reference,
-                    correct=correct,
-                    tokens_generated=u.tokens_generated,
-                    prompt_tokens_computed=u.prompt_tokens_computed,
-                    prompt_tokens_cached=u.prompt_tokens_cached,
-                    engine_calls=u.engine_calls,
-                    scorer_calls=u.scorer_calls,
-                    seconds=seconds,
-                    candidate_answers=tuple(c.answer for c in result.candidates),
-                    candidates_correct=tuple(candidates_ok),
-                    result=result.as_dict(),
-                )
-            )
-            counts["correct"] += int(correct)
+            store.add_cell(dataclasses.replace(record, run_id=run_id))
+            counts["correct"] += int(record.correct)
             if bar:
-                bar.update(correct)
+                bar.update(record.correct)
 
         queue: asyncio.Queue[tuple[Problem, StrategySpec, int, int]] = asyncio.Queue()
         for cell in todo:
@@ -367,7 +404,7 @@ def run_eval(
     seeds: int | Sequence[int],
     limit: int | None,
     db: str | Path | Store,
-    engine: Engine,
+    engine: Engine | None,
     scorer: Any = None,
     concurrency: int = 8,
     **options: Any,
@@ -401,7 +438,15 @@ def add_bench_arguments(parser: Any) -> None:
     g.add_argument(
         "--scorer-set", action="append", metavar="KEY=VALUE", help="scorer option (repeatable)"
     )
-    g.add_argument("--concurrency", type=int, default=8, help="cells in flight at once")
+    g.add_argument("--concurrency", type=int, default=8, help="cells in flight (per Ray actor)")
+    g.add_argument(
+        "--ray",
+        default="",
+        metavar="auto|local|ADDRESS",
+        help="run cells on Ray actors (pip install 'ponder[ray]'); docs/EVALS.md",
+    )
+    g.add_argument("--ray-actors", type=int, default=2, help="Ray actors, one engine each")
+    g.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs Ray reserves per actor")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy setting")
     g.add_argument("--max-tokens", type=int, default=0, help="strategies' max_tokens")
     g.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task option")
@@ -473,25 +518,88 @@ def bench_main(args: Any) -> int:
     ]
     budgets = _ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    from ponder.cli import engine_from_args, scorer_from_args
+    from ponder.cli import engine_from_args, parse_pairs, scorer_from_args
 
-    engine = engine_from_args(args, load_engine, n_threads=args.threads or None)
-    try:
-        summary = run_eval(
-            task,
-            specs,
-            budgets,
-            args.seeds,
-            args.limit or None,
-            args.db,
-            engine,
-            scorer=scorer_from_args(args, engine),
-            concurrency=args.concurrency,
-            model=args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None),
+    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    if args.ray:
+        from ponder.evals.distributed import RayExecutor, connect
+
+        if args.ray_actors < 1:
+            raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
+        scorer_options = parse_pairs(args.scorer_set, "--scorer-set")
+        if scorer_options and not args.scorer:
+            raise ValueError("--scorer-set needs --scorer NAME")
+        if args.engine == "openai":
+            if not args.base_url:
+                raise ValueError("--engine openai needs --base-url URL")
+            engine_options = [
+                {
+                    "engine": "openai",
+                    "model": args.model,
+                    "base_url": [url],
+                    "api_key": args.engine_api_key,
+                    "chat_template": args.chat_template,
+                }
+                for url in args.base_url
+            ]
+        else:
+            engine_options = [
+                {"model": model, "n_ctx": args.n_ctx, "n_threads": args.threads or None}
+            ]
+        connect(args.ray)
+        executor = RayExecutor(
+            args.ray_actors,
+            engine_options,
+            args.concurrency,
+            args.ray_cpus,
+            task_name=args.suite,
+            task_options=options,
             task_seed=args.task_seed,
+            limit=args.limit or None,
+            specs=specs,
+            seeds=list(range(args.seeds)),
+            scorer=args.scorer or None,
+            scorer_options=scorer_options,
         )
-    finally:
-        engine.close()
+        print(
+            f"Ray: {len(executor.actors)} actors on {sorted(set(executor.nodes))}", file=sys.stderr
+        )
+        try:
+            summary = run_eval(
+                task,
+                specs,
+                budgets,
+                args.seeds,
+                args.limit or None,
+                args.db,
+                None,
+                scorer=args.scorer or None,
+                concurrency=args.concurrency * len(executor.actors),
+                model=model,
+                task_seed=args.task_seed,
+                executor=executor,
+                engine_name=args.engine,
+            )
+        finally:
+            executor.close()
+    else:
+        engine = engine_from_args(args, load_engine, n_threads=args.threads or None)
+        try:
+            summary = run_eval(
+                task,
+                specs,
+                budgets,
+                args.seeds,
+                args.limit or None,
+                args.db,
+                engine,
+                scorer=scorer_from_args(args, engine),
+                concurrency=args.concurrency,
+                model=model,
+                task_seed=args.task_seed,
+            )
+        finally:
+            engine.close()
     graded = summary.cells_run
     acc = f"{summary.correct / graded:.3f}" if graded else "-"
     print(
