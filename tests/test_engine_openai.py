@@ -417,3 +417,29 @@ def test_llama_server_logprobs_shape_is_read():
     )
     legacy = {"tokens": ["a"], "token_logprobs": [-0.5], "top_logprobs": [{"b": -2.0, "a": -0.5}]}
     assert _completion_logprobs(legacy, 2) == (TokenLogprob("a", -0.5, (("a", -0.5), ("b", -2.0))),)
+
+
+def test_cli_solve_and_bench_drive_a_remote_server(server_url, tmp_path):
+    """`ponder solve` and `ponder bench TASK` with --engine openai --base-url."""
+    cli = [sys.executable, "-m", "ponder.cli"]
+    remote = ["--engine", "openai", "--base-url", server_url, "--chat-template", models.TEST_MODEL]
+    solve = subprocess.run(
+        [*cli, "solve", "What is 2+2?", "--strategy", "greedy", "--max-tokens", "8", "--json",
+         *remote],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert solve.returncode == 0, solve.stderr[-2000:]
+    assert json.loads(solve.stdout)["usage"]["tokens_generated"] > 0
+    db = tmp_path / "runs.sqlite"
+    bench = subprocess.run(
+        [*cli, "bench", "arithmetic", "--strategies", "greedy", "--budgets", "1", "--limit", "2",
+         "--max-tokens", "8", "--db", str(db), *remote],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    assert "2 cells run" in bench.stdout
+    key = subprocess.run(
+        [*cli, "solve", "hi", "--engine-api-key", "k", "--base-url", server_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert key.returncode == 2 and "--base-url needs --engine openai" in key.stderr

@@ -184,6 +184,21 @@ def test_a_step_cut_by_the_step_cap_does_not_end_the_solution():
     assert r.answer == "5"
 
 
+@pytest.mark.parametrize("strategy", ["beam-search", "particle-filter", "dvts"])
+def test_a_step_ending_on_the_delimiter_exactly_at_the_cap_ends_the_solution(strategy):
+    # Found on the real model: a step that stopped at the delimiter with the solution at
+    # exactly max_tokens was left unfinished, and the next step had no room left.
+    def script(prefix, i):
+        return f"w{i} x y{D}"  # 3 tokens a step, never an answer
+
+    budget = 4 if strategy != "particle-filter" else 2
+    r = run(strategy, ScriptedEngine(script), prefers_good(), budget, max_tokens=6)
+    nodes = r.trace["nodes"]
+    assert all(n["depth"] <= 1 for n in nodes)  # two steps of 3 tokens fill the cap
+    assert all(n["finished"] for n in nodes if n["depth"] == 1)
+    assert r.usage.tokens_generated <= 6 * budget * 2
+
+
 # ---- DVTS -----------------------------------------------------------------------------
 
 

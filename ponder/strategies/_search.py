@@ -188,7 +188,9 @@ async def generate_steps(
         steps = []
         for c in comps:
             hit = not last and c.stop_reason == cfg.delimiter
-            ended = last or (not hit and (c.finish_reason != "length" or used + c.tokens >= cap))
+            # Finished: the final step, an end of turn, or no room left under the cap (even
+            # when the step ended on the delimiter exactly at the cap).
+            ended = last or used + c.tokens >= cap or (not hit and c.finish_reason != "length")
             steps.append(Step(c.text + (cfg.delimiter if hit else ""), c.tokens, ended, c))
         result.append(steps)
     return result, usage_of(outs)
