@@ -129,3 +129,37 @@ def test_report_renders_in_headless_chromium(db, tmp_path):
             assert requests == [page_file.as_uri()]  # nothing else was fetched
         finally:
             browser.close()
+
+
+def test_verifier_quality_of_a_scored_strategy_is_in_every_report(tmp_path):
+    """best-of-n with a scorer that knows the answer 80% of the time: the report shows the
+    scorer's false-positive/negative rates and AUROC, computed from the graded candidates."""
+    from ponder.scoring import scorer as make_scorer
+
+    task = create_task("arithmetic", level=1)
+    problems = task.problems(6)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
+    by_text = {p.messages[0]["content"]: p for p in problems}
+
+    def script(prefix, i):
+        return f"The answer is {refs[prefix] + (0 if i % 2 == 0 else 1)}."
+
+    def oracle(problem, text):
+        right = f"is {refs[problem.messages[0]['content']]}." in text
+        flip = zlib.crc32(text.encode()) % 5 == 0  # wrong one time in five
+        return float(right != flip)
+
+    assert len(by_text) == 6
+    path = tmp_path / "runs.sqlite"
+    run_eval(task, "best-of-n", [4], 1, 6, path, ScriptedEngine(script),
+             scorer=make_scorer(oracle), progress=False)  # fmt: skip
+    with Store(path) as store:
+        text = text_report(store)
+        data = json_report(store)
+        page = html_report(store)
+    assert re.search(r"verifier of best-of-n: 24 graded candidates, FPR [\d.]+, FNR [\d.]+", text)
+    [quality] = data["verifier"].values()
+    q = quality["best-of-n"]
+    assert q["n"] == 24 and q["n_correct"] == 12
+    assert 0 <= q["false_positive_rate"] < 0.5 and 0.5 < q["auroc"] <= 1
+    assert "Verifier quality" in page and "AUROC" in page

@@ -106,6 +106,41 @@ def _cells(row: Row) -> list[str]:
     ]
 
 
+def verifier_quality(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per strategy label: ``ponder.scoring.quality.verifier_report`` over every candidate
+    that carries a scorer value and was graded (the scorer as a verifier, judged against
+    the task's grading). Strategies whose candidates have no scores are left out."""
+    from ponder.scoring.quality import verifier_report
+
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in store.cells(run_id, with_result=True):
+        candidates = (cell.result or {}).get("candidates") or []
+        for cand, ok in zip(candidates, cell.candidates_correct, strict=False):
+            score = cand.get("score") if isinstance(cand, dict) else None
+            if isinstance(score, int | float) and math.isfinite(score):
+                records[cell.strategy].append(
+                    {"score": float(score), "correct": bool(ok), "problem": cell.problem_id}
+                )
+    return {label: verifier_report(recs) for label, recs in records.items() if recs}
+
+
+def _verifier_lines(quality: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for label, q in sorted(quality.items()):
+        res = q["resampling"]
+        stop = f"k_stop {res['k_stop']}" if res.get("helps") else "more draws do not help"
+
+        def f(x: Any) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        out.append(
+            f"  verifier of {label}: {q['n']} graded candidates, FPR {f(q['false_positive_rate'])}"
+            f", FNR {f(q['false_negative_rate'])}, AUROC {f(q['auroc'])}, {stop} "
+            f"(ceiling {f(res.get('asymptote'))})"
+        )
+    return out
+
+
 def describe_run(run: dict[str, Any]) -> str:
     """One line naming a run: id, task and options, model and hash, ponder version."""
     cfg = run["config"]
@@ -150,6 +185,7 @@ def text_report(store: Store) -> str:
                 )
         if not mine:
             out.append("  (no finished cells yet)")
+        out.extend(_verifier_lines(verifier_quality(store, run["run_id"])))
         errors = store.error_count(run["run_id"])
         if errors:
             out.append(f"  {errors} cell attempts failed in the engine (see the errors table)")
@@ -172,6 +208,7 @@ def json_report(store: Store) -> dict[str, Any]:
 
     return {
         "runs": runs,
+        "verifier": {r["run_id"]: clean(verifier_quality(store, r["run_id"])) for r in runs},
         "rows": [
             clean(
                 {
@@ -466,6 +503,14 @@ def html_report(store: Store) -> str:
                 )
         if fits:
             body.append("<p>Power-law fits of coverage:</p><ul>" + "".join(fits) + "</ul>")
+        quality = _verifier_lines(verifier_quality(store, run["run_id"]))
+        if quality:
+            body.append(
+                "<p>Verifier quality (the scorer's values against the grading; fLaws "
+                'resampling ceiling):</p><ul class="verifier">'
+                + "".join(f"<li>{html.escape(line.strip())}</li>" for line in quality)
+                + "</ul>"
+            )
         body.append("</section>")
     notes = (
         "<p>Accuracy: the mean over problems of each problem's mean correctness over seeds; "
