@@ -220,6 +220,10 @@ def main(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "ponder.cli", "serve", "--model", str(model)]
     cmd += ["--port", str(port), "--max-tokens", str(max_tokens), "--max-budget", str(k)]
     cmd += ["--budget", str(k), "--concurrency", str(top), "--queue-size", str(4 * top)]
+    # KV room per sequence as llama-server gets below: top clients x k samples live at once.
+    n_ctx = max(args.n_ctx, top * k * (max_tokens + 256))
+    cmd += ["--n-ctx", str(n_ctx), "--n-parallel", str(max(64, top * k + 16))]
+    results["ponder_n_ctx"] = n_ctx
     with process(cmd, f"http://127.0.0.1:{port}/health"):
         body = {
             "model": f"ponder/self-consistency@{k}",
