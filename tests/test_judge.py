@@ -102,6 +102,13 @@ def test_outcome_scores_are_exact_and_come_from_one_batched_call() -> None:
     assert scores.usage.engine_calls == 3 and scores.usage.tokens_generated == 3
 
 
+def judge_prompts(judge, partials):
+    engine = judge.engine
+    before = len(engine.calls)
+    run(judge.score_steps(PROBLEM, partials))
+    return engine.calls[before]
+
+
 def test_process_prompt_shows_previous_steps_and_the_last_step() -> None:
     engine = TopEngine(lambda prompt: [("Yes", math.log(0.5)), ("No", math.log(0.5))])
     judge = JudgeScorer(engine)
@@ -110,9 +117,14 @@ def test_process_prompt_shows_previous_steps_and_the_last_step() -> None:
     assert scores.values == (0.5, 0.5)
     assert len(engine.calls) == 1
     first, second = (content(r) for r in engine.calls[0])
-    assert "Steps so far:\n(none)" in first and "Last step:\nAdd them." in first
-    assert "Steps so far:\nAdd them.\n\n2 + 3 = 5.\n\nLast step:\nSo 5." in second
-    assert second.endswith("Is the last step correct? Answer Yes or No.")
+    assert "Solution so far:\nAdd them.\n\nIs the last step" in first
+    assert "Solution so far:\nAdd them.\n\n2 + 3 = 5.\n\nSo 5.\n\nIs the last step" in second
+    assert second.endswith("Is the last step (the last paragraph) correct? Answer Yes or No.")
+    # Append-only: the judge prompt of a path's next step extends the previous one up to
+    # the end of the previous step, so the prefix cache serves all but the new step.
+    shorter = content(judge_prompts(judge, [["Add them.\n\n", "2 + 3 = 5.\n\n"]])[0])
+    cut = shorter.index("2 + 3 = 5.") + len("2 + 3 = 5.\n\n")
+    assert second.startswith(shorter[:cut])
     with pytest.raises(ValueError, match="no steps"):
         run(judge.score_steps(PROBLEM, [["ok"], []]))
 

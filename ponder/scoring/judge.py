@@ -39,14 +39,16 @@ OUTCOME_TEMPLATE = (
 """The outcome question; ``{question}`` and ``{solution}`` are filled in."""
 
 PROCESS_TEMPLATE = (
-    "Here is a question and the first steps of a solution.\n\n"
+    "Here is a question and a solution in progress, one step per paragraph.\n\n"
     "Question:\n{question}\n\n"
-    "Steps so far:\n{previous}\n\n"
-    "Last step:\n{step}\n\n"
-    "Is the last step correct? Answer Yes or No."
+    "Solution so far:\n{previous}{step}\n\n"
+    "Is the last step (the last paragraph) correct? Answer Yes or No."
 )
-"""The process question; ``{question}``, ``{previous}`` (earlier steps, or "(none)") and
-``{step}`` (the step being judged) are filled in."""
+"""The process question; ``{question}``, ``{previous}`` (the earlier steps as written, each
+ending with its delimiter; empty for the first step) and ``{step}`` (the step being judged)
+are filled in. The solution comes last and grows only at its end, so the judge prompt of a
+path's next step extends the one of its previous step and the engine's prefix cache serves
+all of it but the new step."""
 
 _YES = "yes"
 _NO = "no"
@@ -143,10 +145,13 @@ class JudgeScorer:
         for index, steps in enumerate(partials):
             if not steps:
                 raise ValueError(f"partial solution {index} has no steps to judge")
-            previous = "".join(steps[:-1]).strip() or "(none)"
+            previous = "".join(steps[:-1]).lstrip()
+            # Clipped like any long text, but keeping the delimiter after the last step.
+            tail = previous[len(previous.rstrip()) :]
+            previous = self._clip(previous) + tail if previous.strip() else ""
             prompts.append(
                 self.process_template.format(
-                    question=question, previous=self._clip(previous), step=steps[-1].strip()
+                    question=question, previous=previous, step=steps[-1].strip()
                 )
             )
         return await self._judge(prompts)
