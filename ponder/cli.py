@@ -97,23 +97,30 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_from_args(args: argparse.Namespace, load: Any, **llamacpp_options: Any) -> Any:
-    """The engine that ``add_engine_arguments`` options describe, built with ``load``."""
+def engine_options(args: argparse.Namespace, **llamacpp_options: Any) -> dict[str, Any]:
+    """The ``load_engine`` keyword arguments, ``model`` among them, that the
+    ``add_engine_arguments`` options describe."""
     import os
 
     if args.engine == "openai":
         if not args.base_url:
             raise ValueError("--engine openai needs --base-url URL")
-        return load(
-            args.model,
-            engine="openai",
-            base_url=args.base_url,
-            api_key=args.engine_api_key or os.environ.get("PONDER_ENGINE_API_KEY") or None,
-            chat_template=args.chat_template,
-        )
+        return {
+            "model": args.model,
+            "engine": "openai",
+            "base_url": list(args.base_url),
+            "api_key": args.engine_api_key or os.environ.get("PONDER_ENGINE_API_KEY") or None,
+            "chat_template": args.chat_template,
+        }
     if args.base_url:
         raise ValueError("--base-url needs --engine openai")
-    return load(args.model, n_ctx=args.n_ctx, **llamacpp_options)
+    return {"model": args.model, "n_ctx": args.n_ctx, **llamacpp_options}
+
+
+def engine_from_args(args: argparse.Namespace, load: Any, **llamacpp_options: Any) -> Any:
+    """The engine that ``add_engine_arguments`` options describe, built with ``load``."""
+    options = engine_options(args, **llamacpp_options)
+    return load(options.pop("model"), **options)
 
 
 def parse_pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
@@ -131,14 +138,20 @@ def parse_pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
+def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--scorer-set`` options (an error without ``--scorer``)."""
+    options = parse_pairs(getattr(args, "scorer_set", None), "--scorer-set")
+    if options and not args.scorer:
+        raise ValueError("--scorer-set needs --scorer NAME")
+    return options
+
+
 def scorer_from_args(args: argparse.Namespace, engine: Any) -> Any:
     """The scorer named by ``--scorer`` with its ``--scorer-set`` options, or None."""
     from ponder.scoring import create_scorer
 
-    options = parse_pairs(getattr(args, "scorer_set", None), "--scorer-set")
+    options = scorer_options(args)
     if not args.scorer:
-        if options:
-            raise ValueError("--scorer-set needs --scorer NAME")
         return None
     try:
         return create_scorer(args.scorer, engine, **options)

@@ -21,9 +21,6 @@ from typing import Any
 from ponder import models
 from ponder.strategies import names
 
-PROCESS = {"beam-search", "dvts", "particle-filter", "particle-gibbs", "astar"}
-"""Strategies that need a process scorer (the bench gives them ``--scorer``)."""
-
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ponder.api import load_engine

@@ -518,38 +518,23 @@ def bench_main(args: Any) -> int:
     ]
     budgets = _ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    from ponder.cli import engine_from_args, parse_pairs, scorer_from_args
+    from ponder.cli import engine_from_args, engine_options, scorer_from_args, scorer_options
 
     model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    runner: dict[str, Any]
     if args.ray:
         from ponder.evals.distributed import RayExecutor, connect
 
         if args.ray_actors < 1:
             raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
-        scorer_options = parse_pairs(args.scorer_set, "--scorer-set")
-        if scorer_options and not args.scorer:
-            raise ValueError("--scorer-set needs --scorer NAME")
-        if args.engine == "openai":
-            if not args.base_url:
-                raise ValueError("--engine openai needs --base-url URL")
-            engine_options = [
-                {
-                    "engine": "openai",
-                    "model": args.model,
-                    "base_url": [url],
-                    "api_key": args.engine_api_key,
-                    "chat_template": args.chat_template,
-                }
-                for url in args.base_url
-            ]
-        else:
-            engine_options = [
-                {"model": model, "n_ctx": args.n_ctx, "n_threads": args.threads or None}
-            ]
+        options_of_scorer = scorer_options(args)
+        base = engine_options(args, n_threads=args.threads or None)
+        # One OpenAI endpoint per actor, taken in turn; the embedded engine on every actor.
+        per_actor = [{**base, "base_url": [url]} for url in base.get("base_url", [])] or [base]
         connect(args.ray)
         executor = RayExecutor(
             args.ray_actors,
-            engine_options,
+            per_actor,
             args.concurrency,
             args.ray_cpus,
             task_name=args.suite,
@@ -559,47 +544,38 @@ def bench_main(args: Any) -> int:
             specs=specs,
             seeds=list(range(args.seeds)),
             scorer=args.scorer or None,
-            scorer_options=scorer_options,
+            scorer_options=options_of_scorer,
         )
         print(
             f"Ray: {len(executor.actors)} actors on {sorted(set(executor.nodes))}", file=sys.stderr
         )
-        try:
-            summary = run_eval(
-                task,
-                specs,
-                budgets,
-                args.seeds,
-                args.limit or None,
-                args.db,
-                None,
-                scorer=args.scorer or None,
-                concurrency=args.concurrency * len(executor.actors),
-                model=model,
-                task_seed=args.task_seed,
-                executor=executor,
-                engine_name=args.engine,
-            )
-        finally:
-            executor.close()
+        engine = None
+        close = executor.close
+        runner = {
+            "concurrency": args.concurrency * len(executor.actors),
+            "executor": executor,
+            "engine_name": args.engine,
+        }
     else:
         engine = engine_from_args(args, load_engine, n_threads=args.threads or None)
-        try:
-            summary = run_eval(
-                task,
-                specs,
-                budgets,
-                args.seeds,
-                args.limit or None,
-                args.db,
-                engine,
-                scorer=scorer_from_args(args, engine),
-                concurrency=args.concurrency,
-                model=model,
-                task_seed=args.task_seed,
-            )
-        finally:
-            engine.close()
+        close = engine.close
+        runner = {"concurrency": args.concurrency}
+    try:
+        summary = run_eval(
+            task,
+            specs,
+            budgets,
+            args.seeds,
+            args.limit or None,
+            args.db,
+            engine,
+            scorer=(args.scorer or None) if engine is None else scorer_from_args(args, engine),
+            model=model,
+            task_seed=args.task_seed,
+            **runner,
+        )
+    finally:
+        close()
     graded = summary.cells_run
     acc = f"{summary.correct / graded:.3f}" if graded else "-"
     print(
