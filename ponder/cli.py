@@ -79,6 +79,13 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-ctx", type=int, default=16384, help="llamacpp: KV cache size")
     p.add_argument(
+        "--flash-attn",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="llamacpp: flash attention; on = exact mode (outputs independent of batching "
+        "and caching), auto = off on a CPU-only build (faster on long contexts)",
+    )
+    p.add_argument(
         "--base-url",
         action="append",
         default=[],
@@ -114,7 +121,11 @@ def engine_options(args: argparse.Namespace, **llamacpp_options: Any) -> dict[st
         }
     if args.base_url:
         raise ValueError("--base-url needs --engine openai")
-    return {"model": args.model, "n_ctx": args.n_ctx, **llamacpp_options}
+    options: dict[str, Any] = {"model": args.model, "n_ctx": args.n_ctx}
+    flash = getattr(args, "flash_attn", "auto")
+    if flash != "auto":
+        options["flash_attn"] = flash == "on"
+    return {**options, **llamacpp_options}
 
 
 def engine_from_args(args: argparse.Namespace, load: Any, **llamacpp_options: Any) -> Any:

@@ -49,3 +49,28 @@ def test_models_and_strategies_lists():
     assert p.returncode == 0 and "smollm2-135m-instruct" in p.stdout
     p = ponder("strategies")
     assert p.returncode == 0 and "vote" in p.stdout
+
+
+def test_flash_attn_option_reaches_the_engine():
+    import argparse
+
+    from ponder.cli import add_engine_arguments, engine_options
+
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    assert "flash_attn" not in engine_options(parser.parse_args([]))
+    assert engine_options(parser.parse_args(["--flash-attn", "on"]))["flash_attn"] is True
+    assert engine_options(parser.parse_args(["--flash-attn", "off"]))["flash_attn"] is False
+    remote = parser.parse_args(
+        ["--engine", "openai", "--base-url", "http://x", "--flash-attn", "on"]
+    )
+    assert "flash_attn" not in engine_options(remote)
+
+
+def test_exact_mode_from_the_command_line(small_model):
+    args = ["--model", small_model, "--strategy", "greedy", "--max-tokens", "12", "--json"]
+    a = ponder("solve", "Say hi.", *args, "--flash-attn", "on")
+    assert a.returncode == 0, a.stderr
+    assert json.loads(a.stdout)["usage"]["tokens_generated"] > 0
+    bad = ponder("solve", "Say hi.", *args, "--flash-attn", "maybe")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -1,9 +1,16 @@
-"""The embedded engine on the real SmolLM2-135M model (batch-invariant on this CPU)."""
+"""The embedded engine on the real SmolLM2-135M model.
+
+Most tests here run the engine in its exact mode (``flash_attn=True``), in which an
+output does not depend on what it was batched with or served from: that is the
+guarantee they check bit for bit. The default mode (matrix-product attention on a CPU,
+much faster on long contexts) is checked at the end for what it promises.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +19,7 @@ from engine_contract import EngineContract
 
 from ponder import models
 from ponder.engines.base import ContextOverflowError
+from ponder.engines.llamacpp import native
 from ponder.engines.llamacpp.engine import LlamaCppEngine
 from ponder.types import GREEDY, Request, SamplingParams
 
@@ -37,6 +45,14 @@ def greedy(q: str, n_tokens: int = 24) -> Request:
 
 def token_ids(c):
     return [t.token for t in c.logprobs]
+
+
+@pytest.fixture(scope="module")
+def engine(small_model: str) -> Iterator[LlamaCppEngine]:
+    """The exact (batch- and cache-invariant) engine this module checks."""
+    eng = LlamaCppEngine(small_model, n_ctx=8192, n_parallel=48, seed=0, flash_attn=True)
+    yield eng
+    eng.close()
 
 
 class TestContract(EngineContract):
@@ -264,3 +280,38 @@ def test_pull_reuses_verified_file(small_model):
     path = models.pull(small_model)
     assert Path(path).stat().st_size == models.spec_for(small_model).size
     assert os.access(path, os.R_OK)
+
+
+# ---- the default (fast) attention ------------------------------------------------------
+
+
+def test_flash_attention_choice(monkeypatch):
+    monkeypatch.delenv("PONDER_FLASH_ATTN", raising=False)
+    assert native.flash_attn_type(True) == 1
+    assert native.flash_attn_type(False) == 0
+    import llama_cpp
+
+    expected = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+    assert native.flash_attn_type() == expected
+    monkeypatch.setenv("PONDER_FLASH_ATTN", "1")
+    assert native.flash_attn_type() == 1
+    monkeypatch.setenv("PONDER_FLASH_ATTN", "0")
+    assert native.flash_attn_type() == 0
+
+
+def test_default_mode_repeats_from_the_same_cache_state(small_model, monkeypatch):
+    """Without flash attention an output may differ in the last bits with its batch and
+    cache layout, but the same requests from the same (fresh) cache repeat exactly, and
+    prefix sharing still computes a forked prompt once."""
+    monkeypatch.delenv("PONDER_FLASH_ATTN", raising=False)
+    with LlamaCppEngine(small_model, n_ctx=4096, n_parallel=16, seed=0, flash_attn=False) as eng:
+        reqs = [greedy(q, 24) for q in QUESTIONS[:4]]
+        reqs.append(Request(chat(QUESTIONS[2]), SamplingParams(max_tokens=24, seed=5), n=4))
+        first = eng.generate_sync(reqs)
+        eng.clear_cache()
+        again = eng.generate_sync(reqs)
+        assert [[c.text for c in r] for r in first] == [[c.text for c in r] for r in again]
+        assert all(c.text for r in first for c in r)
+        samples = first[-1]
+        assert len({c.text for c in samples}) > 1
+        assert sum(c.usage.prompt_tokens_computed for c in samples) == samples[0].prompt_tokens

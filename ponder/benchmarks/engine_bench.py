@@ -68,13 +68,18 @@ def _peak_rss_mib() -> float:
 # ---- (a) ponder ----------------------------------------------------------------------
 
 
-def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[str, Any]:
+def run_ponder(
+    model: Path, ns: list[int], tokens: int, threads: int, fa: str = "auto", search: bool = True
+) -> dict[str, Any]:
     from ponder.engines.llamacpp.engine import LlamaCppEngine
     from ponder.types import Request, SamplingParams
 
     out: dict[str, Any] = {"throughput": {}, "search": {}}
     params = SamplingParams(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=1)
-    with LlamaCppEngine(str(model), n_ctx=16384, n_parallel=64, n_threads=threads) as eng:
+    flash = None if fa == "auto" else fa == "on"
+    with LlamaCppEngine(
+        str(model), n_ctx=16384, n_parallel=64, n_threads=threads, flash_attn=flash
+    ) as eng:
         eng.generate_sync([Request(PROMPT, params.with_(max_tokens=4))])  # warm-up
         for n in ns:
             t0 = time.perf_counter()
@@ -83,7 +88,7 @@ def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[st
             made = sum(c.tokens for c in outs)
             out["throughput"][str(n)] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
         p = params.with_(max_tokens=SEARCH_TOKENS)
-        for name, prompt in SEARCH_PROMPTS.items():
+        for name, prompt in SEARCH_PROMPTS.items() if search else ():
             eng.clear_cache()
             eng.generate_sync([Request(prompt, p.with_(max_tokens=4))])  # warm, as the peer is
             rng = np.random.default_rng(0)
@@ -116,14 +121,18 @@ def run_ponder(model: Path, ns: list[int], tokens: int, threads: int) -> dict[st
 # ---- (b) sequential llama-cpp-python ----------------------------------------------------
 
 
-def run_sequential(model: Path, ns: list[int], tokens: int, threads: int) -> dict[str, Any]:
+def run_sequential(
+    model: Path, ns: list[int], tokens: int, threads: int, fa: str = "auto"
+) -> dict[str, Any]:
     import llama_cpp
 
     from ponder.engines.llamacpp.native import guard_llama_cpp
 
     guard_llama_cpp()  # same weight layout as ponder (no AMX repack on AMX CPUs)
+    # llama-cpp-python's own default is flash attention off
+    flash = {"flash_attn": fa == "on"} if fa != "auto" else {}
     llm = llama_cpp.Llama(
-        str(model), n_ctx=2048, n_batch=512, n_threads=threads, verbose=False, seed=1
+        str(model), n_ctx=2048, n_batch=512, n_threads=threads, verbose=False, seed=1, **flash
     )
     eog = [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
     bias = dict.fromkeys(eog, -1e9)
@@ -163,13 +172,16 @@ def find_llama_server(explicit: str = "") -> str | None:
 
 
 class _Server:
-    def __init__(self, binary: str, model: Path, parallel: int, ctx: int, threads: int):
+    def __init__(
+        self, binary: str, model: Path, parallel: int, ctx: int, threads: int, fa: str = "auto"
+    ):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
         cmd += ["-c", str(ctx), "--cont-batching"]
+        cmd += ["--flash-attn", fa]  # llama-server's own default is auto
         from ponder.engines.llamacpp.native import extra_buffers_allowed
 
         if not extra_buffers_allowed():
@@ -218,11 +230,17 @@ class _Server:
 
 
 def run_server(
-    binary: str, model: Path, ns: list[int], tokens: int, threads: int
+    binary: str,
+    model: Path,
+    ns: list[int],
+    tokens: int,
+    threads: int,
+    fa: str = "auto",
+    search: bool = True,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"throughput": {}, "peak_rss_mib": 0.0}
     for n in ns:
-        srv = _Server(binary, model, n, n * 512, threads)
+        srv = _Server(binary, model, n, n * 512, threads, fa)
         try:
             srv.complete(PROMPT, 4, 0)
             t0 = time.perf_counter()
@@ -235,8 +253,8 @@ def run_server(
         finally:
             srv.close()
     out["search"] = {}
-    for name, prompt in SEARCH_PROMPTS.items():
-        srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 2048, threads)
+    for name, prompt in SEARCH_PROMPTS.items() if search else ():
+        srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 2048, threads, fa)
         try:
             srv.complete(prompt, 4, 0)
             rng = np.random.default_rng(0)
@@ -285,15 +303,21 @@ def main(args: argparse.Namespace) -> int:
     args.model = args.model or models.DEFAULT_MODEL
     model = models.resolve(args.model)
     threads = args.threads or (os.cpu_count() or 1)
-    ns = [int(x) for x in args.ns.split(",")]
+    ns = [int(x) for x in args.ns.split(",") if x.strip()]
     skip: set[str] = set(filter(None, args.skip.split(",")))
-    common = [str(model), args.ns, str(args.tokens), str(threads)]
+    unknown = skip - {"sequential", "server", "search"}
+    if unknown:
+        raise ValueError(f"--skip takes sequential, server, search; got {sorted(unknown)}")
+    fa = getattr(args, "flash_attn", "auto")
+    search = "no" if "search" in skip else "yes"
+    common = [str(model), ",".join(map(str, ns)), str(args.tokens), str(threads), fa, search]
     results: dict[str, Any] = {
         "model": args.model,
         "threads": threads,
         "tokens": args.tokens,
         "ns": ns,
         "host_cpus": os.cpu_count(),
+        "flash_attn": fa,
     }
     print(f"ponder: N={ns} x {args.tokens} tokens, then the search workload …", file=sys.stderr)
     results["ponder"] = _run_part("ponder", common)
@@ -346,6 +370,7 @@ def format_table(r: dict[str, Any]) -> str:
                 f"{vs['tok_s']:.1f} | n/a | {ps['tok_s'] / vs['tok_s']:.2f}x |"
             )
     lines.append("")
+    lines.append(f"flash attention: {r.get('flash_attn', 'auto')} (auto: each system's default)")
     for name in ("ponder", "sequential", "llama_server"):
         if name in r:
             lines.append(f"peak RSS {name}: {r[name]['peak_rss_mib']:.0f} MiB")
@@ -364,15 +389,15 @@ def _part_main(argv: list[str]) -> None:
     part, rest = argv[0], argv[1:]
     if part == "server":
         binary, rest = rest[0], rest[1:]
-    model, ns_s, tokens_s, threads_s = rest
-    ns = [int(x) for x in ns_s.split(",")]
-    tokens, threads = int(tokens_s), int(threads_s)
+    model, ns_s, tokens_s, threads_s, fa, search_s = rest
+    ns = [int(x) for x in ns_s.split(",") if x]
+    tokens, threads, search = int(tokens_s), int(threads_s), search_s == "yes"
     if part == "ponder":
-        out = run_ponder(Path(model), ns, tokens, threads)
+        out = run_ponder(Path(model), ns, tokens, threads, fa, search)
     elif part == "sequential":
-        out = run_sequential(Path(model), ns, tokens, threads)
+        out = run_sequential(Path(model), ns, tokens, threads, fa)
     else:
-        out = run_server(binary, Path(model), ns, tokens, threads)
+        out = run_server(binary, Path(model), ns, tokens, threads, fa, search)
     print(json.dumps(out))
 
 

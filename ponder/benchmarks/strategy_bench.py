@@ -24,6 +24,7 @@ from ponder.strategies import names
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ponder.api import load_engine
+    from ponder.cli import engine_options
     from ponder.evals.runner import StrategySpec, run_eval
     from ponder.evals.store import Store
     from ponder.scoring import create_scorer
@@ -35,7 +36,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for name in wanted:
         config: dict[str, Any] = {"max_tokens": args.max_tokens}
-        engine = load_engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads or None)
+        engine = load_engine(**engine_options(args, n_threads=args.threads or None))
         try:
             scorer = create_scorer(args.scorer, engine) if args.scorer else None
             t0 = time.perf_counter()
@@ -114,5 +115,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("model", "budget", "limit", "level", "max_tokens", "scorer", "concurrency")
+    keys = (
+        "model",
+        "budget",
+        "limit",
+        "level",
+        "max_tokens",
+        "scorer",
+        "concurrency",
+        "flash_attn",
+    )
     return {k: getattr(args, k) for k in keys}

@@ -25,6 +25,8 @@ class LlamaCppEngine:
     ``model`` is a registry name (see ``ponder models list``) or a path to a GGUF file.
     ``n_ctx`` is the size of the KV cache shared by all sequences; ``n_parallel`` the
     number of KV sequence slots (running sequences plus cached branches).
+    ``flash_attn``: llama.cpp's flash attention on/off; ``None`` turns it off on a
+    CPU-only build, where it is slower (see ``native.flash_attn_type``).
     Thread-safe: any thread or event loop may submit; one scheduler thread owns the
     llama.cpp context.
     """
@@ -39,6 +41,7 @@ class LlamaCppEngine:
         n_batch: int = 512,
         n_threads: int | None = None,
         seed: int = 0,
+        flash_attn: bool | None = None,
     ) -> None:
         if n_parallel < 1 or n_parallel > 256:
             raise ValueError(f"n_parallel must be in [1, 256], got {n_parallel}")
@@ -52,14 +55,16 @@ class LlamaCppEngine:
         self.path: Path = models.resolve(model)
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)
-        self._nx = NativeContext(self.path, n_ctx, n_parallel, n_batch, threads)
+        self._nx = NativeContext(self.path, n_ctx, n_parallel, n_batch, threads, flash_attn)
         import llama_cpp as ll
 
         n_train = ll.llama_model_n_ctx_train(self._nx.model)
         self.max_seq_len = min(self._nx.n_ctx, n_train) if n_train > 0 else self._nx.n_ctx
         self._sched = Scheduler(self._nx, self.max_seq_len)
         self._seed = seed
-        self._inbox: queue.SimpleQueue[Ticket | Callable[[], None] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[list[Ticket] | Callable[[], None] | None] = (
+            queue.SimpleQueue()
+        )
         self._closed = False
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
@@ -88,20 +93,32 @@ class LlamaCppEngine:
 
     def submit(self, request: Request) -> Future[list[Completion]]:
         """Queue one request; the future resolves to its ``n`` completions."""
-        fut: Future[list[Completion]] = Future()
-        if self._closed:
-            fut.set_exception(EngineError("the engine is closed"))
-            return fut
-        try:
-            prompt = self._nx.tokenize(self.render(request))
-        except ValueError as exc:
-            fut.set_exception(exc)
-            return fut
-        if not prompt:
-            fut.set_exception(ValueError("the prompt is empty"))
-            return fut
-        self._inbox.put(Ticket(request, prompt, fut, time.perf_counter()))
-        return fut
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: Sequence[Request]) -> list[Future[list[Completion]]]:
+        """Queue requests together: the scheduler takes them in as one, so the same call
+        on the same cache state is batched, and so computed, the same way every time."""
+        futures: list[Future[list[Completion]]] = []
+        tickets: list[Ticket] = []
+        now = time.perf_counter()
+        for request in requests:
+            fut: Future[list[Completion]] = Future()
+            futures.append(fut)
+            if self._closed:
+                fut.set_exception(EngineError("the engine is closed"))
+                continue
+            try:
+                prompt = self._nx.tokenize(self.render(request))
+            except ValueError as exc:
+                fut.set_exception(exc)
+                continue
+            if not prompt:
+                fut.set_exception(ValueError("the prompt is empty"))
+                continue
+            tickets.append(Ticket(request, prompt, fut, now))
+        if tickets:
+            self._inbox.put(tickets)
+        return futures
 
     def cancel(self, fut: Future[list[Completion]]) -> None:
         """Stop the request behind ``fut``; its sequences leave the batch next step."""
@@ -118,7 +135,7 @@ class LlamaCppEngine:
     async def generate_settled(
         self, requests: Sequence[Request]
     ) -> list[list[Completion] | Exception]:
-        futures = [self.submit(r) for r in requests]
+        futures = self.submit_many(requests)
         try:
             done = await asyncio.gather(
                 *(asyncio.wrap_future(f) for f in futures), return_exceptions=True
@@ -130,8 +147,7 @@ class LlamaCppEngine:
         return [_settle(d) for d in done]
 
     def generate_sync(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        futures = [self.submit(r) for r in requests]
-        return [f.result() for f in futures]
+        return [f.result() for f in self.submit_many(requests)]
 
     def clear_cache(self) -> None:
         """Forget every cached prefix (for cold-start measurements); waits until done."""
@@ -140,6 +156,7 @@ class LlamaCppEngine:
         def clear() -> None:
             for slot in list(self._sched.idle):
                 self._sched.evict(slot)
+            self._sched.reset_if_empty()
             done.set_result(None)
 
         self._inbox.put(clear)
@@ -184,8 +201,9 @@ class LlamaCppEngine:
                 if item is None:
                     break
             while item is not None:
-                if isinstance(item, Ticket):
-                    sched.add(item, self._seed + sched.steps)
+                if isinstance(item, list):
+                    for ticket in item:
+                        sched.add(ticket, self._seed + sched.steps)
                 else:
                     item()
                 try:

@@ -74,6 +74,24 @@ def model_params() -> ll.llama_model_params:
 _DEFAULT_MODEL_PARAMS = ll.llama_model_default_params
 
 
+def flash_attn_type(flash_attn: bool | None = None) -> int:
+    """llama.cpp's ``flash_attn_type`` for a context: 1 on, 0 off, -1 llama.cpp decides.
+
+    ``None`` chooses: off when this llama.cpp build cannot offload to a GPU. On a CPU,
+    llama.cpp's flash-attention kernel walks the KV cells one query row at a time and
+    is several times slower than the plain matrix-product attention once sequences
+    are long (measured on the default model, 16 sequences decoding over a shared
+    3,000-token prompt: 0.74 s a step with it, 0.18 s without; docs/BENCHMARKS.md).
+    ``PONDER_FLASH_ATTN=0/1`` overrides the choice.
+    """
+    if flash_attn is not None:
+        return 1 if flash_attn else 0
+    forced = os.environ.get("PONDER_FLASH_ATTN", "").strip()
+    if forced in {"0", "1"}:
+        return int(forced)
+    return -1 if ll.llama_supports_gpu_offload() else 0
+
+
 def guard_llama_cpp() -> None:
     """Make llama-cpp-python's own ``Llama`` class (and its server) load models with
     ``model_params`` — for the peers ponder is measured against and tested with, which
@@ -92,6 +110,7 @@ class NativeContext:
         n_seq_max: int,
         n_batch: int,
         n_threads: int,
+        flash_attn: bool | None = None,
     ) -> None:
         _quiet_logs()
         ll.llama_backend_init()
@@ -107,6 +126,7 @@ class NativeContext:
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
         cparams.kv_unified = True
+        cparams.flash_attn_type = flash_attn_type(flash_attn)
         cparams.no_perf = True
         self.ctx = ll.llama_init_from_model(self.model, cparams)
         if not self.ctx:
@@ -199,6 +219,10 @@ class NativeContext:
 
     def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
         ll.llama_memory_seq_cp(self.memory, src, dst, 0, n_tokens)
+
+    def memory_clear(self) -> None:
+        """Empty the whole KV cache and reset its placement to the first cell."""
+        ll.llama_memory_clear(self.memory, True)
 
     def seq_remove(self, seq: int, start: int = 0) -> None:
         ll.llama_memory_seq_rm(self.memory, seq, start, -1)

@@ -196,6 +196,17 @@ class Scheduler:
         self._slot_tokens.pop(slot, None)
         self.free_slots.append(slot)
 
+    def reset_if_empty(self) -> None:
+        """With nothing running or cached, put the KV cache back in its initial state
+        (cells placed from the start again, slots handed out in their first order), so
+        that the same requests lay out their cells, and so compute, exactly as before."""
+        if self.running or self.waiting or self.idle:
+            return
+        self.nx.memory_clear()
+        self.tree = RadixTree()
+        self._slot_tokens.clear()
+        self.free_slots = list(range(self.nx.n_seq_max - 1, -1, -1))
+
     def _build_batch(self) -> list[tuple[Seq, int, int]]:
         """Fill the batch; return (seq, tokens added, logits index or -1) per sequence."""
         nx = self.nx
