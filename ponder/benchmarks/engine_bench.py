@@ -20,9 +20,9 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ponder import models
+from ponder.benchmarks._procs import free_port, wait_healthy
 
 PROMPT = (
     "The following is a long, detailed technical article about how compilers turn source "
@@ -129,10 +130,14 @@ def run_sequential(
     from ponder.engines.llamacpp.native import guard_llama_cpp
 
     guard_llama_cpp()  # same weight layout as ponder (no AMX repack on AMX CPUs)
-    # llama-cpp-python's own default is flash attention off
-    flash = {"flash_attn": fa == "on"} if fa != "auto" else {}
     llm = llama_cpp.Llama(
-        str(model), n_ctx=2048, n_batch=512, n_threads=threads, verbose=False, seed=1, **flash
+        str(model),
+        n_ctx=2048,
+        n_batch=512,
+        n_threads=threads,
+        verbose=False,
+        seed=1,
+        flash_attn=fa == "on",  # "auto": llama-cpp-python's own default, which is off
     )
     eog = [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
     bias = dict.fromkeys(eog, -1e9)
@@ -175,9 +180,7 @@ class _Server:
     def __init__(
         self, binary: str, model: Path, parallel: int, ctx: int, threads: int, fa: str = "auto"
     ):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
         cmd += ["-c", str(ctx), "--cont-batching"]
@@ -186,17 +189,14 @@ class _Server:
 
         if not extra_buffers_allowed():
             cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {cmd}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("llama-server did not become healthy in 120 s")
+        self.log = Path(tempfile.mkstemp(prefix="ponder-llama-server-", suffix=".log")[1])
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(f"http://127.0.0.1:{self.port}/health", self.proc, self.log, 120)
+        except RuntimeError:
+            self.close()
+            raise
 
     def complete(self, prompt: str, tokens: int, seed: int) -> dict[str, Any]:
         body = {
@@ -227,6 +227,7 @@ class _Server:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.unlink(missing_ok=True)
 
 
 def run_server(

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import models
+from ponder.benchmarks._procs import free_port, wait_healthy
 
 OPTILLM_LAUNCHER = """
 import sys
@@ -46,29 +46,6 @@ from optillm import main
 sys.argv = ["optillm"] + sys.argv[1:]
 main()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up in {seconds:.0f} s: {log.read_text()[-2000:]}")
 
 
 @contextmanager
@@ -200,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
 
     model_name = args.model or models.DEFAULT_MODEL
     model = models.resolve(model_name)
-    k = int(args.budgets.split(",")[0]) if args.budgets and args.budgets != "1,2,4,8,16" else 4
+    k = int(args.budgets.split(",")[0]) if args.budgets else 4
     threads = args.threads or (os.cpu_count() or 1)
     args.clients_list = [int(x) for x in args.clients.split(",")]
     top = max(args.clients_list)

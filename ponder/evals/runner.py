@@ -426,11 +426,25 @@ def _version() -> str:
 # ---- command line: `ponder bench TASK ...` -----------------------------------------------
 
 
+DEFAULT_STRATEGIES = "greedy,vote"
+DEFAULT_BUDGETS = "1,2,4,8,16"
+
+
 def add_bench_arguments(parser: Any) -> None:
     """The ``ponder bench TASK`` options (the engine benchmark keeps its own)."""
     g = parser.add_argument_group("evaluating a task (ponder bench TASK)")
-    g.add_argument("--strategies", default="greedy,vote", help="e.g. greedy,vote[temperature=1]")
-    g.add_argument("--budgets", default="1,2,4,8,16", help="comma list of budgets")
+    g.add_argument(
+        "--strategies",
+        default=None,
+        help=f"e.g. greedy,vote[temperature=1] (default {DEFAULT_STRATEGIES}; "
+        "bench strategies: all)",
+    )
+    g.add_argument(
+        "--budgets",
+        default=None,
+        help=f"comma list of budgets (default {DEFAULT_BUDGETS}; bench strategies: 8; "
+        "bench serve: 4)",
+    )
     g.add_argument("--seeds", type=int, default=1, help="seeds per cell (0..N-1)")
     g.add_argument("--limit", type=int, default=0, help="first N problems (0: the task's all)")
     g.add_argument("--db", default="runs.sqlite", help="results database (resumes from it)")
@@ -497,6 +511,8 @@ def bench_main(args: Any) -> int:
     settings = _pairs(args.set, "--set")
     if args.max_tokens:
         settings["max_tokens"] = args.max_tokens
+    args.strategies = args.strategies or DEFAULT_STRATEGIES
+    args.budgets = args.budgets or DEFAULT_BUDGETS
     specs = parse_strategies(args.strategies)
     for key in settings:
         if not any(key in _config_fields(create(s.name, **s.config)) for s in specs):

@@ -1,0 +1,59 @@
+"""The benchmark commands themselves, on the small model: they run, count what they
+say they count, and apply their defaults (the numbers they measure live in
+docs/BENCHMARKS.md, never in assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def ponder(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ponder.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_bench_engine_counts_tokens_and_shares_prefixes(small_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "engine.json"
+    p = ponder(
+        "bench", "engine", "--model", small_model, "--ns", "2", "--tokens", "8",
+        "--skip", "sequential,server", "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["flash_attn"] == "auto" and r["ns"] == [2]
+    assert r["ponder"]["throughput"]["2"]["tokens"] == 16
+    for name in ("short", "long"):
+        s = r["ponder"]["search"][name]
+        assert s["tokens"] == 16 * 8 * 32
+        # every round's prefixes are forked from the cache: only the first token of
+        # each of the 128 requests' prompts is computed
+        assert s["prompt_tokens_computed"] == 128
+        assert s["prompt_tokens_cached"] > 100 * s["prompt_tokens_computed"]
+    assert "| 2 |" in p.stdout
+
+
+def test_bench_engine_bad_skip_is_a_clear_error(small_model: str) -> None:
+    p = ponder("bench", "engine", "--model", small_model, "--skip", "servr")
+    assert p.returncode == 2 and "--skip takes" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "strategies.json"
+    p = ponder(
+        "bench", "strategies", "--model", small_model, "--limit", "1", "--max-tokens", "16",
+        "--strategies", "greedy,self-consistency", "--db", str(tmp_path / "r.sqlite"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["settings"]["budget"] == 8 and r["settings"]["limit"] == 1
+    rows = {row["strategy"]: row for row in r["rows"]}
+    assert set(rows) == {"greedy", "self-consistency"}
+    sc = rows["self-consistency"]
+    # 8 samples of one prompt: it is computed once and forked 7 times
+    assert sc["prompt_tokens_cached"] == 7 * sc["prompt_tokens_computed"]
+    assert rows["greedy"]["tokens_generated"] <= 16
