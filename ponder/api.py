@@ -82,11 +82,17 @@ def solve(
 ) -> Result:
     """Answer ``question`` with ``strategy`` at ``budget``; returns the answer and evidence.
 
-    Without ``engine``, loads ``model`` for this call and closes it afterwards.
+    Without ``engine``, loads ``model`` for this call (with the one-problem attention
+    setting, ``native.one_problem_flash_attn``) and closes it afterwards.
     """
     problem = question if isinstance(question, Problem) else Problem.from_question(question)
     own = engine is None
-    eng = engine if engine is not None else load_engine(model)
+    if engine is None:
+        from ponder.engines.llamacpp.native import one_problem_flash_attn
+
+        eng = load_engine(model, flash_attn=one_problem_flash_attn())
+    else:
+        eng = engine
     try:
         return asyncio.run(solve_async(problem, eng, strategy, budget, scorer, **config))
     finally:

@@ -82,8 +82,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "--flash-attn",
         default="auto",
         choices=["auto", "on", "off"],
-        help="llamacpp: flash attention; on = exact mode (outputs independent of batching "
-        "and caching), auto = off on a CPU-only build (faster on long contexts)",
+        help="llamacpp: flash attention. on: exact (outputs independent of batching and "
+        "caching), faster with many problems at once; off: faster for one problem's long "
+        "shared prefixes on a CPU; auto: off for `solve` on a CPU-only build, else on",
     )
     p.add_argument(
         "--base-url",
@@ -104,9 +105,12 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_options(args: argparse.Namespace, **llamacpp_options: Any) -> dict[str, Any]:
+def engine_options(
+    args: argparse.Namespace, one_problem: bool = False, **llamacpp_options: Any
+) -> dict[str, Any]:
     """The ``load_engine`` keyword arguments, ``model`` among them, that the
-    ``add_engine_arguments`` options describe."""
+    ``add_engine_arguments`` options describe. ``one_problem``: the engine will work on
+    one problem at a time (``solve``), which sets what ``--flash-attn auto`` means."""
     import os
 
     if args.engine == "openai":
@@ -125,6 +129,10 @@ def engine_options(args: argparse.Namespace, **llamacpp_options: Any) -> dict[st
     flash = getattr(args, "flash_attn", "auto")
     if flash != "auto":
         options["flash_attn"] = flash == "on"
+    elif one_problem:
+        from ponder.engines.llamacpp.native import one_problem_flash_attn
+
+        options["flash_attn"] = one_problem_flash_attn()
     return {**options, **llamacpp_options}
 
 
@@ -176,7 +184,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     config = parse_pairs(args.set, "--set")
     if args.max_tokens:
         config["max_tokens"] = args.max_tokens
-    engine = engine_from_args(args, load_engine)
+    engine = engine_from_args(args, load_engine, one_problem=True)
     try:
         result = solve(
             args.question,

@@ -55,10 +55,14 @@ def test_flash_attn_option_reaches_the_engine():
     import argparse
 
     from ponder.cli import add_engine_arguments, engine_options
+    from ponder.engines.llamacpp import native
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
     assert "flash_attn" not in engine_options(parser.parse_args([]))
+    one = engine_options(parser.parse_args([]), one_problem=True)["flash_attn"]
+    assert one is native.one_problem_flash_attn()
+    assert engine_options(parser.parse_args(["--flash-attn", "on"]), one_problem=True)["flash_attn"]
     assert engine_options(parser.parse_args(["--flash-attn", "on"]))["flash_attn"] is True
     assert engine_options(parser.parse_args(["--flash-attn", "off"]))["flash_attn"] is False
     remote = parser.parse_args(

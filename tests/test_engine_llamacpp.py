@@ -1,9 +1,9 @@
 """The embedded engine on the real SmolLM2-135M model.
 
-Most tests here run the engine in its exact mode (``flash_attn=True``), in which an
-output does not depend on what it was batched with or served from: that is the
-guarantee they check bit for bit. The default mode (matrix-product attention on a CPU,
-much faster on long contexts) is checked at the end for what it promises.
+Most tests here run the engine in its exact mode (``flash_attn=True``, also what
+llama.cpp picks by default on a CPU), in which an output does not depend on what it was
+batched with or served from: that is the guarantee they check bit for bit. The fast
+one-problem mode (flash attention off) is checked at the end for what it promises.
 """
 
 from __future__ import annotations
@@ -282,24 +282,25 @@ def test_pull_reuses_verified_file(small_model):
     assert os.access(path, os.R_OK)
 
 
-# ---- the default (fast) attention ------------------------------------------------------
+# ---- attention settings ----------------------------------------------------------------
 
 
 def test_flash_attention_choice(monkeypatch):
     monkeypatch.delenv("PONDER_FLASH_ATTN", raising=False)
     assert native.flash_attn_type(True) == 1
     assert native.flash_attn_type(False) == 0
+    assert native.flash_attn_type() == -1  # llama.cpp's choice: the exact mode on a CPU
     import llama_cpp
 
-    expected = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-    assert native.flash_attn_type() == expected
+    gpu = llama_cpp.llama_supports_gpu_offload()
+    assert native.one_problem_flash_attn() is (None if gpu else False)
     monkeypatch.setenv("PONDER_FLASH_ATTN", "1")
     assert native.flash_attn_type() == 1
     monkeypatch.setenv("PONDER_FLASH_ATTN", "0")
     assert native.flash_attn_type() == 0
 
 
-def test_default_mode_repeats_from_the_same_cache_state(small_model, monkeypatch):
+def test_fast_mode_repeats_from_the_same_cache_state(small_model, monkeypatch):
     """Without flash attention an output may differ in the last bits with its batch and
     cache layout, but the same requests from the same (fresh) cache repeat exactly, and
     prefix sharing still computes a forked prompt once."""

@@ -25,8 +25,10 @@ class LlamaCppEngine:
     ``model`` is a registry name (see ``ponder models list``) or a path to a GGUF file.
     ``n_ctx`` is the size of the KV cache shared by all sequences; ``n_parallel`` the
     number of KV sequence slots (running sequences plus cached branches).
-    ``flash_attn``: llama.cpp's flash attention on/off; ``None`` turns it off on a
-    CPU-only build, where it is slower (see ``native.flash_attn_type``).
+    ``flash_attn``: llama.cpp's flash attention; ``None`` (llama.cpp's choice: on, on a
+    CPU) is the exact mode, in which an output does not depend on its batch or cache;
+    ``False`` is faster for one problem's long shared prefixes on a CPU
+    (see ``native.one_problem_flash_attn``).
     Thread-safe: any thread or event loop may submit; one scheduler thread owns the
     llama.cpp context.
     """

@@ -75,21 +75,30 @@ _DEFAULT_MODEL_PARAMS = ll.llama_model_default_params
 
 
 def flash_attn_type(flash_attn: bool | None = None) -> int:
-    """llama.cpp's ``flash_attn_type`` for a context: 1 on, 0 off, -1 llama.cpp decides.
-
-    ``None`` chooses: off when this llama.cpp build cannot offload to a GPU. On a CPU,
-    llama.cpp's flash-attention kernel walks the KV cells one query row at a time and
-    is several times slower than the plain matrix-product attention once sequences
-    are long (measured on the default model, 16 sequences decoding over a shared
-    3,000-token prompt: 0.74 s a step with it, 0.18 s without; docs/BENCHMARKS.md).
-    ``PONDER_FLASH_ATTN=0/1`` overrides the choice.
-    """
+    """llama.cpp's ``flash_attn_type`` for a context: 1 on, 0 off, -1 llama.cpp decides
+    (on, for the CPU builds this project uses). ``PONDER_FLASH_ATTN=0/1`` overrides
+    ``None``. See ``one_problem_flash_attn`` for when off is the faster choice."""
     if flash_attn is not None:
         return 1 if flash_attn else 0
     forced = os.environ.get("PONDER_FLASH_ATTN", "").strip()
     if forced in {"0", "1"}:
         return int(forced)
-    return -1 if ll.llama_supports_gpu_offload() else 0
+    return -1
+
+
+def one_problem_flash_attn() -> bool | None:
+    """The attention setting for an engine that works on one problem at a time
+    (``ponder solve``): off on a CPU-only build, else llama.cpp's choice.
+
+    On a CPU, llama.cpp's flash-attention kernel is several times slower per attended
+    KV cell than the plain matrix-product attention (16 sequences decoding over a shared
+    3,000-token prompt: 0.74 s a step with it, 0.18 s without), but it skips the cells of
+    other sequences, which the matrix product multiplies and masks. One problem's
+    branches share most of their cells, so off wins (1.7-2.8x on the search workload
+    of ``ponder bench engine``); many problems at once fill the cache with cells each
+    query must skip, so on wins there (evaluations, a busy server). docs/BENCHMARKS.md.
+    """
+    return None if ll.llama_supports_gpu_offload() else False
 
 
 def guard_llama_cpp() -> None:
