@@ -29,9 +29,10 @@ def test_bench_engine_counts_tokens_and_shares_prefixes(small_model: str, tmp_pa
     for name in ("short", "long"):
         s = r["ponder"]["search"][name]
         assert s["tokens"] == 16 * 8 * 32
-        # every round's prefixes are forked from the cache: only the first token of
-        # each of the 128 requests' prompts is computed
-        assert s["prompt_tokens_computed"] == 128
+        # every round's prefixes are forked from the cache: each of the 128 requests
+        # computes its prompt's last token (a few, two, where re-tokenizing the text
+        # merges a token across the old boundary)
+        assert 128 <= s["prompt_tokens_computed"] <= 2 * 128
         assert s["prompt_tokens_cached"] > 100 * s["prompt_tokens_computed"]
     assert "| 2 |" in p.stdout
 
