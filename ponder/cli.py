@@ -126,13 +126,11 @@ def engine_options(
     if args.base_url:
         raise ValueError("--base-url needs --engine openai")
     options: dict[str, Any] = {"model": args.model, "n_ctx": args.n_ctx}
-    flash = getattr(args, "flash_attn", "auto")
-    if flash != "auto":
-        options["flash_attn"] = flash == "on"
-    elif one_problem:
-        from ponder.engines.llamacpp.native import one_problem_flash_attn
+    from ponder.engines.llamacpp.native import flash_attn_setting
 
-        options["flash_attn"] = one_problem_flash_attn()
+    flash = flash_attn_setting(getattr(args, "flash_attn", "auto"), one_problem)
+    if flash is not None:
+        options["flash_attn"] = flash
     return {**options, **llamacpp_options}
 
 

@@ -316,3 +316,18 @@ def test_fast_mode_repeats_from_the_same_cache_state(small_model, monkeypatch):
         samples = first[-1]
         assert len({c.text for c in samples}) > 1
         assert sum(c.usage.prompt_tokens_computed for c in samples) == samples[0].prompt_tokens
+
+
+def test_a_failed_step_fails_its_requests_and_the_engine_goes_on(small_model):
+    from ponder.engines.base import EngineError
+
+    with LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0) as eng:
+        before = eng.generate_sync([greedy(QUESTIONS[0], 12)])[0][0]
+        real = eng._nx.decode
+        eng._nx.decode = lambda: 2  # llama_decode reports an error
+        with pytest.raises(EngineError, match="llama_decode failed"):
+            eng.generate_sync([greedy(QUESTIONS[1], 12)])
+        eng._nx.decode = real
+        # the failed step emptied the cache (the next call computes its whole prompt)
+        after = eng.generate_sync([greedy(QUESTIONS[0], 12)])[0][0]
+        assert after.text == before.text and after.usage.prompt_tokens_cached == 0

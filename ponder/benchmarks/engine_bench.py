@@ -77,10 +77,10 @@ def run_ponder(
 
     out: dict[str, Any] = {"throughput": {}, "search": {}}
     params = SamplingParams(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=1)
-    from ponder.engines.llamacpp.native import one_problem_flash_attn
+    from ponder.engines.llamacpp.native import flash_attn_setting
 
     # both workloads are one problem's: "auto" is what `ponder solve` uses
-    flash = one_problem_flash_attn() if fa == "auto" else fa == "on"
+    flash = flash_attn_setting(fa, one_problem=True)
     with LlamaCppEngine(
         str(model), n_ctx=16384, n_parallel=64, n_threads=threads, flash_attn=flash
     ) as eng:

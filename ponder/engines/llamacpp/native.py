@@ -101,6 +101,14 @@ def one_problem_flash_attn() -> bool | None:
     return None if ll.llama_supports_gpu_offload() else False
 
 
+def flash_attn_setting(choice: str, one_problem: bool) -> bool | None:
+    """The engine's ``flash_attn`` for a ``--flash-attn`` choice (``auto``, ``on``,
+    ``off``); ``auto`` is ``one_problem_flash_attn()`` for one problem, else None."""
+    if choice != "auto":
+        return choice == "on"
+    return one_problem_flash_attn() if one_problem else None
+
+
 def guard_llama_cpp() -> None:
     """Make llama-cpp-python's own ``Llama`` class (and its server) load models with
     ``model_params`` — for the peers ponder is measured against and tested with, which

@@ -200,11 +200,15 @@ class Scheduler:
         """With nothing running or cached, put the KV cache back in its initial state
         (cells placed from the start again, slots handed out in their first order), so
         that the same requests lay out their cells, and so compute, exactly as before."""
-        if self.running or self.waiting or self.idle:
-            return
+        if not (self.running or self.waiting or self.idle):
+            self._reset()
+
+    def _reset(self) -> None:
+        """Empty the KV cache, the prefix tree and the slot bookkeeping."""
         self.nx.memory_clear()
         self.tree = RadixTree()
         self._slot_tokens.clear()
+        self.idle.clear()
         self.free_slots = list(range(self.nx.n_seq_max - 1, -1, -1))
 
     def _build_batch(self) -> list[tuple[Seq, int, int]]:
@@ -381,14 +385,7 @@ class Scheduler:
             _fail(s.ticket, exc)
         self.running.clear()
         self.waiting.clear()
-        for slot in list(self.idle):
-            self.evict(slot)
-        for slot in range(self.nx.n_seq_max):
-            self.nx.seq_remove(slot)
-            self.tree.remove(slot)
-        self.free_slots = list(range(self.nx.n_seq_max - 1, -1, -1))
-        self.idle.clear()
-        self._slot_tokens.clear()
+        self._reset()
 
 
 def _fail(ticket: Ticket, exc: BaseException) -> None:
