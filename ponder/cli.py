@@ -228,6 +228,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from ponder.benchmarks import serve_bench
 
         return serve_bench.main(args)
+    if args.suite == "attention":
+        from ponder.benchmarks import attention_bench
+
+        return attention_bench.main(args)
     if args.suite == "strategies":
         from ponder.benchmarks import strategy_bench
 
@@ -311,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = ", ".join(task_names())
     b.add_argument(
         "suite",
-        help=f"engine, strategies or serve (docs/BENCHMARKS.md), or a task to evaluate: {tasks}",
+        help=(
+            "engine, strategies, serve or attention (docs/BENCHMARKS.md), or a task to "
+            f"evaluate: {tasks}"
+        ),
     )
     add_engine_arguments(b)
     b.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")

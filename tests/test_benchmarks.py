@@ -58,3 +58,31 @@ def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path)
     # 8 samples of one prompt: it is computed once and forked 7 times
     assert sc["prompt_tokens_cached"] == 7 * sc["prompt_tokens_computed"]
     assert rows["greedy"]["tokens_generated"] <= 16
+
+
+def test_bench_attention_builds_the_layout_it_times(small_model: str) -> None:
+    import llama_cpp as ll
+
+    from ponder import models
+    from ponder.benchmarks.attention_bench import Layout, format_table, time_layout
+    from ponder.engines.llamacpp.native import NativeContext
+
+    ctx = NativeContext(models.resolve(small_model), 2048, 8, 64, 2, flash_attn=False)
+    try:
+        source = ctx.tokenize("one two three four five six seven", add_special=False)
+        shared = Layout(problems=2, prompt=40, per_problem=3, own=10)
+        row = time_layout(ctx, source, shared, steps=2)
+        assert row["sequences"] == 6 and row["cells_in_use"] == 2 * 40 + 6 * 10 + 6 * 3
+        assert row["seconds_per_step"] > 0
+        for seq in range(6):  # every sequence: prompt, own tokens, warm-up + 2 steps
+            assert ll.llama_memory_seq_pos_min(ctx.memory, seq) == 0
+            assert ll.llama_memory_seq_pos_max(ctx.memory, seq) == 40 + 10 + 3 - 1
+        assert ll.llama_memory_seq_pos_max(ctx.memory, 6) == -1  # nothing else
+        # the next layout starts from an empty cache
+        row = time_layout(ctx, source, Layout(problems=1, prompt=20, per_problem=2), steps=1)
+        assert ll.llama_memory_seq_pos_max(ctx.memory, 0) == 20 + 2 - 1
+        assert ll.llama_memory_seq_pos_max(ctx.memory, 2) == -1
+    finally:
+        ctx.close()
+    table = format_table({"modes": {"off": {"one-problem": row}}})
+    assert "| one-problem | 2 | 24 (1 × 20) | - |" in table
