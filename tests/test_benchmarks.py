@@ -58,6 +58,20 @@ def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path)
     # 8 samples of one prompt: it is computed once and forked 7 times
     assert sc["prompt_tokens_cached"] == 7 * sc["prompt_tokens_computed"]
     assert rows["greedy"]["tokens_generated"] <= 16
+    assert sc["cells_resumed"] == 0
+
+    # the same command again resumes from the database: nothing is run twice, the
+    # counts come from the stored cells, and the row says its seconds are not the total
+    p2 = ponder(
+        "bench", "strategies", "--model", small_model, "--limit", "1", "--max-tokens", "16",
+        "--strategies", "self-consistency", "--db", str(tmp_path / "r.sqlite"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert p2.returncode == 0, p2.stderr
+    [again] = json.loads(out.read_text())["rows"]
+    assert again["cells_resumed"] == 1
+    assert again["tokens_generated"] == sc["tokens_generated"]
+    assert "(resumed: 1 done before)" in p2.stdout
 
 
 def test_bench_attention_builds_the_layout_it_times(small_model: str) -> None:

@@ -71,7 +71,10 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             "prompt_tokens_cached": cached,
             "cache_share": cached / (computed + cached) if computed + cached else 0.0,
             "engine_calls": sum(c.engine_calls for c in cells),
-            "seconds": wall if summary.cells_run else summary.seconds,
+            # wall seconds of this invocation; when some cells came from an earlier,
+            # interrupted run they cover only the rest, and the row says so
+            "seconds": wall,
+            "cells_resumed": summary.cells_already_done,
         }
         rows.append(row)
         print(format_row(row), file=sys.stderr, flush=True)
@@ -88,8 +91,15 @@ def format_row(r: dict[str, Any]) -> str:
     return (
         f"| {r['strategy']} | {r['accuracy']:.2f} | {r['tokens_generated']:,} "
         f"| {r['prompt_tokens_computed']:,} | {r['prompt_tokens_cached']:,} "
-        f"| {r['cache_share']:.0%} | {r['engine_calls']:,} | {r['seconds']:.0f} |"
+        f"| {r['cache_share']:.0%} | {r['engine_calls']:,} | {_seconds(r)} |"
     )
+
+
+def _seconds(r: dict[str, Any]) -> str:
+    done = r.get("cells_resumed", 0)
+    if not done:
+        return f"{r['seconds']:.0f}"
+    return f"{r['seconds']:.0f} for {r['problems'] - done} (resumed: {done} done before)"
 
 
 def main(args: argparse.Namespace) -> int:
