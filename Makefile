@@ -57,6 +57,7 @@ bench: setup peers
 	$(BIN)/ponder bench engine --out bench-engine.json
 	$(BIN)/ponder bench strategies --budgets 8 --limit 20 --scorer judge --out bench-strategies.json
 	$(BIN)/ponder bench serve --out bench-serve.json
+	$(BIN)/ponder bench attention --out bench-attention.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--llama-server", default="", help="path to llama.cpp's llama-server binary")
     b.add_argument("--skip", default="", help="comma list of: sequential,server,search")
     b.add_argument("--out", default="", help="write the results as JSON here")
+    b.add_argument("--layouts", default="", help="attention: comma list of KV layouts (all)")
     b.add_argument("--clients", default="1,4,16", help="serve: concurrent clients")
     b.add_argument("--requests-per-client", type=int, default=2, help="serve: load per client")
     b.add_argument(

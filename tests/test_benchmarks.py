@@ -100,3 +100,24 @@ def test_bench_attention_builds_the_layout_it_times(small_model: str) -> None:
         ctx.close()
     table = format_table({"modes": {"off": {"one-problem": row}}})
     assert "| one-problem | 2 | 24 (1 × 20) | - |" in table
+
+
+def test_bench_attention_unknown_layout_is_a_clear_error(small_model: str) -> None:
+    p = ponder("bench", "attention", "--model", small_model, "--layouts", "one-problm")
+    assert p.returncode == 2 and "unknown layouts ['one-problm']" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bench_attention_command_times_both_modes(small_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "attention.json"
+    p = ponder(
+        "bench", "attention", "--model", small_model, "--layouts", "64-short", "--threads", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert set(r["modes"]) == {"on", "off"} and r["threads"] == 2
+    for mode in ("on", "off"):
+        row = r["modes"][mode]["64-short"]
+        assert row["sequences"] == 64 and row["cells_in_use"] == 64 * 16 + 64 * 9
+    assert "| 64-short | 64 | 1,600 (64 × 16) |" in p.stdout

@@ -15,7 +15,9 @@ sampling) for four layouts:
 * ``independent``: 16 prompts of 188 tokens, one sequence each (plain batching of
   unrelated requests);
 * ``evaluation``: 8 prompts of 100 tokens, 8 samples forked from each, each 128 tokens
-  into its own answer (an evaluation or a busy server, mid-sampling).
+  into its own answer (an evaluation or a busy server, mid-sampling);
+* ``64-short``: 64 prompts of 16 tokens, one sequence each: a step of 64 sequences with
+  almost nothing to attend, the floor under ``evaluation``.
 
 The numbers behind the engine's choice of attention mode (README, "Reproducibility and
 speed"; ``native.one_problem_flash_attn``).
@@ -62,6 +64,7 @@ LAYOUTS = {
     "8-problems": Layout(8, 375, 2),
     "independent": Layout(16, 188, 1),
     "evaluation": Layout(8, 100, 8, own=128),
+    "64-short": Layout(64, 16, 1),
 }
 
 
@@ -111,7 +114,9 @@ def time_layout(ctx: Any, source: list[int], layout: Layout, steps: int = STEPS)
     }
 
 
-def measure(model: Path, threads: int, modes: list[str]) -> dict[str, Any]:
+def measure(
+    model: Path, threads: int, modes: list[str], layouts: list[str] | None = None
+) -> dict[str, Any]:
     from ponder.benchmarks.engine_bench import few_shot_prompt
     from ponder.engines.llamacpp.native import NativeContext
 
@@ -127,8 +132,8 @@ def measure(model: Path, threads: int, modes: list[str]) -> dict[str, Any]:
         try:
             source = ctx.tokenize(few_shot_prompt(40), add_special=False)
             rows = {}
-            for name, layout in LAYOUTS.items():
-                rows[name] = time_layout(ctx, source, layout)
+            for name in layouts or LAYOUTS:
+                rows[name] = time_layout(ctx, source, LAYOUTS[name])
                 print(
                     f"flash attention {mode:3} {name:12} "
                     f"{rows[name]['seconds_per_step'] * 1000:7.1f} ms/step",
@@ -169,7 +174,11 @@ def main(args: argparse.Namespace) -> int:
     path = models.resolve(args.model)
     fa = getattr(args, "flash_attn", "auto")
     modes = ["on", "off"] if fa == "auto" else [fa]
-    result = measure(path, args.threads, modes)
+    wanted = [x for x in getattr(args, "layouts", "").split(",") if x]
+    unknown = [x for x in wanted if x not in LAYOUTS]
+    if unknown:
+        raise ValueError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
+    result = measure(path, args.threads, modes, wanted or None)
     result["model"] = args.model
     print(format_table(result))
     if args.out:

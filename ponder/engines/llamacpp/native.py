@@ -92,12 +92,12 @@ def one_problem_flash_attn() -> bool | None:
 
     On a CPU, llama.cpp's flash-attention kernel is several times slower per attended
     KV cell than the plain matrix-product attention (16 sequences decoding over a shared
-    3,000-token prompt: 0.74 s a step with it, 0.18 s without), but it skips the cells of
+    3,000-token prompt: 0.69 s a step with it, 0.17 s without), but it skips the cells of
     other sequences, which the matrix product multiplies and masks. One problem's
     branches share most of their cells, so off wins (1.7-2.8x on the search workload
     of ``ponder bench engine``, across two sessions' runs); many problems at once fill
     the cache with cells each query must skip, so on wins there (evaluations, a busy
-    server). docs/BENCHMARKS.md.
+    server). ``ponder bench attention`` measures both; docs/BENCHMARKS.md.
     """
     return None if ll.llama_supports_gpu_offload() else False
 
