@@ -82,7 +82,10 @@ def time_layout(ctx: Any, source: list[int], layout: Layout, steps: int = STEPS)
     """Build ``layout`` in an empty cache, then time ``steps`` decoding steps of one token
     per sequence (median seconds; one more step before them warms up)."""
     ctx.memory_clear()
-    text = (source * (layout.prompt + layout.own))[: layout.prompt + layout.own]
+    need = layout.prompt + layout.own
+    if not source:
+        raise ValueError("the attention benchmark needs some tokens to lay out")
+    text = (source * (need // len(source) + 1))[:need]
     for p in range(layout.problems):
         first = p * layout.per_problem
         _decode(ctx, [(t, i, first) for i, t in enumerate(text[: layout.prompt])])
