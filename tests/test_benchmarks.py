@@ -44,11 +44,14 @@ def test_bench_engine_bad_skip_is_a_clear_error(small_model: str) -> None:
 
 def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path) -> None:
     out = tmp_path / "strategies.json"
-    p = ponder(
-        "bench", "strategies", "--model", small_model, "--limit", "1", "--max-tokens", "16",
-        "--strategies", "greedy,self-consistency", "--db", str(tmp_path / "r.sqlite"),
-        "--out", str(out),
-    )  # fmt: skip
+
+    def bench(strategies: str) -> subprocess.CompletedProcess[str]:
+        return ponder(
+            "bench", "strategies", "--model", small_model, "--limit", "1", "--max-tokens", "16",
+            "--strategies", strategies, "--db", str(tmp_path / "r.sqlite"), "--out", str(out),
+        )  # fmt: skip
+
+    p = bench("greedy,self-consistency")
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["settings"]["budget"] == 8 and r["settings"]["limit"] == 1
@@ -62,11 +65,7 @@ def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path)
 
     # the same command again resumes from the database: nothing is run twice, the
     # counts come from the stored cells, and the row says its seconds are not the total
-    p2 = ponder(
-        "bench", "strategies", "--model", small_model, "--limit", "1", "--max-tokens", "16",
-        "--strategies", "self-consistency", "--db", str(tmp_path / "r.sqlite"),
-        "--out", str(out),
-    )  # fmt: skip
+    p2 = bench("self-consistency")
     assert p2.returncode == 0, p2.stderr
     [again] = json.loads(out.read_text())["rows"]
     assert again["cells_resumed"] == 1
