@@ -238,3 +238,24 @@ def test_checks_from_a_prompt_run_in_the_verifier() -> None:
         "    return x + y == z or x + z == y or y + z == x\n"
     )
     assert score([right, "def any_int(x, y, z):\n    return True\n"], problem) == (1.0, 1 / 3)
+
+
+def test_a_program_cannot_forge_its_score() -> None:
+    exec_override = (
+        "import builtins\nbuiltins.exec = lambda *a, **k: None\n"
+        "def add_all(xs, k):\n    return None\n"
+    )
+    always_equal = (
+        "class Yes:\n    def __eq__(self, other):\n        return True\n"
+        "def add_all(xs, k):\n    return Yes()\n"
+    )
+    # Reads the harness back from stdin and prints a pass for every check it finds.
+    progress_from_stdin = (
+        "import os, re\ndef add_all(xs, k):\n    return None\n"
+        "os.lseek(0, 0, 0)\ntext = os.read(0, 10**7).decode()\n"
+        "for token in set(re.findall(r'\\b[0-9a-f]{24}\\b', text)):\n"
+        "    print(f'\\n{token} loaded', flush=True)\n"
+        "    for i in range(4):\n        print(f'\\n{token} {i} ok', flush=True)\n"
+        "os._exit(0)\n"
+    )
+    assert score([exec_override, always_equal, progress_from_stdin]) == (0.0, 0.0, 0.0)

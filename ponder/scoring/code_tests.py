@@ -4,14 +4,16 @@ A problem carries ``metadata["visible_tests"]``, a list of Python statements (us
 e.g. the examples in a HumanEval docstring, see ``doctest_checks``). Each candidate's program
 (its first fenced code block, else its whole text) runs once in the sandbox; every check then
 runs on its own, so one failing or raising check does not hide the others, and each check has its
-own time limit. The score is ``passed / len(checks)``; 0.0 when the program does not even load.
+own time limit. The checks run in the sandbox's judge process, which calls the program's functions
+over a pipe (see ``ponder.scoring.execution``), so no program can forge its score. The score is
+``passed / len(checks)``; 0.0 when the program does not even load.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
-import secrets
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -22,39 +24,6 @@ from ponder.scoring.execution import ExecResult, Limits, Sandbox
 from ponder.types import Problem, Usage
 
 __all__ = ["VisibleTestScorer", "build_program", "doctest_checks", "visible_tests"]
-
-# Runs after the candidate's code, in its namespace. Progress goes to stdout line by line (and
-# flushed), tagged with a random token, so checks that passed before a hang still count.
-_CHECKS = """
-def _ponder_checks(checks, token, per_check, namespace):
-    import signal, sys, traceback
-
-    class _CheckTimeout(Exception):
-        pass
-
-    def on_alarm(signum, frame):
-        raise _CheckTimeout(f"check took more than {{per_check}} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    out = sys.__stdout__
-    out.write(f"\\n{{token}} loaded\\n")
-    out.flush()
-    for index, source in enumerate(checks):
-        ok = False
-        try:
-            signal.setitimer(signal.ITIMER_REAL, per_check)
-            exec(compile(source, f"<check {{index}}>", "exec"), namespace)
-            ok = True
-        except BaseException:
-            traceback.print_exc(limit=-3)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        out.write(f"\\n{{token}} {{index}} {{'ok' if ok else 'fail'}}\\n")
-        out.flush()
-
-
-_ponder_checks({checks!r}, {token!r}, {per_check!r}, globals())
-"""
 
 
 def visible_tests(problem: Problem) -> list[str]:
@@ -123,13 +92,9 @@ def assemble_program(prompt_code: str, entry_point: str, text: str) -> str:
     return prompt_code.rstrip("\n") + "\n" + body + "\n"
 
 
-def _count(result: ExecResult, token: str, total: int) -> int | None:
-    """Checks that reported ok, or None when the program never finished loading."""
-    lines = result.stdout.splitlines()
-    if f"{token} loaded" not in lines:
-        return None
-    ok = {line.split()[1] for line in lines if line.startswith(token) and line.endswith(" ok")}
-    return min(len(ok), total)
+def _count(result: ExecResult) -> int | None:
+    """Checks the judge saw pass, or None when the program never finished loading."""
+    return None if result.checks is None else sum(result.checks)
 
 
 class VisibleTestScorer:
@@ -160,16 +125,13 @@ class VisibleTestScorer:
         """Run every candidate against the checks; per candidate the number passed (None: the
         program did not load) and the sandbox result."""
         checks = visible_tests(problem)
-        tokens = [secrets.token_hex(12) for _ in candidates]
-        jobs = [
-            (
-                build_program(problem, text),
-                _CHECKS.format(checks=checks, token=token, per_check=self.check_seconds),
+        results = await asyncio.gather(
+            *(
+                self.sandbox.run_checks(build_program(problem, text), checks, self.check_seconds)
+                for text in candidates
             )
-            for text, token in zip(candidates, tokens, strict=True)
-        ]
-        results = await self.sandbox.run_many(jobs)
-        return [(_count(r, t, len(checks)), r) for r, t in zip(results, tokens, strict=True)]
+        )
+        return [(_count(r), r) for r in results]
 
     async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
         total = len(visible_tests(problem))

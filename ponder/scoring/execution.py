@@ -1,32 +1,37 @@
-"""Run untrusted Python (model-written programs and their tests) in a contained child process.
+"""Run untrusted Python (model-written programs) in a contained child process, and judge it with
+tests that run in a second, separate process the program cannot reach.
 
-Each run gets a fresh Python process (the same interpreter, isolated mode ``-I -S``: no
-site-packages, no ``PYTHON*`` variables, no current directory on ``sys.path``) started by a
-small launcher that, before handing over, applies what the operating system allows:
+Each run starts the launcher (``ponder/scoring/sandbox_launcher.py``, a fresh ``python -I -S``
+process) which, before handing over, applies what the operating system allows:
 
 * resource limits: CPU seconds, address space (memory), file size, process count, no core dumps;
 * a fresh, empty temporary working directory, deleted afterwards;
 * a minimal environment (``PATH``, ``HOME``, ``TMPDIR``, ``LANG``), none of the parent's variables;
 * its own session and process group, killed as a whole at the end and on any limit;
-* when running as root: an unprivileged user id of its own (one per run, so runs cannot signal
-  each other or the host and the process limit is really enforced), a private network namespace
-  (no interfaces up: no connections anywhere, loopback included), a private mount namespace in
-  which every file system is read-only except the working directory (a size-limited tmpfs), and
-  a private PID namespace (it sees only its own processes; when the run ends every process it
-  started is killed by the kernel, including ones that left the process group);
+* when running as root: unprivileged user ids of its own (two per run, one for the program and
+  one for the judge, so neither can signal, trace or read the other, nor the host), a private
+  network namespace (no interfaces up: no connections anywhere, loopback included), a private
+  mount namespace in which every file system is read-only except the working directory (a
+  size-limited tmpfs), and a private PID namespace (when the run ends every process it started is
+  killed by the kernel, including ones that left the process group);
 * when not root: the same namespaces through an unprivileged user namespace where the kernel
   permits one, otherwise only the resource limits and process-group kill (see docs/SANDBOX.md).
 
-What a run reports is an ``ExecResult``. A run passes only when the process exited with status 0
-*and* printed a per-run random marker that the harness writes after the tests finished, so a
-program that exits early (``sys.exit(0)``, ``os._exit(0)``) never passes.
+The launcher starts two interpreters: the *program* (the untrusted code, served by
+``sandbox_judge.serve``) and the *judge* (``sandbox_judge.judge``), which runs the tests and calls
+the program's functions over a pipe, arguments and results crossing as plain data only. The
+verdict is what the judge writes on a pipe of its own to ponder; nothing the program prints, exits
+with or sends decides it. What a run reports is an ``ExecResult``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
+import marshal
 import os
 import random
 import secrets
@@ -37,8 +42,12 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ponder.scoring import sandbox_judge, sandbox_launcher
 
 __all__ = [
     "STATUSES",
@@ -53,16 +62,24 @@ __all__ = [
 STATUSES = ("passed", "failed", "timeout", "memory", "output_limit", "error", "killed")
 
 UID_RANGE = (1_990_000_000, 1_991_000_000)
-"""User ids handed to sandboxed runs when ponder runs as root: one unused id per running job,
-drawn from this range (ids that no account uses; processes with ids in it are sandboxed runs)."""
+"""User ids handed to sandboxed runs when ponder runs as root: two unused ids per running job,
+drawn from this range (ids that no account uses; processes with ids in it are sandboxed runs).
+The program gets an even id, its judge the odd id after it."""
+
+GRACE_SECONDS = 1.0
+"""How long the program may take to exit once the judge has finished, before it is killed."""
+
+VERDICT_BYTES = 1_000_000
+"""Most the judge may report (progress and verdict lines)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-run limits. ``memory_mb`` caps each process's address space, so the total across a
-    run is at most ``max_processes * memory_mb``; ``file_size_mb`` caps any single file it writes;
-    ``workdir_mb`` caps the whole working directory where a private tmpfs can be mounted;
-    ``output_bytes`` caps stdout and stderr together."""
+    """Per-run limits, applied to the program and to the judge alike. ``memory_mb`` caps each
+    process's address space, so the total across a run is at most ``max_processes * memory_mb``;
+    ``file_size_mb`` caps any single file it writes; ``workdir_mb`` caps the whole working
+    directory where a private tmpfs can be mounted; ``output_bytes`` caps stdout and stderr of
+    program and judge together."""
 
     wall_seconds: float = 10.0
     cpu_seconds: int = 10
@@ -90,14 +107,18 @@ class Limits:
 class ExecResult:
     """The outcome of one run.
 
-    ``status`` is one of ``STATUSES``: ``"passed"`` (exit 0 and the completion marker seen),
-    ``"failed"`` (an exception, a failed assert, a nonzero exit, or an exit before the tests
-    finished), ``"timeout"`` (wall or CPU time limit), ``"memory"`` (``MemoryError`` under the
-    memory limit), ``"output_limit"`` (more than ``output_bytes`` printed; stopped), ``"killed"``
-    (ended by a signal, e.g. it killed itself) or ``"error"`` (the sandbox itself could not run
-    it). ``returncode`` is the program's exit status (negative: the signal that ended it; None
-    when it was stopped by a limit). ``stdout`` excludes the marker. ``detail`` says why, and
-    names any isolation the OS did not allow.
+    ``status`` is one of ``STATUSES``: ``"passed"`` (the judge ran every test to the end with the
+    program answering), ``"failed"`` (a test failed or raised, the program raised while loading,
+    exited before the tests finished, or stopped answering), ``"timeout"`` (wall or CPU time
+    limit), ``"memory"`` (``MemoryError`` under the memory limit), ``"output_limit"`` (more than
+    ``output_bytes`` printed; stopped), ``"killed"`` (the program was ended by a signal, e.g. it
+    killed itself) or ``"error"`` (the sandbox itself could not run it). ``returncode`` is the
+    exit status of the process that decided the outcome: the judge's (0 passed, 1 failed) when
+    the tests ran to the end, the program's when it ended first (negative: the signal that ended
+    it; None when a limit stopped the run). ``stdout``/``stderr`` hold what the program and the
+    tests printed, in arrival order. ``detail`` says why, and names any isolation the OS did not
+    allow. ``checks`` (``run_checks`` only) says which checks passed; None when the program did
+    not load.
     """
 
     status: str
@@ -107,6 +128,7 @@ class ExecResult:
     stderr: str
     seconds: float
     detail: str = ""
+    checks: tuple[bool, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,259 +151,18 @@ class Isolation:
         return [text for key, text in names.items() if not getattr(self, key)]
 
 
-# The launcher runs as its own small program (``python -I -S -c _LAUNCHER config``) so that all
-# set-up between fork and exec happens in a fresh single-threaded process, never in the caller.
-# It prepares namespaces and mounts, then (with a PID namespace) forks an init that reaps, which
-# forks the worker: limits, privilege drop, exec of the interpreter with the program on stdin.
-_LAUNCHER = r"""
-import ctypes, json, os, re, resource, signal, stat, sys
+@dataclass(frozen=True)
+class _Job:
+    """What one run executes: the program, and the tests as one script or as separate checks."""
 
-cfg = json.loads(sys.argv[1])
-REPORT = cfg["report_fd"]
-os.set_inheritable(REPORT, False)
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                       ctypes.c_char_p)
-NEWNS, NEWUSER, NEWPID, NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
-RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
-ATIME = {"noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24}
-
-
-def note(**kw):
-    os.write(REPORT, (json.dumps(kw) + "\n").encode())
-
-
-def failed(what, exc):
-    hint = ""
-    if isinstance(exc, PermissionError):
-        hint = " (the sandbox user cannot reach the interpreter or the working directory)"
-    note(error=f"{what}: {exc!r}{hint}")
-
-
-def enc(s):
-    return None if s is None else s.encode()
-
-
-def mount(src, target, fstype, flags, data=None):
-    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
-
-
-def unshare(flags):
-    return libc.unshare(flags) == 0
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def mountpoints():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
-            yield point, parts[5].split(",")
-
-
-def read_only(point, opts):
-    flags = REMOUNT | BIND | RDONLY | NOSUID
-    flags |= (NODEV if "nodev" in opts else 0) | (NOEXEC if "noexec" in opts else 0)
-    flags |= sum(v for k, v in ATIME.items() if k in opts)
-    mount(None, point, None, flags)
-
-
-def blocked_ancestor(path):
-    # The first directory on the way to ``path`` that other users may not traverse.
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts) + 1):
-        d = "/" + "/".join(parts[:i])
-        if not os.stat(d).st_mode & stat.S_IXOTH:
-            return d
-    return None
-
-
-def lock_down_fs(notes):
-    mount(None, "/", None, REC | PRIVATE)
-    failed = []
-    for point, opts in list(mountpoints()):
-        try:
-            read_only(point, opts)
-        except OSError:
-            failed.append(point)
-    if "/" in failed:
-        notes.append("could not make / read-only")
-        return False
-    if failed:
-        notes.append("left writable: " + ", ".join(sorted(set(failed))))
-    owner = "" if cfg["uid"] is None else f",uid={cfg['uid']},gid={cfg['gid']}"
-    mount("tmpfs", cfg["workdir"], "tmpfs", NOSUID | NODEV,
-          f"size={cfg['workdir_mb']}m,mode=0700{owner}")
-    if cfg["uid"] is not None:
-        prefix = cfg["prefix"]
-        top = blocked_ancestor(prefix)
-        if top is not None:
-            # e.g. /root is 0700 and the interpreter lives under it: show only the interpreter.
-            keep = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
-            mount("tmpfs", top, "tmpfs", NOSUID | NODEV, "size=1m,mode=0755")
-            os.makedirs(prefix, 0o755)
-            mount(f"/proc/self/fd/{keep}", prefix, None, BIND | REC)
-            os.close(keep)
-            read_only(prefix, [])
-            read_only(top, [])
-    return True
-
-
-def enter_namespaces():
-    notes, got = [], {"user": cfg["uid"] is not None}
-    root = os.geteuid() == 0
-    userns = False
-    if not root:
-        uid, gid = os.geteuid(), os.getegid()
-        if unshare(NEWUSER):
-            try:
-                write("/proc/self/setgroups", "deny")
-                write("/proc/self/uid_map", f"0 {uid} 1")
-                write("/proc/self/gid_map", f"0 {gid} 1")
-                userns = True
-            except OSError as exc:
-                notes.append(f"user namespace map failed: {exc}")
-        else:
-            notes.append("unprivileged user namespaces not permitted")
-    if root or userns:
-        got["network"] = unshare(NEWNET)
-        got["processes"] = unshare(NEWPID)
-    # Only with a separate uid can a read-only view be kept: root in a user namespace could
-    # remount it writable again.
-    if root and got["user"]:
-        if unshare(NEWNS):
-            try:
-                got["filesystem"] = lock_down_fs(notes)
-            except OSError as exc:
-                notes.append(f"file system lock-down failed: {exc}")
-        else:
-            notes.append("mount namespace not permitted")
-    note(isolation=got, notes=notes)
-    return got
-
-
-def exec_worker(fresh_proc):
-    if fresh_proc:
-        try:
-            mount("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC)
-        except OSError:
-            pass
-    for name, value in cfg["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), tuple(value))
-    fd = os.open(cfg["program"], os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
-    if cfg["uid"] is not None:
-        os.setgroups([])
-        os.setgid(cfg["gid"])
-        os.setuid(cfg["uid"])
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
-    os.chdir(cfg["workdir"])
-    os.execve(cfg["python"], [cfg["python"], "-I", "-S", "-"], cfg["env"])
-
-
-def run_init(fresh_proc):
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the launcher
-    worker = os.fork()
-    if worker == 0:
-        try:
-            exec_worker(fresh_proc)
-        except BaseException as exc:
-            failed("could not start the program", exc)
-        os._exit(125)
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        if pid == worker:
-            cpu = usage.ru_utime + usage.ru_stime
-            if os.WIFSIGNALED(status):
-                note(signal=os.WTERMSIG(status), cpu=cpu)
-            else:
-                note(exit=os.WEXITSTATUS(status), cpu=cpu)
-            os._exit(0)
-
-
-def main():
-    if cfg.get("reap_uid") is not None:
-        os.setgid(cfg["reap_uid"])
-        os.setuid(cfg["reap_uid"])
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os._exit(0)
-    got = enter_namespaces()
-    if cfg.get("probe"):
-        os._exit(0)
-    if not got.get("processes"):
-        exec_worker(False)
-    init = os.fork()
-    if init == 0:
-        try:
-            run_init(got.get("filesystem", False))
-        except BaseException as exc:
-            note(error=f"sandbox init failed: {exc!r}")
-        os._exit(125)
-    while True:
-        try:
-            os.waitpid(init, 0)
-            os._exit(0)
-        except InterruptedError:
-            continue
-
-
-try:
-    main()
-except BaseException as exc:
-    failed("sandbox set-up failed", exc)
-    os._exit(125)
-"""
-
-# What runs inside: the program's code, then the tests, in one namespace; then the marker,
-# written to a copy of stdout taken before any of the program ran.
-_HARNESS = """\
-import os as _os, sys as _sys
-
-
-def _ponder_hook(kind, value, tb):
-    import traceback
-
-    # Drop the harness's own two frames so the traceback starts in the program.
-    traceback.print_exception(kind, value, tb.tb_next.tb_next if tb and tb.tb_next else tb)
-
-
-def _ponder_main(code, tests, marker):
-    import linecache
-    _sys.excepthook = _ponder_hook
-    out = _os.dup(1)
-    namespace = {{"__name__": "__main__", "__builtins__": __builtins__}}
-    for name, source in (("<code>", code), ("<tests>", tests)):
-        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-        exec(compile(source, name, "exec"), namespace)
-    for stream in (_sys.stdout, _sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    _os.write(out, marker)
-
-
-_ponder_main({code!r}, {tests!r}, {marker!r})
-"""
+    code: str
+    tests: str = ""
+    checks: tuple[str, ...] | None = None
+    check_seconds: float | None = None
 
 
 class _UidPool:
-    """Unused user ids for concurrent runs in this process, one each."""
+    """Unused pairs of user ids (program, judge) for concurrent runs in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -389,9 +170,10 @@ class _UidPool:
         self._rng = random.Random(secrets.randbits(64))
 
     def take(self) -> int:
+        """An even id; the odd one after it is the judge's."""
         with self._lock:
             while True:
-                uid = self._rng.randrange(*UID_RANGE)
+                uid = self._rng.randrange(UID_RANGE[0], UID_RANGE[1], 2)
                 if uid not in self._used:
                     self._used.add(uid)
                     return uid
@@ -409,6 +191,36 @@ def _interpreter() -> tuple[str, str]:
     return os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix)
 
 
+@functools.cache
+def _side_loader() -> str:
+    """Python text that defines ``sandbox_judge``'s functions in ``__main__``: its code, compiled
+    here once (the sandbox runs the same interpreter) and marshalled, which spares every run
+    the compilation."""
+    path = Path(sandbox_judge.__file__)
+    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    return f"import marshal\nexec(marshal.loads({marshal.dumps(code)!r}))\n"
+
+
+def _program_text(job: _Job) -> bytes:
+    return f"{_side_loader()}serve({job.code!r})\n".encode()
+
+
+def _judge_text(job: _Job, shared_uid: bool) -> bytes:
+    checks = None if job.checks is None else list(job.checks)
+    call = f"judge({job.tests!r}, {checks!r}, {job.check_seconds!r}, {shared_uid!r})"
+    return f"{_side_loader()}{call}\n".encode()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding ``data``, positioned at its start."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 def _rlimits(limits: Limits) -> dict[str, tuple[int, int]]:
     mb = 1024 * 1024
     return {
@@ -422,7 +234,8 @@ def _rlimits(limits: Limits) -> dict[str, tuple[int, int]]:
     }
 
 
-def _read_notes(fd: int) -> list[dict[str, object]]:
+def _read_all(fd: int) -> bytes:
+    """Everything left in a pipe whose writers are gone."""
     chunks = []
     while True:
         try:
@@ -432,16 +245,22 @@ def _read_notes(fd: int) -> list[dict[str, object]]:
         if not chunk:
             break
         chunks.append(chunk)
-    notes = []
-    for line in b"".join(chunks).decode(errors="replace").splitlines():
+    return b"".join(chunks)
+
+
+def _json_lines(data: bytes) -> list[dict[str, Any]]:
+    lines = []
+    for line in data.decode(errors="replace").splitlines():
         try:
-            notes.append(json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError:
             continue
-    return notes
+        if isinstance(value, dict):
+            lines.append(value)
+    return lines
 
 
-def _isolation_of(notes: list[dict[str, object]]) -> Isolation | None:
+def _isolation_of(notes: list[dict[str, Any]]) -> Isolation | None:
     for n in notes:
         got = n.get("isolation")
         if isinstance(got, dict):
@@ -471,15 +290,17 @@ def _signal_name(number: int) -> str:
 
 @dataclass
 class _Outcome:
-    """Raw facts about one finished process, before they become an ExecResult."""
+    """Raw facts about one finished run, before they become an ExecResult."""
 
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    program_stderr: bytearray = field(default_factory=bytearray)
+    verdict: bytearray = field(default_factory=bytearray)
     total: int = 0
     overflow: bool = False
     timed_out: bool = False
     returncode: int | None = None
-    notes: list[dict[str, object]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Sandbox:
@@ -503,12 +324,31 @@ class Sandbox:
         return sem
 
     async def run(self, code: str, tests: str = "", limits: Limits | None = None) -> ExecResult:
-        """Run ``code`` then ``tests`` (same namespace, ``__name__ == "__main__"``) in a fresh
-        contained process and report how it ended."""
+        """Run ``code`` as the module ``__main__`` of the program process, then ``tests`` as a
+        script in the judge process, where the program's functions are called over the wire;
+        report how it ended."""
         if not isinstance(code, str) or not isinstance(tests, str):
             raise ValueError("code and tests must be strings of Python source")
         async with self._slot():
-            return await _execute(code, tests, limits or self.limits)
+            return await _execute(_Job(code, tests), limits or self.limits)
+
+    async def run_checks(
+        self,
+        code: str,
+        checks: Sequence[str],
+        check_seconds: float,
+        limits: Limits | None = None,
+    ) -> ExecResult:
+        """Like ``run``, with each of ``checks`` run on its own in the judge, each within
+        ``check_seconds``: a failing, raising or hanging check does not stop the others.
+        ``ExecResult.checks`` says which passed."""
+        if not isinstance(code, str) or any(not isinstance(c, str) for c in checks):
+            raise ValueError("code and checks must be strings of Python source")
+        if not check_seconds > 0:
+            raise ValueError(f"check_seconds must be > 0, got {check_seconds}")
+        job = _Job(code, checks=tuple(checks), check_seconds=float(check_seconds))
+        async with self._slot():
+            return await _execute(job, limits or self.limits)
 
     async def run_many(
         self, jobs: Sequence[tuple[str, str]], limits: Limits | None = None
@@ -525,108 +365,146 @@ class Sandbox:
         raise RuntimeError("run_sync was called inside a running event loop; await run() instead")
 
 
-def _prepare(code: str, tests: str, marker: bytes, uid: int | None) -> tuple[str, str, str]:
-    """The run's folders: ``base`` (root-only program file) and ``base/work`` (the program's)."""
+async def _launch(
+    config: dict[str, Any], pass_fds: Sequence[int] = (), capture: bool = False
+) -> asyncio.subprocess.Process:
+    """Start the launcher on ``config`` in a session of its own, with a bare environment, stdin
+    from /dev/null and stdout/stderr piped (``capture``) or discarded."""
+    out = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-I",
+        "-S",
+        os.path.realpath(sandbox_launcher.__file__),
+        json.dumps(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd="/",
+        start_new_session=True,
+        pass_fds=tuple(pass_fds),
+    )
+
+
+def _prepare(uid: int | None) -> tuple[str, str]:
+    """The run's folders: ``base`` and ``base/work``, the program's working directory."""
     base = tempfile.mkdtemp(prefix="ponder-sandbox-")
     os.chmod(base, 0o711)
-    program = os.path.join(base, "program.py")
-    fd = os.open(program, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(_HARNESS.format(code=code, tests=tests, marker=marker))
     workdir = os.path.join(base, "work")
     os.mkdir(workdir, 0o700)
     if uid is not None:
         os.chown(workdir, uid, uid)
-    return base, program, workdir
+    return base, workdir
 
 
-async def _execute(code: str, tests: str, limits: Limits) -> ExecResult:
+async def _execute(job: _Job, limits: Limits) -> ExecResult:
     start = time.monotonic()
-    nonce = secrets.token_hex(16)
-    marker = f"\n{nonce}\n".encode()
     uid = _UIDS.take() if os.geteuid() == 0 else None
+    judge_uid = None if uid is None else uid + 1
     base = ""
-    read_fd, write_fd = os.pipe()
+    mine: list[int] = []  # descriptors this function must close
     try:
-        base, program, workdir = _prepare(code, tests, marker, uid)
+        base, workdir = _prepare(uid)
         python, prefix = _interpreter()
-        config: dict[str, object] = {
-            "report_fd": write_fd,
+        program_text = _memfd("ponder-program", _program_text(job))
+        mine.append(program_text)
+        judge_text = _memfd("ponder-judge", _judge_text(job, shared_uid=uid is None))
+        mine.append(judge_text)
+        pipes = {name: os.pipe() for name in ("report", "verdict", "judge_out", "judge_err")}
+        for r, w in pipes.values():
+            mine += [r, w]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        config: dict[str, Any] = {
+            "report_fd": pipes["report"][1],
             "uid": uid,
             "gid": uid,
             "workdir": workdir,
             "workdir_mb": limits.workdir_mb,
-            "program": program,
             "python": python,
             "prefix": prefix,
             "rlimits": _rlimits(limits),
-            "env": {
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "HOME": workdir,
-                "TMPDIR": workdir,
-                "LANG": "C.UTF-8",
-                "LC_ALL": "C.UTF-8",
+            "grace_seconds": GRACE_SECONDS,
+            "fds": {
+                "program_text": program_text,
+                "judge_text": judge_text,
+                "verdict": pipes["verdict"][1],
+                "judge_out": pipes["judge_out"][1],
+                "judge_err": pipes["judge_err"][1],
             },
-        }
-        outcome = await _spawn(config, write_fd, read_fd, limits)
-        write_fd = -1
+            "program": {"uid": uid, "cwd": workdir,
+                        "env": {**env, "HOME": workdir, "TMPDIR": workdir}},
+            "judge": {"uid": judge_uid, "cwd": "/", "env": {**env, "HOME": "/"}},
+        }  # fmt: skip
+        handed, mine = mine, []  # _spawn closes them
+        outcome = await _spawn(config, handed, {name: r for name, (r, _) in pipes.items()}, limits)
     except OSError as exc:
         return ExecResult("error", False, None, "", "", time.monotonic() - start, repr(exc))
     finally:
-        for fd in (read_fd, write_fd):
-            if fd >= 0:
+        for fd in mine:
+            with contextlib.suppress(OSError):
                 os.close(fd)
         if uid is not None:
             _UIDS.give(uid)
         if base:
             shutil.rmtree(base, ignore_errors=True)
-    return _classify(outcome, nonce, limits, time.monotonic() - start)
+    return _classify(outcome, job, limits, time.monotonic() - start)
 
 
 async def _spawn(
-    config: dict[str, object], write_fd: int, read_fd: int, limits: Limits
+    config: dict[str, Any], handed: list[int], reads: dict[str, int], limits: Limits
 ) -> _Outcome:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-S",
-        "-c",
-        _LAUNCHER,
-        json.dumps(config),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        cwd="/",
-        start_new_session=True,
-        pass_fds=(write_fd,),
-    )
-    os.close(write_fd)
+    """Run the launcher and collect what it, the program and the judge wrote. Closes every
+    descriptor in ``handed`` (the write ends and program texts the launcher inherits, and the
+    read ends in ``reads``)."""
+    loop = asyncio.get_running_loop()
     out = _Outcome()
+    transports: list[asyncio.BaseTransport] = []
+    pumps: list[asyncio.Task[None]] = []
+    keep = set(reads.values())
+    try:
+        proc = await _launch(config, [fd for fd in handed if fd not in keep], capture=True)
+    except BaseException:
+        for fd in handed:
+            os.close(fd)
+        raise
+    for fd in handed:
+        if fd not in keep:
+            os.close(fd)
 
     def kill_group() -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    async def pump(stream: asyncio.StreamReader | None, is_err: bool) -> None:
+    async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
         if stream is None:
             return
         while chunk := await stream.read(65536):
+            if name == "verdict":
+                out.verdict += chunk[: max(VERDICT_BYTES - len(out.verdict), 0)]
+                continue
             room = max(limits.output_bytes - out.total, 0)
-            if is_err:
-                out.stderr += chunk[:room]
-            else:
-                out.stdout += chunk[:room]
+            (out.stderr if name.endswith("err") else out.stdout).extend(chunk[:room])
+            if name == "program_err":
+                out.program_stderr.extend(chunk[:room])
             out.total += len(chunk)
             if out.total > limits.output_bytes:
                 out.overflow = True
                 kill_group()
                 return
 
-    pumps = [
-        asyncio.create_task(pump(proc.stdout, False)),
-        asyncio.create_task(pump(proc.stderr, True)),
-    ]
+    async def open_pipe(fd: int) -> asyncio.StreamReader:
+        reader = asyncio.StreamReader(limit=2**20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
+        )
+        transports.append(transport)
+        return reader
+
+    streams = {"program_out": proc.stdout, "program_err": proc.stderr}
+    for name in ("judge_out", "judge_err", "verdict"):
+        streams[name] = await open_pipe(reads[name])
+    pumps = [asyncio.create_task(pump(stream, name)) for name, stream in streams.items()]
     try:
         await asyncio.wait_for(proc.wait(), limits.wall_seconds)
     except TimeoutError:
@@ -635,58 +513,79 @@ async def _spawn(
         if proc.returncode is None:
             kill_group()
         await proc.wait()
-        out.notes = _read_notes(read_fd)
+        out.notes = _json_lines(_read_all(reads["report"]))
+        os.close(reads["report"])
         iso = _isolation_of(out.notes)
         if iso is None or not iso.processes:
-            # Without a PID namespace, children may outlive the program: end its group, and
-            # with a uid of its own, every process of that uid (this also finds ones that
+            # Without a PID namespace, children may outlive the run: end its group, and with
+            # user ids of its own, every process of those ids (this also finds ones that
             # called setsid()).
             kill_group()
-            if config["uid"] is not None:
-                await _reap_uid(int(str(config["uid"])))
+            uid = config["uid"]
+            if uid is not None:
+                await _reap_uids([int(uid), int(uid) + 1])
         # Pipes end when the last process holding them is gone; a process that escaped the
         # group (only possible without a PID namespace) must not hold the result hostage.
         _, pending = await asyncio.wait(pumps, timeout=2.0)
         for task in pending:
             task.cancel()
+        for transport in transports:
+            transport.close()
     out.returncode = proc.returncode
     return out
 
 
-async def _reap_uid(uid: int) -> None:
-    """Kill every process of ``uid``: runs have their own uid, so this ends all they started."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-S",
-        "-c",
-        _LAUNCHER,
-        json.dumps({"report_fd": 2, "reap_uid": uid}),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={},
-    )
+async def _reap_uids(uids: list[int]) -> None:
+    """Kill every process of ``uids``: runs have ids of their own, so this ends all they
+    started."""
+    proc = await _launch({"reap_uids": uids})
     await proc.wait()
 
 
-def _classify(out: _Outcome, nonce: str, limits: Limits, seconds: float) -> ExecResult:
-    """Turn what happened into a status, most specific cause first."""
-    marker = f"\n{nonce}\n"
-    raw_stdout = out.stdout.decode(errors="replace")
-    finished = marker in raw_stdout
-    stdout = raw_stdout.replace(marker, "", 1)
+def _program_end(end: dict[str, Any], program_stderr: str, limits: Limits) -> tuple[str, int, str]:
+    """(status, returncode, detail) for a program that ended before the tests finished."""
+    code = int(end["exit"]) if "exit" in end else -int(end["signal"])
+    cpu = float(end.get("cpu", 0.0))
+    if code < 0:
+        if -code == signal.SIGXCPU or (-code == signal.SIGKILL and cpu >= limits.cpu_seconds):
+            return "timeout", code, f"CPU time limit of {limits.cpu_seconds} s reached"
+        if -code == signal.SIGXFSZ:
+            return "failed", code, f"file size limit of {limits.file_size_mb} MB reached"
+        return "killed", code, f"ended by {_signal_name(-code)}"
+    if code == 0:
+        return "failed", 0, "exited with status 0 before the tests finished"
+    last = _last_line(program_stderr)
+    if last.startswith("MemoryError"):
+        return "memory", code, f"MemoryError under the {limits.memory_mb} MB limit"
+    if "File too large" in last:
+        return "failed", code, f"file size limit of {limits.file_size_mb} MB: {last}"
+    return "failed", code, last or f"exited with status {code}"
+
+
+def _classify(out: _Outcome, job: _Job, limits: Limits, seconds: float) -> ExecResult:
+    """Turn what happened into a status, most specific cause first. Only the judge's verdict
+    can make a run pass."""
+    stdout = out.stdout.decode(errors="replace")
     stderr = out.stderr.decode(errors="replace")
     iso = _isolation_of(out.notes)
-    final = next((n for n in out.notes if "exit" in n or "signal" in n), None)
+    ends = {str(n["role"]): n for n in out.notes if "role" in n}
     error = next((str(n["error"]) for n in out.notes if "error" in n), None)
+    reports = [r for r in sandbox_judge.frames(bytes(out.verdict)) if isinstance(r, dict)]
+    loaded = any(r.get("loaded") is True for r in reports)
+    verdict = next((r for r in reports if "verdict" in r), None)
+    checks = None
+    if job.checks is not None and loaded:
+        ok = {
+            r["check"] for r in reports if r.get("ok") is True and isinstance(r.get("check"), int)
+        }
+        checks = tuple(i in ok for i in range(len(job.checks)))
     suffix = ""
     if iso is not None and iso.missing():
         suffix = f" [not isolated here: {', '.join(iso.missing())}]"
 
     def result(status: str, returncode: int | None, detail: str) -> ExecResult:
         return ExecResult(
-            status, status == "passed", returncode, stdout, stderr, seconds, detail + suffix
+            status, status == "passed", returncode, stdout, stderr, seconds, detail + suffix, checks
         )
 
     if out.timed_out:
@@ -695,66 +594,77 @@ def _classify(out: _Outcome, nonce: str, limits: Limits, seconds: float) -> Exec
         return result("output_limit", None, f"printed more than {limits.output_bytes} bytes")
     if error is not None:
         return result("error", None, error)
-    if final is not None:
-        code = int(str(final["exit"])) if "exit" in final else -int(str(final["signal"]))
-        cpu = float(str(final.get("cpu", 0.0)))
-    elif out.returncode is not None:
-        code, cpu = out.returncode, 0.0
-    else:
-        return result("error", out.returncode, "the sandbox launcher ended without a report")
-    if code < 0:
-        name = _signal_name(-code)
-        if -code == signal.SIGXCPU or (-code == signal.SIGKILL and cpu >= limits.cpu_seconds):
-            return result("timeout", code, f"CPU time limit of {limits.cpu_seconds} s reached")
-        if -code == signal.SIGXFSZ:
-            return result("failed", code, f"file size limit of {limits.file_size_mb} MB reached")
-        return result("killed", code, f"ended by {name}")
-    if code == 0:
-        if finished:
-            return result("passed", 0, "exited 0 after the tests finished")
-        return result("failed", 0, "exited with status 0 before the tests finished")
-    last = _last_line(stderr)
-    if last.startswith("MemoryError"):
-        return result("memory", code, f"MemoryError under the {limits.memory_mb} MB limit")
-    if "File too large" in last:
-        return result("failed", code, f"file size limit of {limits.file_size_mb} MB: {last}")
-    return result("failed", code, last or f"exited with status {code}")
+    judge_end = ends.get("judge")
+    judge_code = None if judge_end is None else judge_end.get("exit")
+    if verdict is not None and verdict["verdict"] == "passed" and judge_code == 0:
+        return result("passed", 0, "the judge ran every test to the end")
+    stage = None if verdict is None else verdict.get("stage")
+    detail = "" if verdict is None else str(verdict.get("detail") or "")
+    if stage == "tests":
+        status = "memory" if detail.startswith("MemoryError") else "failed"
+        return result(status, judge_code if isinstance(judge_code, int) else 1, detail)
+    if stage == "unresponsive":
+        return result("timeout", None, f"{detail} (a check's time limit passed)")
+    if stage == "protocol":
+        return result("failed", judge_code if isinstance(judge_code, int) else 1, detail)
+    program_end = ends.get("program")
+    if stage in ("load", "gone") and program_end is not None:
+        status, code, why = _program_end(
+            program_end, out.program_stderr.decode(errors="replace"), limits
+        )
+        return result(status, code, why)
+    if judge_end is not None and "signal" in judge_end:
+        signum = int(judge_end["signal"])
+        if signum == signal.SIGXCPU or float(judge_end.get("cpu", 0.0)) >= limits.cpu_seconds:
+            return result("timeout", -signum, f"CPU time limit of {limits.cpu_seconds} s reached")
+        return result("error", -signum, f"the judge was ended by {_signal_name(signum)}")
+    return result("error", out.returncode, "the sandbox ended without a verdict")
+
+
+_T = TypeVar("_T")
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run the coroutine ``make()`` to completion, from sync code, whether or not this thread
+    already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 _PROBED: Isolation | None = None
+
+
+async def _probe() -> Isolation:
+    read_fd, write_fd = os.pipe()
+    try:
+        uid = UID_RANGE[0] if os.geteuid() == 0 else None
+        config = {
+            "report_fd": write_fd,
+            "uid": uid,
+            "gid": uid,
+            "probe": True,
+            "workdir": tempfile.gettempdir(),
+            "workdir_mb": 1,
+            "prefix": _interpreter()[1],
+        }
+        proc = await _launch(config, [write_fd])
+        os.close(write_fd)
+        write_fd = -1
+        await asyncio.wait_for(proc.wait(), 30)
+        return _isolation_of(_json_lines(_read_all(read_fd))) or Isolation(notes=("probe failed",))
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
 
 
 def probe_isolation() -> Isolation:
     """What isolation this process can give sandboxed runs (asks the launcher once; cached)."""
     global _PROBED
     if _PROBED is None:
-        import subprocess
-
-        read_fd, write_fd = os.pipe()
-        try:
-            uid = UID_RANGE[0] if os.geteuid() == 0 else None
-            config = {
-                "report_fd": write_fd,
-                "uid": uid,
-                "gid": uid,
-                "probe": True,
-                "workdir": tempfile.gettempdir(),
-                "workdir_mb": 1,
-                "prefix": _interpreter()[1],
-            }
-            subprocess.run(
-                [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(config)],
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
-                timeout=30,
-            )
-            os.close(write_fd)
-            write_fd = -1
-            _PROBED = _isolation_of(_read_notes(read_fd)) or Isolation(notes=("probe failed",))
-        finally:
-            for fd in (read_fd, write_fd):
-                if fd >= 0:
-                    os.close(fd)
+        _PROBED = _run_coroutine(_probe)
     return _PROBED
