@@ -26,6 +26,7 @@ lint: setup
 	$(BIN)/ruff check ponder tests
 	$(BIN)/ruff format --check ponder tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The web page is tested in headless Chromium (Debian's package; Playwright drives it).
 browser:

@@ -54,7 +54,7 @@ def test_models_and_strategies_lists():
 def test_flash_attn_option_reaches_the_engine():
     import argparse
 
-    from ponder.cli import add_engine_arguments, engine_options
+    from ponder.cli.common import add_engine_arguments, engine_options
     from ponder.engines.llamacpp import native
 
     parser = argparse.ArgumentParser()
@@ -78,3 +78,54 @@ def test_exact_mode_from_the_command_line(small_model):
     assert json.loads(a.stdout)["usage"]["tokens_generated"] > 0
     bad = ponder("solve", "Say hi.", *args, "--flash-attn", "maybe")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_eval_and_bench_command_lines(tmp_path):
+    from ponder.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "engine", "--ns", "1,4", "--skip", "server"])
+    assert (args.suite, args.ns, args.skip) == ("engine", "1,4", "server")
+    args = build_parser().parse_args(
+        ["eval", "arithmetic", "--strategies", "greedy,vote[temperature=1.0]", "--level", "3"]
+    )
+    assert (args.task, args.budgets, args.task__level) == ("arithmetic", "1,2,4,8,16", 3)
+    # each command takes only its own options: no task flags on a benchmark, no
+    # benchmark flags on an evaluation
+    for argv in (["bench", "engine", "--level", "3"], ["eval", "arithmetic", "--ns", "4"]):
+        p = ponder(*argv)
+        assert p.returncode == 2 and "unrecognized arguments" in p.stderr, argv
+    p = ponder("eval", "nope", "--db", str(tmp_path / "r.sqlite"))
+    assert p.returncode == 2 and "invalid choice: 'nope'" in p.stderr and "arithmetic" in p.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    p = ponder("eval", "jsonl", "--path", str(bad))
+    assert p.returncode == 2 and "line 1: no field 'answer'" in p.stderr
+    p = ponder("eval", "arithmetic", "--set", "nosuch=1")
+    assert p.returncode == 2 and "has a setting 'nosuch'" in p.stderr
+    p = ponder("eval", "arithmetic", "--level", "9")
+    assert p.returncode == 2 and "level must be one of" in p.stderr
+
+
+def test_old_bench_task_spelling_still_works(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    p = ponder("bench", "jsonl", "--file", str(bad))
+    assert "`ponder bench jsonl` is now `ponder eval jsonl`" in p.stderr
+    assert p.returncode == 2 and "line 1: no field 'answer'" in p.stderr
+
+
+def test_task_options_come_from_the_task(tmp_path):
+    p = ponder("eval", "humaneval", "--help")
+    assert p.returncode == 0 and "--workers" in p.stdout and "--level" not in p.stdout
+    p = ponder("eval", "arithmetic", "--help")
+    assert "--level" in p.stdout and "--ns" not in p.stdout
+    p = ponder("tasks")
+    assert p.returncode == 0 and "humaneval" in p.stdout
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "corrupt.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    p = ponder("solve", "hi", "--model", str(bad), "--max-tokens", "4")
+    assert p.returncode == 2, p.stderr
+    assert "could not load" in p.stderr and "Traceback" not in p.stderr

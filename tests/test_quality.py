@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from ponder.cli import main
+from ponder.cli.report import format_report, load_records
 from ponder.scoring.quality import (
     auroc,
-    format_report,
-    load_records,
     rates,
     resampling_accuracy,
     resampling_gain,

@@ -24,7 +24,7 @@ def _cells(db) -> list[tuple[str, str, int, int, int]]:
 def test_ray_shards_cells_over_actors_into_one_store(small_model, tmp_path):
     db = tmp_path / "runs.sqlite"
     common = [
-        sys.executable, "-m", "ponder.cli", "bench", "arithmetic", "--model", small_model,
+        sys.executable, "-m", "ponder.cli", "eval", "arithmetic", "--model", small_model,
         "--strategies", "greedy,vote", "--budgets", "2", "--limit", "3", "--max-tokens", "16",
         "--n-ctx", "2048", "--threads", "1", "--concurrency", "2", "--db", str(db),
     ]  # fmt: skip
@@ -45,7 +45,7 @@ def test_ray_shards_cells_over_actors_into_one_store(small_model, tmp_path):
 
 def test_ray_bad_input_is_a_clear_error(tmp_path):
     cmd = [
-        sys.executable, "-m", "ponder.cli", "bench", "arithmetic", "--limit", "1",
+        sys.executable, "-m", "ponder.cli", "eval", "arithmetic", "--limit", "1",
         "--db", str(tmp_path / "r.sqlite"), "--ray", "local", "--ray-actors", "0",
     ]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
 
     model_name = args.model or models.DEFAULT_MODEL
     model = models.resolve(model_name)
-    k = int(args.budgets.split(",")[0]) if args.budgets else 4
+    k = args.budget
     threads = args.threads or (os.cpu_count() or 1)
     args.clients_list = [int(x) for x in args.clients.split(",")]
     top = max(args.clients_list)

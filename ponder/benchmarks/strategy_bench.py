@@ -22,9 +22,9 @@ from ponder import models
 from ponder.strategies import names
 
 
-def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(args: argparse.Namespace, engine_options: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per strategy; ``engine_options`` are ``load_engine``'s keyword arguments."""
     from ponder.api import load_engine
-    from ponder.cli import engine_options
     from ponder.evals.runner import StrategySpec, run_eval
     from ponder.evals.store import Store
     from ponder.scoring import create_scorer
@@ -36,7 +36,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for name in wanted:
         config: dict[str, Any] = {"max_tokens": args.max_tokens}
-        engine = load_engine(**engine_options(args, n_threads=args.threads or None))
+        engine = load_engine(**engine_options)
         try:
             scorer = create_scorer(args.scorer, engine) if args.scorer else None
             t0 = time.perf_counter()
@@ -102,18 +102,12 @@ def _seconds(r: dict[str, Any]) -> str:
     return f"{r['seconds']:.0f} for {r['problems'] - done} (resumed: {done} done before)"
 
 
-def main(args: argparse.Namespace) -> int:
-    if getattr(args, "engine", "llamacpp") != "llamacpp":
-        raise ValueError("ponder bench strategies measures the embedded engine; drop --engine")
+def main(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     args.model = args.model or models.DEFAULT_MODEL
-    args.budget = int(args.budgets.split(",")[0]) if args.budgets else 8
-    args.limit = args.limit or 20
-    args.level = args.level or 2
-    args.max_tokens = args.max_tokens or 256
     unknown = [s for s in (args.strategies or "").split(",") if s and s not in names(True)]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; known: {', '.join(names())}")
-    rows = measure(args)
+    rows = measure(args, {**engine_options, "model": args.model})
     print(HEADER)
     for r in rows:
         print(format_row(r))

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from ponder.engines.base import EngineError
-from ponder.evals.runner import StrategySpec, _strategy_for, execute_cell
+from ponder.evals.runner import StrategySpec, execute_cell, strategy_for
 from ponder.evals.store import CellRecord
 from ponder.types import Problem
 
@@ -79,7 +79,7 @@ class CellActor:
         self.task = create_task(task_name, **task_options)
         self.problems = {p.id: p for p in self.task.problems(limit, seed=task_seed)}
         self.strategies = {
-            (s.label, seed): _strategy_for(s, self.task, seed) for s in specs for seed in seeds
+            (s.label, seed): strategy_for(s, self.task, seed) for s in specs for seed in seeds
         }
         self.scorer = create_scorer(scorer, self.engine, **scorer_options) if scorer else None
 

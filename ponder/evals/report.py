@@ -525,22 +525,3 @@ def html_report(store: Store) -> str:
         + notes
         + "</body></html>\n"
     )
-
-
-def report_main(args: Any) -> int:
-    """``ponder report DB [-o report.html] [--json]``."""
-    import json
-    from pathlib import Path
-
-    path = Path(args.db)
-    if not path.is_file():
-        raise ValueError(f"no results database at {path}; create one with `ponder bench TASK`")
-    with Store(path) as store:
-        if args.output:
-            Path(args.output).write_text(html_report(store), encoding="utf-8")
-            print(f"wrote {args.output}")
-        if args.json:
-            print(json.dumps(json_report(store), indent=2))
-        elif not args.output:
-            print(text_report(store), end="")
-    return 0

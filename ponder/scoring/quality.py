@@ -32,11 +32,9 @@ problems (small ``p``) are where the ceiling bites. Otherwise one pooled ``p`` i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,8 +43,6 @@ import numpy.typing as npt
 __all__ = [
     "Record",
     "auroc",
-    "format_report",
-    "load_records",
     "rates",
     "resampling_accuracy",
     "resampling_gain",
@@ -266,60 +262,3 @@ def verifier_report(
             **limit,
         },
     }
-
-
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file of ``{"score": float, "correct": bool, "problem": id?}`` lines."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict):
-                raise ValueError(f"{path}:{number}: expected an object, got {item!r}")
-            out.append(item)
-    return out
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """The report as a short human-readable table."""
-    res = report["resampling"]
-    problems = f" over {report['problems']} problems" if report["problems"] else ""
-    lines = [
-        f"candidates        {report['n']} ({report['n_correct']} correct){problems}",
-        f"base accuracy     {_fmt(report['base_accuracy'])}",
-        f"threshold         {report['threshold']:g} ({report['accepted']} accepted)",
-        f"false positives   {_fmt(report['false_positive_rate'])} of incorrect accepted",
-        f"false negatives   {_fmt(report['false_negative_rate'])} of correct rejected",
-        f"precision         {_fmt(report['precision'])}",
-        f"AUROC             {_fmt(report['auroc'])}",
-    ]
-    best = report["best_threshold"]
-    if best is not None:
-        lines.append(
-            f"best threshold    {best['threshold']:g} "
-            f"(TPR {best['tpr']:.3f}, FPR {best['fpr']:.3f})"
-        )
-    lines.append(f"resample until accepted, at most k draws ({res['model']} accuracy):")
-    lines.append("    k  accuracy")
-    for point in res["curve"]:
-        lines.append(f"{point['k']:5d}  {point['accuracy']:.4f}")
-    if res["helps"]:
-        lines.append(
-            f"more draws stop helping at k = {res['k_stop']} (next draw gains < "
-            f"{res['epsilon']:g}); accuracy there {res['accuracy_at_k_stop']:.4f}, "
-            f"ceiling {res['asymptote']:.4f}"
-        )
-    else:
-        lines.append(
-            "resampling does not help: the verifier accepts wrong answers as often as right ones"
-        )
-    return "\n".join(lines)

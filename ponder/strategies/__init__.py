@@ -15,6 +15,7 @@ from ponder.strategies.base import (
     describe,
     names,
     register,
+    settings,
 )
 
 _SUPPORT = {"base", "common", "trace", "numerics", "resampling"}
@@ -22,4 +23,4 @@ for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in _SUPPORT and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["Strategy", "StrategyBase", "canonical", "create", "describe", "names", "register"]
+__all__ = ["Strategy", "StrategyBase", "canonical", "create", "describe", "names", "register", "settings"]

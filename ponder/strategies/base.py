@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from ponder.engines.base import Engine
+from ponder.options import make_config
 from ponder.types import Budget, Problem, Result
 
 
@@ -29,21 +30,6 @@ class Strategy(Protocol):
     ) -> Result: ...
 
 
-def make_config(cls: type[Any], options: dict[str, Any], strategy: str) -> Any:
-    """Build the frozen config ``cls`` from user options, with errors a user can act on."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(
-            f"strategy {strategy!r} has no setting {', '.join(map(repr, unknown))}; "
-            f"its settings are: {', '.join(sorted(known))}"
-        )
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ValueError(f"strategy {strategy!r}: {exc}") from None
-
-
 class StrategyBase:
     """Base class: holds the validated config. Subclasses set the class variables and
     implement ``run``."""
@@ -55,7 +41,7 @@ class StrategyBase:
     aliases: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **config: Any) -> None:
-        self.config = make_config(self.Config, config, self.name)
+        self.config = make_config(self.Config, config, f"strategy {self.name!r}")
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
         raise NotImplementedError
@@ -86,6 +72,15 @@ def canonical(name: str) -> str:
 
 def create(name: str, **config: Any) -> Strategy:
     return _REGISTRY[canonical(name)](**config)
+
+
+def settings(name: str) -> frozenset[str]:
+    """The settings strategy ``name`` takes (its ``Config`` fields), without building it;
+    ``ValueError`` when the name is unknown."""
+    config = getattr(_REGISTRY[canonical(name)], "Config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(config))
 
 
 def names(with_aliases: bool = False) -> list[str]:

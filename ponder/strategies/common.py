@@ -89,29 +89,3 @@ class Step:
     tokens: int
     finished: bool  # the solution ended (end of turn, or the token cap)
     completion: Completion
-
-
-async def next_steps(
-    engine: Engine,
-    problem: Problem,
-    prefixes: Sequence[str],
-    params: SamplingParams,
-    delimiter: str,
-    n: int = 1,
-) -> list[list[Step]]:
-    """For each partial solution in ``prefixes``, ``n`` sampled next steps, in one batch.
-
-    A step is the text up to and including ``delimiter``; a step that ends the solution
-    (end of turn or ``params.max_tokens``) is ``finished``.
-    """
-    step_params = params.with_(stop=(delimiter,))
-    requests = [Request(problem.messages, step_params, n=n, partial=p) for p in prefixes]
-    outs = await engine.generate(requests)
-    result: list[list[Step]] = []
-    for comps in outs:
-        steps = []
-        for c in comps:
-            hit = c.stop_reason == delimiter
-            steps.append(Step(c.text + (delimiter if hit else ""), c.tokens, not hit, c))
-        result.append(steps)
-    return result

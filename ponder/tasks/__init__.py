@@ -7,10 +7,26 @@ package imports them all, so adding a task is adding a file.
 import importlib
 import pkgutil
 
-from ponder.tasks.base import Task, TaskBase, create_task, describe_tasks, register_task, task_names
+from ponder.tasks.base import (
+    Task,
+    TaskBase,
+    create_task,
+    describe_tasks,
+    register_task,
+    task_class,
+    task_names,
+)
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "base" and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["Task", "TaskBase", "create_task", "describe_tasks", "register_task", "task_names"]
+__all__ = [
+    "Task",
+    "TaskBase",
+    "create_task",
+    "describe_tasks",
+    "register_task",
+    "task_class",
+    "task_names",
+]

@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ponder.options import make_config
 from ponder.scoring.answers import answers_equivalent, extract_answer, normalize_answer
 from ponder.types import Candidate, Problem, Result
 
@@ -52,7 +53,7 @@ class TaskBase:
     Config: ClassVar[type[Any]]
 
     def __init__(self, **options: Any) -> None:
-        self.config = _make_config(self.Config, options, self.name)
+        self.config = make_config(self.Config, options, f"task {self.name!r}", "option")
 
     @property
     def answer_kind(self) -> str:
@@ -125,20 +126,6 @@ class AnswerTask(TaskBase):
         return answers_equivalent(answer, self.reference_answer(problem.reference))
 
 
-def _make_config(cls: type[Any], options: dict[str, Any], task: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(
-            f"task {task!r} has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(sorted(known)) or '(none)'}"
-        )
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ValueError(f"task {task!r}: {exc}") from None
-
-
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 
 
@@ -152,11 +139,16 @@ def register_task(cls: type[Any]) -> type[Any]:
 
 def create_task(name: str, **options: Any) -> Task:
     """The task registered as ``name`` with ``options``; ``ValueError`` when unknown."""
+    factory: Callable[..., Task] = task_class(name)
+    return factory(**options)
+
+
+def task_class(name: str) -> Any:
+    """The class registered as task ``name`` (its ``Config`` lists the task's options)."""
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(task_names())}") from None
-    return factory(**options)
 
 
 def task_names() -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import llama_cpp as ll
 import numpy as np
 
+from ponder.engines.base import EngineError
 from ponder.types import Message
 
 _LOG_CALLBACK = None
@@ -35,8 +36,8 @@ def _quiet_logs() -> None:
     ll.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
-class NativeError(RuntimeError):
-    pass
+class NativeError(EngineError):
+    """llama.cpp refused: a model file it cannot load, a context it cannot make."""
 
 
 @functools.cache

@@ -109,14 +109,6 @@ class RadixTree:
             if self._end.get(s) is node:
                 self._end[s] = tail
 
-    def node_count(self) -> int:
-        stack, n = [self._root], 0
-        while stack:
-            node = stack.pop()
-            n += 1
-            stack.extend(node.children.values())
-        return n - 1
-
     def token_count(self) -> int:
         """Distinct (position, token-prefix) pairs held: KV cells if all sharing is by fork."""
         stack, n = [self._root], 0

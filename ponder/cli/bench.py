@@ -1,0 +1,118 @@
+"""``ponder bench engine|serve|strategies|attention``: speed, side by side with peers
+(docs/BENCHMARKS.md). Each benchmark takes only its own options.
+
+Evaluating a task is ``ponder eval TASK``; the older spelling ``ponder bench TASK`` still
+works and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ponder.cli.common import add_engine_arguments, engine_options
+
+SUITES = ("engine", "serve", "strategies", "attention")
+_PEER = "path to llama.cpp's llama-server (default: the peers' venv, `make peers`)"
+
+
+def add_parsers(sub: Any) -> None:
+    b = sub.add_parser(
+        "bench",
+        help="benchmark the engine, server or strategies against peers (docs/BENCHMARKS.md)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    suites = b.add_subparsers(dest="suite", required=True, metavar="SUITE")
+
+    e = suites.add_parser("engine", help="tokens/s: sampling and search vs llama-server")
+    e.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")
+    e.add_argument("--tokens", type=int, default=128, help="tokens per sample")
+    e.add_argument("--llama-server", default="", help=_PEER)
+    e.add_argument("--skip", default="", help="comma list of: sequential,server,search")
+    _common(e, _engine)
+
+    s = suites.add_parser("serve", help="requests/s: ponder serve vs OptiLLM + llama-server")
+    s.add_argument("--clients", default="1,4,16", help="concurrent clients")
+    s.add_argument("--requests-per-client", type=int, default=2, help="load per client")
+    s.add_argument("--budget", "--budgets", type=int, default=4, help="samples per request")
+    s.add_argument("--max-tokens", type=int, default=512, help="per-sample token cap")
+    s.add_argument("--llama-server", default="", help=_PEER)
+    s.add_argument("--skip", default="", help="comma list of: optillm")
+    s.add_argument(
+        "--optillm-python",
+        default="~/.cache/ponder/optillm/bin/python",
+        help="the Python of a venv with optillm (`make peers`)",
+    )
+    _common(s, _serve)
+
+    t = suites.add_parser("strategies", help="what each strategy costs on the same problems")
+    t.add_argument("--strategies", default="", help="comma list (default: all)")
+    t.add_argument("--budget", "--budgets", type=int, default=8, help="the budget of every cell")
+    t.add_argument("--limit", type=int, default=20, help="arithmetic problems")
+    t.add_argument("--level", type=int, default=2, help="arithmetic difficulty 1-5")
+    t.add_argument("--max-tokens", type=int, default=256, help="per-sample token cap")
+    t.add_argument("--scorer", default="", help="scorer for the strategies that need one")
+    t.add_argument("--concurrency", type=int, default=8, help="problems in flight")
+    t.add_argument("--db", default="", help="results database (resumes from it)")
+    _common(t, _strategies)
+
+    a = suites.add_parser("attention", help="one decoding step's cost by KV layout")
+    a.add_argument("--layouts", default="", help="comma list of KV layouts (default: all)")
+    _common(a, _attention)
+
+
+def _common(p: argparse.ArgumentParser, func: Any) -> None:
+    p.add_argument("--out", default="", help="write the results as JSON here")
+    add_engine_arguments(p, embedded_only=True)
+    p.set_defaults(func=func)
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import engine_bench
+
+    return engine_bench.main(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import serve_bench
+
+    return serve_bench.main(args)
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import strategy_bench
+
+    return strategy_bench.main(args, engine_options(args))
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import attention_bench
+
+    return attention_bench.main(args)
+
+
+_RENAMED = {"--file": "--path"}
+
+
+def legacy_task_spelling(argv: list[str]) -> list[str]:
+    """``ponder bench TASK …`` (before ``ponder eval``) → ``ponder eval TASK …``, with a
+    note on stderr; any other command line is returned as it is."""
+    from ponder.tasks import task_names
+
+    if len(argv) < 2 or argv[0] != "bench" or argv[1] not in task_names():
+        return argv
+    print(
+        f"ponder: note: `ponder bench {argv[1]}` is now `ponder eval {argv[1]}` "
+        "(the old spelling will be removed)",
+        file=sys.stderr,
+    )
+    rest = [_RENAMED.get(a, a) for a in argv[2:]]
+    rest = [
+        _RENAMED[a.split("=", 1)[0]] + "=" + a.split("=", 1)[1]
+        if "=" in a and a.split("=", 1)[0] in _RENAMED
+        else a
+        for a in rest
+    ]
+    return ["eval", argv[1], *rest]
