@@ -62,6 +62,20 @@ def test_rpc_pruning_rules():
         nm.rpc_prune([0.5], "median")
 
 
+def test_rpc_pruning_leaves_empty_paths_out_of_the_fit():
+    # Two empty paths (p = 0) used to be clamped to 1e-300 and fitted: they formed the low
+    # component on their own, so the unlikely real paths (0.3, 0.31) survived, and the
+    # empty paths were kept. Now they are dropped and the fit sees only real paths.
+    probs = [0.0, 0.0, 0.6, 0.62, 0.65, 0.3, 0.31]
+    keep, mix = nm.rpc_prune(probs)
+    assert keep == [False, False, True, True, True, False, False]
+    assert keep[2:] == nm.rpc_prune(probs[2:])[0] and mix is not None
+    keep, _ = nm.rpc_prune([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "quantile", 0.25)
+    assert keep == [False, False, True, True, True, True]
+    assert nm.rpc_prune([0.0, 0.0]) == ([False, False], None)
+    assert nm.rpc_prune([0.0, 0.5], "none")[0] == [True, True]
+
+
 def test_weibull_mixture_recovers_its_parameters():
     rng = np.random.default_rng(7)
     n = 3000
@@ -126,6 +140,26 @@ def test_deepconf_confidences():
     assert nm.trace_confidence([], 2) == 0.0
     with pytest.raises(ValueError, match="trace confidence"):
         nm.trace_confidence(c, 2, "median")
+
+
+def test_token_confidence_counts_the_sampled_token_outside_the_top_k():
+    # the sampled token (log-prob -5) is less likely than every alternative: it joins them,
+    # as in the authors' vLLM logprobs (k + 1 entries)
+    assert nm.token_confidences([[-1.0, -2.0]], [-5.0]).tolist() == pytest.approx([8 / 3])
+    # a sampled token inside the top-k is already counted once
+    assert nm.token_confidences([[-1.0, -2.0]], [-1.0]).tolist() == pytest.approx([1.5])
+    assert nm.token_confidences([[-1.0, -2.0]], [-2.0]).tolist() == pytest.approx([1.5])
+    with pytest.raises(ValueError, match="1 sampled log-probabilities for 2 positions"):
+        nm.token_confidences([[-1.0], [-1.0]], [-1.0])
+
+
+def test_online_stop_tests_only_full_windows():
+    assert nm.lowest_full_group([4, 1, 1], 4) is None  # no full window yet
+    assert nm.lowest_full_group([], 1) is None
+    assert nm.lowest_full_group([4, 1, 1, 4, 4], 2) == 1.0
+    assert nm.lowest_full_group([4, 1, 1, 4], 4) == 2.5
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        nm.lowest_full_group([1.0], 0)
 
 
 def test_confidence_filter_keeps_the_top_percent():

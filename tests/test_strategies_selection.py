@@ -139,6 +139,20 @@ def test_rpc_counts_each_distinct_path_once():
     assert run("weighted-vote", eng, 5).answer == "42"
 
 
+def test_rpc_leaves_empty_paths_out_of_the_weibull_fit():
+    # two empty paths (p = 0) used to be fitted as p = 1e-300 and became the low component
+    # on their own, so the two unlikely "7" paths escaped pruning
+    p = {2: 0.6, 3: 0.62, 4: 0.65, 5: 0.3, 6: 0.31}
+    eng = ScriptedEngine(
+        lambda prefix, i: "" if i < 2 else f"Path {i}. The answer is {42 if i < 5 else 7}",
+        logprob=lambda t: math.log(p[int(t.split()[1].rstrip(".")) if t else 2]),
+    )
+    r = run("rpc", eng, 7)
+    assert r.trace["probabilities"][:2] == [0.0, 0.0]
+    assert r.trace["pruned"] == [0, 1, 5, 6]
+    assert r.answer == "42" and set(r.trace["answer_scores"]) == {"42"}
+
+
 def test_rpc_invalid_setups():
     with pytest.raises(ValueError, match="log-probabilities"):
         run("rpc", answering(["1"], logprobs=False), 1)
@@ -253,7 +267,7 @@ def test_early_stop_invalid_config():
 
 # ---- confidence-vote ---------------------------------------------------------------------
 
-CONF = {"hmm": 2.0}  # token confidence of a word; every other word has confidence 8
+CONF = {"hmm": 2.0, "um": 4.0}  # token confidence of a word; every other word has 8
 
 
 class TopLogprobEngine(ScriptedEngine):
@@ -361,6 +375,82 @@ def test_confidence_vote_online_skips_sampling_once_the_vote_is_settled():
     assert r.answer == "42"
 
 
+def test_confidence_vote_online_stop_waits_for_a_full_window():
+    # The threshold comes from whole-trace groups of 8 tokens: s = 7.25. The online trace's
+    # first chunk "o um b c" has mean 7 < s, but its full windows never fall below 7.5: a
+    # stop on the 4-token prefix would be the noisy partial-window stop DeepConf avoids.
+    warm = [
+        "w0 b c d e f g h The answer is 42",  # 8
+        "w1 b c d e f g h The answer is 7",  # 8
+        "w2 hmm hmm d e f g h The answer is 9",  # 6.5
+        "w3 hmm hmm d e f g h The answer is 9",  # 6.5
+    ]
+    online = ["o um b c d e f g h i The answer is 42"]
+    eng = TopLogprobEngine(continuing(warm + online))
+    cfg = dict(warmup=4, keep_percent=50, group_window=8, chunk_tokens=4)
+    r = run("confidence-vote", eng, 5, **cfg)
+    assert r.trace["threshold"] == pytest.approx(7.25)
+    assert r.trace["status"][4] == "complete" and 4 in r.trace["voters"]
+    assert r.candidates[4].answer == "42"
+
+
+def test_confidence_vote_default_group_window_fits_the_token_cap():
+    # the paper's 2048-token groups exceed our 512-token cap: no trace would have a full
+    # window, so online stopping could never fire
+    cfg = create("confidence-vote").config
+    assert cfg.group_window * 2 <= cfg.max_tokens
+
+
+def test_confidence_vote_counts_the_sampled_token_outside_the_top_k():
+    class Unlikely(TopLogprobEngine):
+        """Every sampled token has log-prob -5, below its alternatives (-1, -3)."""
+
+        def _one(self, r):
+            outs = super()._one(r)
+            lps = lambda c: tuple(  # noqa: E731
+                TokenLogprob(t.token, -5.0, (("x", -1.0), ("y", -3.0))) for t in c.logprobs
+            )
+            return [replace(c, logprobs=lps(c)) for c in outs]
+
+    eng = Unlikely(continuing(["a b The answer is 42"] * 2))
+    r = run("confidence-vote", eng, 2, mode="offline", top_logprobs=2)
+    assert r.trace["confidences"] == pytest.approx([3.0, 3.0])  # (1 + 3 + 5) / 3
+
+
+def test_confidence_vote_online_launches_no_more_traces_once_the_vote_is_settled():
+    # Warm-up: one confident 42 and one confident 7 vote (share 0.5). The first wave of 4
+    # online traces all say 42 (share 40 / 48 >= 0.8): the other 8 are never launched.
+    warm = [
+        "w0 b c The answer is 42",
+        "w1 b c The answer is 7",
+        "w2 hmm hmm The answer is 9",
+        "w3 hmm hmm The answer is 9",
+    ]
+    online = [f"o{k} b c The answer is 42" for k in range(12)]
+    eng = TopLogprobEngine(continuing(warm + online))
+    r = run("confidence-vote", eng, 16, warmup=4, keep_percent=50, consensus=0.8)
+    assert eng.batches == [1, 4]
+    assert len(r.candidates) == 8 and r.trace["status"][4:] == ["complete"] * 4
+    last = r.trace["rounds"][-1]
+    assert last["stopped"] == "consensus" and last["not_launched"] == 8
+    assert last["share"] == pytest.approx(40 / 48)
+    assert r.answer == "42"
+    check_usage(r, 8)
+
+
+def test_confidence_vote_refills_a_wave_as_traces_end():
+    # wave=2: two traces in flight; a trace that ends frees its slot for the next one
+    warm = ["w0 b The answer is 42", "w1 b The answer is 7"]
+    online = ["o0 b The answer is 42", "o1 b c d e f g The answer is 7", "o2 b The answer is 5"]
+    eng = TopLogprobEngine(continuing(warm + online))
+    r = run("confidence-vote", eng, 5, warmup=2, keep_percent=100, chunk_tokens=4, wave=2)
+    # o0 ends in round 2, so o2 starts in round 3 beside o1, which ends there
+    launched = [x.get("launched") for x in r.trace["rounds"][1:]]
+    assert launched == [2, 0, 1, 0]
+    assert eng.batches == [1, 2, 2, 2, 1]
+    assert r.trace["status"] == ["complete"] * 5
+
+
 def test_confidence_vote_invalid_setups():
     with pytest.raises(ValueError, match="log-probabilities"):
         run("confidence-vote", answering(["1"], logprobs=False), 2)
@@ -370,6 +460,8 @@ def test_confidence_vote_invalid_setups():
         create("confidence-vote", trace_confidence="tail")
     with pytest.raises(ValueError, match="mode must be one of"):
         create("confidence-vote", mode="batch")
+    with pytest.raises(ValueError, match="wave must be >= 1"):
+        create("confidence-vote", wave=0)
     create("confidence-vote", mode="offline", trace_confidence="bottom10")
 
 

@@ -1,7 +1,8 @@
 """Confidence-filtered voting (DeepConf).
 
 Fu et al. 2025, "Deep Think with Confidence". With the top-k log-probabilities at every
-position, token confidence is ``C_i = -mean_j log P_i(j)`` over the k alternatives; a group
+position, token confidence is ``C_i = -mean_j log P_i(j)`` over the k alternatives (and the
+sampled token when it is outside them, as vLLM reports it to the authors' code); a group
 confidence is the mean of ``C_i`` over a sliding window of ``group_window`` tokens (a trace
 shorter than the window is one group); a trace's confidence is its lowest group
 confidence (or, offline, the mean of its bottom 10% groups, its tail, or its mean).
@@ -11,23 +12,32 @@ confidence (or, offline, the mean of its bottom 10% groups, its tail, or its mea
   confidence.
 * **online**: sample ``warmup`` traces; their lowest group confidences set the threshold
   ``s`` = their ``(100 - keep_percent)``-th percentile, and only warm-up traces at or above
-  ``s`` vote. The remaining ``n - warmup`` traces are generated together in rounds of
-  ``chunk_tokens`` tokens (one batched request per round, each live trace continued from
-  its text so far); after each round a trace whose lowest group confidence so far is below
-  ``s`` is stopped and never votes (its tokens still count). Before each round, sampling
-  stops when the vote is settled: the leader's share of the confidence-weighted vote is at
-  least ``consensus`` (the paper's tau).
+  ``s`` vote. The remaining ``n - warmup`` traces are launched ``wave`` at a time and grown
+  in rounds of ``chunk_tokens`` tokens (one batched request per round, each live trace
+  continued from its text so far); after each round a trace with a full window of
+  ``group_window`` tokens whose mean confidence is below ``s`` is stopped and never votes
+  (its tokens still count); a trace shorter than one window is never stopped, as in the
+  authors' code. A trace that ends votes, and its slot goes to a new trace. Before each
+  round the vote is tested: once the leader's share of the confidence-weighted vote is at
+  least ``consensus`` (the paper's tau), the live traces are stopped and no more are
+  launched (the paper's adaptive sampling).
 
-Defaults follow the paper: top-20 log-probs, 2048-token groups, 16 warm-up traces,
-``keep_percent=90`` (DeepConf-high; 10 is DeepConf-low), ``consensus=0.95``, temperature
-0.6, top-p 0.95. Deviations: the paper checks the group confidence after every token; here it
-is checked after every chunk, so a stopped trace may run up to ``chunk_tokens - 1`` tokens
-past the point where it fell below ``s``. The paper tests consensus after each finished
-trace; here after each round (and right after the warm-up).
+Defaults follow the paper: top-20 log-probs, 16 warm-up traces, ``keep_percent=90``
+(DeepConf-high; 10 is DeepConf-low), ``consensus=0.95``, temperature 0.6, top-p 0.95 —
+except ``group_window``: the paper's 2048 tokens suit its traces of up to 64k tokens, but is
+more than our whole token cap (512; the server's 1024), where every group would be the whole
+trace and no trace could ever be stopped. 128 tokens *(choose)* leaves several full windows
+in a capped trace while a window still averages over a few sentences. Deviations: the paper
+checks the group confidence after every token; here after every chunk, so a stopped trace
+may run up to ``chunk_tokens - 1`` tokens past the point where it fell below ``s``. The
+paper generates one trace at a time and tests consensus after each; here ``wave`` traces run
+at once *(choose: 4)* and consensus is tested after each round, so up to ``wave`` traces
+may be in flight when the vote settles.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -62,12 +72,13 @@ class ConfidenceVoteConfig(SamplingConfig):
     temperature: float = 0.6
     mode: str = "online"
     top_logprobs: int = 20
-    group_window: int = 2048
+    group_window: int = 128
     trace_confidence: str = "lowest"
     keep_percent: float = 90.0
     warmup: int = 16
     consensus: float = 0.95
     chunk_tokens: int = 64
+    wave: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +106,8 @@ class ConfidenceVoteConfig(SamplingConfig):
             raise ValueError(f"consensus must be in (0, 1], got {self.consensus}")
         if self.chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.wave < 1:
+            raise ValueError(f"wave must be >= 1 trace in flight, got {self.wave}")
 
 
 @dataclass
@@ -123,6 +136,36 @@ class _Trace:
             )
 
 
+def token_confidences(logprobs: Sequence[TokenLogprob]) -> np.ndarray:
+    """DeepConf token confidences of a trace from its per-token log-probabilities."""
+    return numerics.token_confidences(
+        [[v for _, v in lp.top] for lp in logprobs], [lp.logprob for lp in logprobs]
+    )
+
+
+def vote_totals(
+    answers: Sequence[str | None], confidences: Sequence[float], voters: Iterable[int]
+) -> tuple[dict[str, list[int]], dict[str, float]]:
+    """The answer clusters of the ``voters`` (indices into ``answers``; other traces do not
+    vote) and each cluster's summed confidence."""
+    voting = set(voters)
+    clusters = cluster_answers([a if i in voting else None for i, a in enumerate(answers)])
+    return clusters, numerics.cluster_sums(clusters, confidences)
+
+
+def leader_share(totals: Mapping[str, float]) -> float:
+    """The leading answer's share of the confidence-weighted vote (0 with no votes)."""
+    total = sum(totals.values())
+    return max(totals.values()) / total if total > 0 else 0.0
+
+
+def stops_early(conf: Sequence[float] | np.ndarray, window: int, threshold: float) -> bool:
+    """DeepConf's online stop: some full window of ``window`` token confidences has a mean
+    below ``threshold``. A trace shorter than one window is never stopped."""
+    lowest = numerics.lowest_full_group(conf, window)
+    return lowest is not None and lowest < threshold
+
+
 @register
 class ConfidenceVote(StrategyBase):
     name: ClassVar[str] = "confidence-vote"
@@ -134,7 +177,7 @@ class ConfidenceVote(StrategyBase):
 
     def confidence(self, t: _Trace, kind: str | None = None) -> float:
         cfg = self.config
-        conf = numerics.token_confidences([[v for _, v in lp.top] for lp in t.logprobs])
+        conf = token_confidences(t.logprobs)
         return numerics.trace_confidence(conf, cfg.group_window, kind or cfg.trace_confidence)
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
@@ -171,20 +214,30 @@ class ConfidenceVote(StrategyBase):
         voters: list[int],
         rounds: list[dict[str, Any]],
     ) -> None:
-        """Grow ``count`` more traces chunk by chunk, stopping the unconfident ones."""
+        """Grow ``count`` more traces chunk by chunk, at most ``wave`` at a time, stopping
+        the unconfident ones, and launch no more once the vote is settled."""
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        live: list[int] | None = None  # the online traces are created once they are needed
-        while live is None or live:
+        pending = count
+        live: list[int] = []
+        while live or pending:
             share = self._leader_share(traces, voters)
             if share >= cfg.consensus:
-                for i in live or ():
+                for i in live:
                     traces[i].status = "consensus"
-                rounds.append({"round": len(rounds), "stopped": "consensus", "share": share})
+                rounds.append(
+                    {
+                        "round": len(rounds),
+                        "stopped": "consensus",
+                        "share": share,
+                        "not_launched": pending,
+                    }
+                )
                 return
-            if live is None:
-                traces.extend(_Trace("online") for _ in range(count))
-                live = list(range(len(traces) - count, len(traces)))
+            launch = min(pending, cfg.wave - len(live))
+            traces.extend(_Trace("online") for _ in range(launch))
+            live.extend(range(len(traces) - launch, len(traces)))
+            pending -= launch
             requests = []
             for i in live:
                 t = traces[i]
@@ -197,8 +250,9 @@ class ConfidenceVote(StrategyBase):
             for i, [c] in zip(live, outs, strict=True):
                 t = traces[i]
                 t.extend(c)
-                t.confidence = self.confidence(t, "lowest")
-                if t.confidence < threshold:
+                conf = token_confidences(t.logprobs)
+                t.confidence = numerics.trace_confidence(conf, cfg.group_window, "lowest")
+                if stops_early(conf, cfg.group_window, threshold):
                     t.status = "low-confidence"
                     dropped.append(i)
                 elif c.finish_reason != "length" or t.tokens >= params.max_tokens:
@@ -211,6 +265,7 @@ class ConfidenceVote(StrategyBase):
                     "round": len(rounds),
                     "phase": "online",
                     "traces": len(requests),
+                    "launched": launch,
                     "stopped_low_confidence": dropped,
                     "finished": finished,
                     "share": share,
@@ -225,13 +280,10 @@ class ConfidenceVote(StrategyBase):
             extract_answer(t.text, self.config.answer_kind) if i in voting else None
             for i, t in enumerate(traces)
         ]
-        clusters = cluster_answers(answers)
-        return clusters, numerics.cluster_sums(clusters, [t.confidence for t in traces])
+        return vote_totals(answers, [t.confidence for t in traces], voting)
 
     def _leader_share(self, traces: list[_Trace], voters: list[int]) -> float:
-        _, totals = self._vote(traces, voters)
-        total = sum(totals.values())
-        return max(totals.values()) / total if total > 0 else 0.0
+        return leader_share(self._vote(traces, voters)[1])
 
     def _result(
         self,

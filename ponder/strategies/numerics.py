@@ -29,6 +29,7 @@ __all__ = [
     "group_confidences",
     "leader",
     "log_path_weight",
+    "lowest_full_group",
     "normalized_shares",
     "rpc_prune",
     "token_confidences",
@@ -245,23 +246,36 @@ def rpc_prune(
     ``"weibull"`` (the paper's rule): fit a two-component Weibull mixture to the
     probabilities; drop a path when the low component explains it better than the high one
     *and* its probability is below the mean. ``"quantile"``: drop paths whose probability
-    is below the ``quantile``-th quantile. ``"none"``: keep everything. A mixture that cannot
-    be fitted (too few or identical values) keeps every path.
+    is below the ``quantile``-th quantile. ``"none"``: keep everything. A path whose
+    probability is 0 (an empty path: no tokens, no evidence) is always dropped and takes no
+    part in the fit, the mean or the quantile, so it cannot pull the low component towards
+    0. A mixture that cannot be fitted (too few or identical values) keeps every other path.
     """
     p = np.asarray(probabilities, dtype=float)
+    if method not in ("weibull", "quantile", "none"):
+        raise ValueError(f"unknown pruning method {method!r}; use weibull, quantile or none")
     if method == "none" or p.size == 0:
         return [True] * int(p.size), None
+    usable = np.isfinite(p) & (p > 0)
+    keep = [False] * int(p.size)
+    if not usable.any():
+        return keep, None
+    q = p[usable]
+    mix = None
     if method == "quantile":
-        cut = float(np.quantile(p, quantile))
-        return [bool(v >= cut) for v in p], None
-    if method != "weibull":
-        raise ValueError(f"unknown pruning method {method!r}; use weibull, quantile or none")
-    mix = fit_weibull_mixture(p)
-    if mix is None:
-        return [True] * int(p.size), None
-    high = mix.high_membership(p)
-    mean = float(p.mean())
-    return [not (h < 0.5 and v < mean) for h, v in zip(high, p, strict=True)], mix
+        cut = float(np.quantile(q, quantile))
+        kept = [bool(v >= cut) for v in q]
+    else:
+        mix = fit_weibull_mixture(q)
+        if mix is None:
+            kept = [True] * int(q.size)
+        else:
+            high = mix.high_membership(q)
+            mean = float(q.mean())
+            kept = [not (h < 0.5 and v < mean) for h, v in zip(high, q, strict=True)]
+    for i, k in zip(np.flatnonzero(usable), kept, strict=True):
+        keep[int(i)] = k
+    return keep, mix
 
 
 # ---- stopping rules for early-stopping self-consistency ---------------------------------
@@ -302,14 +316,26 @@ def dirichlet_leader_probability(
 # ---- DeepConf confidences -----------------------------------------------------------------
 
 
-def token_confidences(top_logprobs: Sequence[Sequence[float]]) -> np.ndarray:
-    """DeepConf token confidence (Fu et al. 2025): ``C_i = -mean_j log P_i(j)`` over the top-k
-    alternatives at each position. High when the distribution is peaked."""
+def token_confidences(
+    top_logprobs: Sequence[Sequence[float]], sampled: Sequence[float] | None = None
+) -> np.ndarray:
+    """DeepConf token confidence (Fu et al. 2025): ``C_i = -mean_j log P_i(j)`` over the
+    log-probabilities reported at position ``i``: the top-k alternatives and, when
+    ``sampled[i]`` (the sampled token's log-probability) is below all of them, the sampled
+    token too (it is outside the top-k; vLLM, which the authors use, then reports k + 1
+    entries). High when the distribution is peaked."""
+    if sampled is not None and len(sampled) != len(top_logprobs):
+        raise ValueError(
+            f"{len(sampled)} sampled log-probabilities for {len(top_logprobs)} positions"
+        )
     out = np.empty(len(top_logprobs), dtype=float)
     for i, alts in enumerate(top_logprobs):
         if len(alts) == 0:
             raise ValueError(f"position {i} has no top log-probabilities")
-        out[i] = -float(np.mean(alts))
+        values = list(alts)
+        if sampled is not None and sampled[i] < min(values):
+            values.append(sampled[i])
+        out[i] = -float(np.mean(values))
     return out
 
 
@@ -325,6 +351,19 @@ def group_confidences(conf: Floats, window: int) -> np.ndarray:
         return np.asarray([c.mean()])
     csum = np.concatenate([[0.0], np.cumsum(c)])
     return (csum[window:] - csum[:-window]) / window
+
+
+def lowest_full_group(conf: Floats, window: int) -> float | None:
+    """The lowest mean of ``window`` consecutive token confidences, or ``None`` while the
+    trace has fewer than ``window`` tokens. DeepConf's online stop tests only full windows:
+    the mean of a short prefix is noisier than the whole-trace groups the threshold was
+    calibrated on, and the minimum over many noisy prefix means is biased low."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    c = np.asarray(conf, dtype=float)
+    if c.size < window:
+        return None
+    return float(group_confidences(c, window).min())
 
 
 TRACE_CONFIDENCES = ("lowest", "bottom10", "tail", "mean")

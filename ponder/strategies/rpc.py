@@ -14,13 +14,16 @@ Efficient LLM Reasoning" (NeurIPS 2025). Each sampled path ``t`` gets the probab
 Faithfulness notes: the authors fit the mixture with a bounded quasi-Newton optimiser; we
 maximise the same likelihood with EM (weighted Weibull MLE per component, mixing weight
 held in [0.2, 0.8] as in their bounds), so the fit can differ where the likelihood has
-several optima. With fewer than 4 paths, or all paths equally likely, no mixture can be
-fitted and nothing is pruned. Ties go to the larger cluster, then the answer seen first.
+several optima. An empty path (no tokens: no probability, no answer) is dropped before the
+fit, so it cannot pose as the low component. With fewer than 4 other paths, or all equally
+likely, no mixture can be fitted and nothing else is pruned. Ties go to the larger cluster,
+then the answer seen first.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,6 +54,34 @@ class RPCConfig(SamplingConfig):
             raise ValueError(f"prune_quantile must be in [0, 1), got {self.prune_quantile}")
 
 
+@dataclass(frozen=True)
+class RPCVote:
+    """The outcome of RPC's selection over a pool of paths: which paths were kept, the
+    fitted mixture (if any), the kept paths' answer clusters, each answer's score and the
+    winning answer key."""
+
+    keep: list[bool]
+    mixture: numerics.WeibullMixture | None
+    clusters: dict[str, list[int]]
+    scores: dict[str, float]
+    winner: str | None
+
+
+def rpc_vote(
+    texts: Sequence[str],
+    answers: Sequence[str | None],
+    probabilities: Sequence[float],
+    pruning: str = "weibull",
+    prune_quantile: float = 0.25,
+) -> RPCVote:
+    """Reasoning pruning, then perplexity consistency, over paths given by their text,
+    extracted answer and probability ``exp(mean token logprob)`` (0 for an empty path)."""
+    keep, mix = numerics.rpc_prune(probabilities, pruning, prune_quantile)
+    clusters = cluster_answers([a if k else None for a, k in zip(answers, keep, strict=True)])
+    scores = numerics.distinct_path_sums(clusters, texts, probabilities)
+    return RPCVote(keep, mix, clusters, scores, numerics.leader(scores, clusters))
+
+
 @register
 class RPC(StrategyBase):
     name: ClassVar[str] = "rpc"
@@ -67,11 +98,20 @@ class RPC(StrategyBase):
         cands = [to_candidate(c, cfg.answer_kind) for c in samples]
         # A path without tokens has no probability; it cannot carry an answer either.
         probs = [0.0 if c.mean_logprob is None else math.exp(c.mean_logprob) for c in cands]
-        keep, mix = numerics.rpc_prune(probs, cfg.pruning, cfg.prune_quantile)
-        answers = [c.answer if k else None for c, k in zip(cands, keep, strict=True)]
-        clusters = cluster_answers(answers)
-        scores = numerics.distinct_path_sums(clusters, [c.text for c in cands], probs)
-        winner = numerics.leader(scores, clusters)
+        vote = rpc_vote(
+            [c.text for c in cands],
+            [c.answer for c in cands],
+            probs,
+            cfg.pruning,
+            cfg.prune_quantile,
+        )
+        keep, mix, clusters, scores, winner = (
+            vote.keep,
+            vote.mixture,
+            vote.clusters,
+            vote.scores,
+            vote.winner,
+        )
         voted = with_votes(cands, clusters)
         best = None if winner is None else voted[max(clusters[winner], key=lambda i: probs[i])]
         total = sum(scores.values())
