@@ -129,6 +129,29 @@ def test_process_prompt_shows_previous_steps_and_the_last_step() -> None:
         run(judge.score_steps(PROBLEM, [["ok"], []]))
 
 
+def test_prefix_prompt_asks_about_the_whole_solution_so_far() -> None:
+    # The search's aggregation="last" takes the last score as the path's: the question
+    # must be about every step, not the last paragraph (an early error must count).
+    engine = TopEngine(lambda prompt: [("Yes", math.log(0.5)), ("No", math.log(0.5))])
+    judge = JudgeScorer(engine)
+    steps = ["Add them.\n\n", "2 + 3 = 5.\n\n", "So 5."]
+    scores = run(judge.score_prefixes(PROBLEM, [steps[:2], steps]))
+    assert scores.values == (0.5, 0.5) and scores.usage.scorer_calls == 2
+    assert len(engine.calls) == 1
+    shorter, longer = (content(r) for r in engine.calls[0])
+    assert longer.endswith("Is the solution so far correct, every step of it? Answer Yes or No.")
+    assert "last step" not in longer
+    # append-only, like the process question: the longer path's prompt extends the shorter
+    # one's up to the end of the shared steps, so the prefix cache serves it
+    cut = shorter.index("2 + 3 = 5.") + len("2 + 3 = 5.\n\n")
+    assert longer.startswith(shorter[:cut])
+    # and it shares the process question's prefix too (same layout, same fields)
+    process = content(judge_prompts(judge, [steps])[0])
+    assert process[: process.index("Is the last")] == longer[: longer.index("Is the solution")]
+    with pytest.raises(ValueError, match="lacks"):
+        JudgeScorer(TopEngine(lambda p: []), prefix_template="Right? {solution}")
+
+
 def test_long_solutions_keep_their_end() -> None:
     engine = TopEngine(lambda prompt: [("Yes", 0.0)])
     judge = JudgeScorer(engine, max_chars=10)
@@ -192,3 +215,6 @@ def test_real_model_outcome_and_process(engine: Any) -> None:
     steps = run(judge.score_steps(PROBLEM, partials))
     assert counting.batches == [3, 2]
     assert len(steps.values) == 2 and all(0.0 <= v <= 1.0 for v in steps.values)
+    whole = run(judge.score_prefixes(PROBLEM, partials))
+    assert counting.batches == [3, 2, 2]
+    assert len(whole.values) == 2 and all(0.0 <= v <= 1.0 for v in whole.values)

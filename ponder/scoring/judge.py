@@ -13,7 +13,10 @@ neither appears among the top-k tokens the score is 0.5 (no evidence either way)
 scorer counts it in ``undecided``.
 
 The same scorer rates whole candidates (``score``: "Is this solution correct?") and partial
-solutions (``score_steps``: "Is the last step correct?"), always with one batched engine call.
+solutions, either their last step (``score_steps``: "Is the last step correct?") or the
+whole prefix (``score_prefixes``: "Is the solution so far correct?", which step-level
+searches use with ``aggregation="last"``, where the last score must stand for the whole
+path), always with one batched engine call.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from typing import Any
 from ponder.scoring.base import Scores, register_scorer
 from ponder.types import Completion, Problem, Request, SamplingParams, TokenLogprob, Usage
 
-__all__ = ["OUTCOME_TEMPLATE", "PROCESS_TEMPLATE", "JudgeScorer", "yes_probability"]
+__all__ = [
+    "OUTCOME_TEMPLATE",
+    "PREFIX_TEMPLATE",
+    "PROCESS_TEMPLATE",
+    "JudgeScorer",
+    "yes_probability",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,16 @@ ending with its delimiter; empty for the first step) and ``{step}`` (the step be
 are filled in. The solution comes last and grows only at its end, so the judge prompt of a
 path's next step extends the one of its previous step and the engine's prefix cache serves
 all of it but the new step."""
+
+PREFIX_TEMPLATE = (
+    "Here is a question and a solution in progress, one step per paragraph.\n\n"
+    "Question:\n{question}\n\n"
+    "Solution so far:\n{previous}{step}\n\n"
+    "Is the solution so far correct, every step of it? Answer Yes or No."
+)
+"""The whole-prefix question, with the fields of ``PROCESS_TEMPLATE`` and the same layout
+(the solution last, growing only at its end), so its prompts share the cache the same way;
+a path with an early wrong step should get a low score however good its last step is."""
 
 _YES = "yes"
 _NO = "no"
@@ -81,8 +100,8 @@ class JudgeScorer:
     ``top_logprobs``: how many alternatives of the first token to look at (1-20).
     ``max_chars``: a solution longer than this keeps only its last ``max_chars`` characters
     (the end holds the answer), so that long candidates still fit the context.
-    ``outcome_template`` / ``process_template``: replace the questions asked (same fields as
-    ``OUTCOME_TEMPLATE`` / ``PROCESS_TEMPLATE``).
+    ``outcome_template`` / ``process_template`` / ``prefix_template``: replace the questions
+    asked (same fields as ``OUTCOME_TEMPLATE`` / ``PROCESS_TEMPLATE`` / ``PREFIX_TEMPLATE``).
     """
 
     name = "judge"
@@ -94,6 +113,7 @@ class JudgeScorer:
         max_chars: int = 6000,
         outcome_template: str = OUTCOME_TEMPLATE,
         process_template: str = PROCESS_TEMPLATE,
+        prefix_template: str = PREFIX_TEMPLATE,
     ) -> None:
         if engine is None:
             raise ValueError("the judge scorer needs an engine (the model that judges)")
@@ -109,6 +129,7 @@ class JudgeScorer:
         for template, fields in (
             (outcome_template, ("{question}", "{solution}")),
             (process_template, ("{question}", "{previous}", "{step}")),
+            (prefix_template, ("{question}", "{previous}", "{step}")),
         ):
             missing = [f for f in fields if f not in template]
             if missing:
@@ -117,6 +138,7 @@ class JudgeScorer:
         self.max_chars = max_chars
         self.outcome_template = outcome_template
         self.process_template = process_template
+        self.prefix_template = prefix_template
         self.params = SamplingParams(
             temperature=0.0,
             top_p=1.0,
@@ -140,6 +162,16 @@ class JudgeScorer:
 
     async def score_steps(self, problem: Problem, partials: Sequence[Sequence[str]]) -> Scores:
         """P(Yes) to "Is the last step correct?" for each partial solution, in one engine call."""
+        return await self._judge(self._partial_prompts(problem, partials, self.process_template))
+
+    async def score_prefixes(self, problem: Problem, partials: Sequence[Sequence[str]]) -> Scores:
+        """P(Yes) to "Is the solution so far correct?" for each partial solution (its whole
+        prefix judged at once), in one engine call."""
+        return await self._judge(self._partial_prompts(problem, partials, self.prefix_template))
+
+    def _partial_prompts(
+        self, problem: Problem, partials: Sequence[Sequence[str]], template: str
+    ) -> list[str]:
         question = _question(problem)
         prompts = []
         for index, steps in enumerate(partials):
@@ -150,11 +182,9 @@ class JudgeScorer:
             tail = previous[len(previous.rstrip()) :]
             previous = self._clip(previous) + tail if previous.strip() else ""
             prompts.append(
-                self.process_template.format(
-                    question=question, previous=previous, step=steps[-1].strip()
-                )
+                template.format(question=question, previous=previous, step=steps[-1].strip())
             )
-        return await self._judge(prompts)
+        return prompts
 
     async def _judge(self, prompts: list[str]) -> Scores:
         if not prompts:
@@ -197,7 +227,8 @@ def _question(problem: Problem) -> str:
 
 @register_scorer(
     "judge",
-    "the model judges itself: P(Yes) to 'is this solution / the last step correct?' "
+    "the model judges itself: P(Yes) to 'is this solution / the last step / the solution "
+    "so far correct?' "
     "(outcome and process; needs logprobs)",
 )
 def _make_judge(engine: Any, **options: Any) -> JudgeScorer:

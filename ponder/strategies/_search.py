@@ -197,12 +197,23 @@ async def generate_steps(
 
 
 async def score_partials(
-    scorer: ProcessScorer, problem: Problem, partials: Sequence[Sequence[str]]
+    scorer: ProcessScorer,
+    problem: Problem,
+    partials: Sequence[Sequence[str]],
+    whole: bool = False,
 ) -> tuple[list[float], Usage]:
-    """One batched ``score_steps`` call; the score of each partial's last step."""
+    """One batched scorer call: the score of each partial's last step (``score_steps``) or,
+    with ``whole`` and a scorer that has ``score_prefixes`` (the judge), the scorer's
+    judgement of the whole partial solution. A process reward model's last-step score
+    already conditions on the whole prefix, so it needs no second method."""
     if not partials:
         return [], Usage()
-    scores = await scorer.score_steps(problem, [list(p) for p in partials])
+    items = [list(p) for p in partials]
+    prefixes = getattr(scorer, "score_prefixes", None) if whole else None
+    if prefixes is not None:
+        scores = await prefixes(problem, items)
+    else:
+        scores = await scorer.score_steps(problem, items)
     if len(scores.values) != len(partials):
         raise ValueError(
             f"scorer {scorer.name!r} returned {len(scores.values)} scores "
@@ -221,7 +232,9 @@ async def score_nodes(
     cap: int,
     lookahead: int = 0,
 ) -> Usage:
-    """Score ``nodes`` (one scorer call) and store each score on its node.
+    """Score ``nodes`` (one scorer call) and store each score on its node. With
+    ``aggregation="last"`` the score must stand for the whole path, so a scorer that can
+    judge whole prefixes (``score_prefixes``) is asked that question.
 
     With ``lookahead = k > 0`` (Snell et al. 2024), every unfinished node is first rolled
     out ``k`` more steps greedily (temperature 0, one batched call per step) and the node
@@ -248,7 +261,8 @@ async def score_nodes(
                 still.append(i)
         active = still
     partials = [tree.steps(i) + rollouts[i] for i in nodes]
-    values, u = await score_partials(scorer, problem, partials)
+    whole = cfg.aggregation == "last"
+    values, u = await score_partials(scorer, problem, partials, whole)
     for i, v in zip(nodes, values, strict=True):
         tree.trace.update(i, score=v)
         if rollouts[i]:
