@@ -162,17 +162,26 @@ class Completion:
 
 @dataclass(frozen=True)
 class Budget:
-    """The knob a user turns: how many samples / particles / beams, plus hard caps."""
+    """The knob a user turns: how many samples / particles / beams, plus hard caps.
+
+    ``max_tokens`` caps *one* sample (one solution, as an API request's ``max_tokens``
+    does); it never bounds the run as a whole. ``total_tokens`` is the search budget of
+    the whole run, read by the strategies whose spending is open-ended (``astar``); the
+    others spend at most ``n`` times the per-sample cap by construction.
+    """
 
     n: int = 1
     max_tokens: int | None = None
     max_seconds: float | None = None
+    total_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError(f"budget must be >= 1, got {self.n}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens cap must be >= 1, got {self.max_tokens}")
+        if self.total_tokens is not None and self.total_tokens < 1:
+            raise ValueError(f"total_tokens budget must be >= 1, got {self.total_tokens}")
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,25 @@ def test_answer_convergence_caps_reasoning_at_max_tokens():
     assert r.answer == "3" and r.best.finish_reason == "length"
 
 
+def test_answer_convergence_probe_skips_a_line_break_after_the_cue():
+    # this model answers "Final answer:\n42": a probe cut at the first "\n" was empty, the
+    # streak never grew and the trace ran to its cap
+    def script(prefix, i):
+        if prefix.endswith("Final answer:"):
+            return "\n\n42\nbecause"
+        if prefix.endswith("Final answer:\n") or prefix.endswith("Final answer:\n\n"):
+            return "42\nbecause" if prefix.endswith("\n\n") else "\n42\nbecause"
+        return "zz " * 50
+
+    eng = Recording(script)
+    r = run("answer-convergence", eng, 1, chunk_tokens=4, k=2, max_tokens=400)
+    assert r.trace["status"] == ["converged"] and r.answer == "42"
+    assert r.trace["chunks"] == 2 and r.trace["probes"] == 2
+    assert [x["traces"][0]["probe"] for x in r.trace["rounds"]] == ["\n\n42"] * 2
+    assert r.best.text.endswith("Final answer:\n\n42")
+    assert r.usage == eng.total
+
+
 def test_answer_convergence_batches_traces_and_votes():
     def script(prefix, i):
         done = prefix.count("zz") // 4
@@ -182,6 +201,34 @@ def test_self_refine_runs_chains_in_batches():
     assert [len(call) for call in eng.calls] == [1, 3, 2, 2]
     assert eng.calls[0][0].n == 3
     assert r.answer == "7" and [c.votes for c in r.candidates] == [3, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("critique", "verdict"),
+    [
+        ("ALL CORRECT", True),
+        ("**ALL CORRECT**.", True),
+        ("The draft checks out.\n\nALL CORRECT", True),
+        ("ALL CORRECT\nNothing to fix.", True),
+        ("The answer is not ALL CORRECT: step 2 is wrong.", False),
+        ("Step 2 is wrong, so it is not ALL CORRECT", False),
+        ("Is it ALL CORRECT? No.", False),
+        ("all correct", False),
+        ("", False),
+    ],
+)
+def test_self_refine_stops_only_on_the_stop_phrase_as_a_verdict(critique, verdict):
+    def script(prefix, i):
+        if prefix.endswith(REFINE_PROMPT):
+            return "Revised: the answer is 42"
+        if prefix.endswith(CRITIQUE):
+            return critique if prefix.count(CRITIQUE) == 1 else "ALL CORRECT"
+        return "Draft: the answer is 41"
+
+    r = run("self-refine", Recording(script), 1)
+    first = r.trace["rounds"][1]["chains"][0]
+    assert first["correct"] is verdict
+    assert r.answer == ("41" if verdict else "42")
 
 
 def test_self_refine_zero_rounds_keeps_the_draft():

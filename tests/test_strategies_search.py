@@ -1,6 +1,7 @@
 """Step-level search strategies against a scripted engine (exact) and the real small model."""
 
 import asyncio
+import math
 from collections import Counter
 from itertools import pairwise
 
@@ -8,9 +9,10 @@ import pytest
 from scripted import ScriptedEngine
 
 from ponder.scoring import scorer as make_scorer
+from ponder.scoring.judge import JudgeScorer
 from ponder.strategies import create
 from ponder.strategies.resampling import derive_seed
-from ponder.types import Budget, Problem
+from ponder.types import Budget, Completion, Problem, TokenLogprob, Usage
 
 Q = "Q"
 PROBLEM = Problem.from_question(Q)
@@ -233,6 +235,83 @@ def test_dvts_subtrees_are_independent():
     check_tree(r.trace)
 
 
+def test_dvts_spreads_a_budget_that_is_not_a_multiple_of_the_beam_width():
+    # budget 10, beam width 4: 2 subtrees; the 2 left-over steps per round go to them
+    # (5 each) instead of being silently dropped (4 each)
+    eng = CountingEngine(branching)
+    r = run("dvts", eng, prefers_good(), 10, beam_width=4)
+    first = eng.requests[:2]
+    assert [q.n for q in first] == [5, 5]
+    assert sum(n["depth"] == 0 for n in r.trace["nodes"]) == 10
+    assert r.answer == "42"
+    check_tree(r.trace)
+
+
+# ---- the judge as process scorer -------------------------------------------------------
+
+
+class JudgedEngine(CountingEngine):
+    """Steps from a script; judge prompts answered Yes with P = 0.1 when the text judged
+    (the last paragraph for the last-step question, else the whole solution) has "wrong"."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.questions = []
+
+    def _one(self, r):
+        text = self.prefix_text(r)
+        if not text.endswith("Answer Yes or No."):
+            return super()._one(r)
+        solution = text.split("Solution so far:\n", 1)[1].rsplit("\n\nIs the", 1)[0]
+        question = text.rsplit("\n\n", 1)[1]
+        self.questions.append(question)
+        judged = solution.split(D)[-1] if "last step" in question else solution
+        p = 0.1 if "wrong" in judged else 0.9
+        top = (("Yes", math.log(p)), ("No", math.log(1 - p)))
+        usage = Usage(tokens_generated=1, engine_calls=1)
+        return [Completion("Yes", 1, "length", usage, (TokenLogprob("Yes", top[0][1], top),))]
+
+
+def early_error_script(eng):
+    """Subtree 0 (its round-1 seed) takes a wrong second step, then fine-looking steps."""
+    wrong_seed = derive_seed(0, 1, 0)
+
+    def script(prefix, i):
+        steps = steps_of(prefix)
+        if not steps:
+            return f"start{D}"
+        if len(steps) == 1:
+            return f"{'wrong' if eng.seed == wrong_seed else 'right'} step{D}"
+        if len(steps) == 2:
+            return f"fine step{D}"
+        return f"so the answer is {7 if 'wrong' in prefix else 42}"
+
+    return script
+
+
+def test_last_aggregation_asks_the_judge_about_the_whole_prefix():
+    # With aggregation="last" the last score stands for the path. Asked only about the last
+    # paragraph, the judge gave the path with an early wrong step and a fine last step full
+    # marks: a tie with the right path, won by the earlier subtree (answer 7).
+    eng = JudgedEngine(None)
+    eng.script = early_error_script(eng)
+    r = run("dvts", eng, JudgeScorer(eng), 2, beam_width=1, select="best")
+    assert set(eng.questions) == {
+        "Is the solution so far correct, every step of it? Answer Yes or No."
+    }
+    leaves = {c.answer: c.score for c in r.candidates}
+    assert leaves == pytest.approx({"7": 0.1, "42": 0.9})
+    assert r.answer == "42"
+    # other aggregations combine per-step judgements: the last-step question
+    eng = JudgedEngine(None)
+    eng.script = early_error_script(eng)
+    r = run("dvts", eng, JudgeScorer(eng), 2, beam_width=1, select="best", aggregation="min")
+    assert set(eng.questions) == {
+        "Is the last step (the last paragraph) correct? Answer Yes or No."
+    }
+    assert r.answer == "42"
+
+
 # ---- particle filter -----------------------------------------------------------------
 
 
@@ -324,8 +403,8 @@ def test_particle_filter_weighted_vote_and_score_weights():
 
 def test_particle_gibbs_keeps_a_reference_particle():
     eng = CountingEngine(branching)
-    n = 4
-    r = run("particle-gibbs", eng, prefers_good(0.6, 0.4), n, iterations=3)
+    n = 4  # particles per sweep: the budget of 12 split over 3 iterations
+    r = run("particle-gibbs", eng, prefers_good(0.6, 0.4), 12, iterations=3)
     its = r.trace["iterations"]
     assert [x["iteration"] for x in its] == [0, 1, 2]
     assert its[0]["reference"] is None
@@ -399,6 +478,25 @@ def test_astar_stops_when_the_token_budget_is_spent():
     assert r.best.text == "b" + D and r.best.finish_reason == "length"
 
 
+def test_astar_per_sample_cap_does_not_bound_the_search():
+    # The server sets Budget.max_tokens to the request's per-sample cap (6 here). A* used
+    # it as its whole search budget and stopped after 6 tokens with no finished path; the
+    # search budget is k x the cap (or Budget.total_tokens), the cap bounds one solution.
+    eng = CountingEngine(astar_script)
+    r = asyncio.run(create("astar").run(PROBLEM, eng, astar_scorer(), Budget(n=3, max_tokens=6)))
+    assert r.trace["token_budget"] == 18
+    assert r.answer == "42" and r.trace["goal"] is not None
+    assert all(q.params.max_tokens <= 6 for q in eng.requests)
+    r = asyncio.run(
+        create("astar").run(
+            PROBLEM, CountingEngine(astar_script), astar_scorer(), Budget(n=3, total_tokens=2)
+        )
+    )
+    assert r.trace["token_budget"] == 2 and r.trace["goal"] is None
+    with pytest.raises(ValueError, match="total_tokens budget must be >= 1"):
+        Budget(n=3, total_tokens=0)
+
+
 # ---- invalid configurations ----------------------------------------------------------
 
 
@@ -450,8 +548,22 @@ def test_beam_width_larger_than_budget_is_an_error(strategy):
 
 
 def test_particle_gibbs_needs_two_particles():
-    with pytest.raises(ValueError, match="at least 2 particles"):
-        run("particle-gibbs", ScriptedEngine(branching), prefers_good(), 1)
+    with pytest.raises(ValueError, match="needs at least 2 particles: a budget of at least 4"):
+        run("particle-gibbs", ScriptedEngine(branching), prefers_good(), 2)
+
+
+def test_particle_gibbs_splits_one_budget_over_its_iterations():
+    # its_hub's rule: budget 8 with 2 iterations is 4 particles per sweep, so particle Gibbs
+    # generates as many first steps as particle filtering with the same budget
+    eng = CountingEngine(branching)
+    r = run("particle-gibbs", eng, prefers_good(0.6, 0.4), 8, iterations=2)
+    roots = Counter(n_["iteration"] for n_ in r.trace["nodes"] if n_["depth"] == 0)
+    assert roots == {0: 4, 1: 3}  # 4 particles, then 3 free ones beside the reference
+    assert r.trace["particles"] == 4 and len(r.trace["iterations"][-1]["particles"]) == 4
+    pf = run("particle-filter", CountingEngine(branching), prefers_good(0.6, 0.4), 8)
+    assert sum(roots.values()) <= sum(n_["depth"] == 0 for n_ in pf.trace["nodes"])
+    with pytest.raises(ValueError, match="must be a multiple of iterations; use a budget of 8"):
+        run("particle-gibbs", ScriptedEngine(branching), prefers_good(), 9, iterations=2)
 
 
 # ---- the real small model ------------------------------------------------------------
@@ -470,7 +582,7 @@ def length_scorer():
         ("beam-search", 4, {"beam_width": 2}),
         ("dvts", 4, {"beam_width": 2}),
         ("particle-filter", 4, {}),
-        ("particle-gibbs", 3, {"iterations": 2}),
+        ("particle-gibbs", 4, {"iterations": 2}),
         ("astar", 3, {"frontier_batch": 2}),
     ],
 )

@@ -25,7 +25,17 @@ from ponder.scoring.answers import answers_equivalent, extract_answer
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, usage_of
 from ponder.strategies.self_consistency import majority, with_votes
-from ponder.types import GREEDY, Budget, Candidate, Problem, Request, Result, Usage
+from ponder.types import (
+    GREEDY,
+    Budget,
+    Candidate,
+    Completion,
+    Message,
+    Problem,
+    Request,
+    Result,
+    Usage,
+)
 
 FINISHED, CONVERGED, CAPPED = "finished", "converged", "capped"
 
@@ -36,7 +46,8 @@ class AnswerConvergenceConfig(SamplingConfig):
     this many consecutive equivalent forced answers *(choose: 3)*. ``answer_prompt``: the
     cue appended to the partial reasoning to force an answer (for a thinking model,
     close its thinking first, e.g. ``"\\n</think>\\n\\nFinal answer:"``). ``probe_tokens``:
-    greedy tokens for a forced answer, which ends at a newline. ``max_tokens`` caps each
+    greedy tokens for a forced answer, which ends at the first newline after its first
+    non-blank text (newlines right after the cue are skipped). ``max_tokens`` caps each
     trace's reasoning; a trace that reaches it answers with its last forced answer."""
 
     chunk_tokens: int = 64
@@ -78,6 +89,47 @@ class _Trace:
         )
 
 
+async def forced_answers(
+    engine: Engine, messages: tuple[Message, ...], cues: list[str], max_tokens: int
+) -> tuple[list[Completion], Usage]:
+    """One greedy forced answer per partial text in ``cues`` (each ending with the answer
+    cue): the line after the cue, at most ``max_tokens`` tokens. A probe that stops at a
+    newline before writing anything (a model that breaks the line after "Final answer:")
+    is continued past that newline, in one batched call per round, until it has written
+    text or spent its tokens; the returned completion joins its pieces."""
+    texts, tokens = [""] * len(cues), [0] * len(cues)
+    finish = ["length"] * len(cues)
+    usage = Usage()
+    todo = list(range(len(cues)))
+    # Each round ends on a newline (a real engine's newline is a token) or writes text, so
+    # max_tokens rounds bound the loop even for an engine that reports no tokens.
+    for _ in range(max_tokens):
+        if not todo:
+            break
+        reqs = [
+            Request(
+                messages,
+                GREEDY.with_(max_tokens=max_tokens - tokens[i], stop=("\n",)),
+                partial=cues[i] + texts[i],
+            )
+            for i in todo
+        ]
+        outs = [c for [c] in await engine.generate(reqs)]
+        usage = usage + usage_of(outs)
+        again = []
+        for i, c in zip(todo, outs, strict=True):
+            texts[i] += c.text
+            tokens[i] += c.tokens
+            finish[i] = c.finish_reason
+            blank_line = c.stop_reason == "\n" and not texts[i].strip()
+            if blank_line and tokens[i] < max_tokens:
+                texts[i] += "\n"
+                again.append(i)
+        todo = again
+    probes = [Completion(texts[i], tokens[i], finish[i], Usage()) for i in range(len(cues))]
+    return probes, usage
+
+
 @register
 class AnswerConvergence(StrategyBase):
     name: ClassVar[str] = "answer-convergence"
@@ -90,7 +142,6 @@ class AnswerConvergence(StrategyBase):
         rng = np.random.default_rng(cfg.seed)
         params = cfg.sampling(budget)
         cap = params.max_tokens
-        probe_params = GREEDY.with_(max_tokens=cfg.probe_tokens, stop=("\n",))
         traces = [_Trace() for _ in range(budget.n)]
         usage = Usage()
         rounds: list[dict[str, Any]] = []
@@ -132,18 +183,14 @@ class AnswerConvergence(StrategyBase):
             # Force an answer from every trace still reasoning, in one batch.
             probing = [i for i in live if traces[i].status is None]
             if probing:
-                reqs = [
-                    Request(
-                        problem.messages, probe_params, partial=traces[i].text + cfg.answer_prompt
-                    )
-                    for i in probing
-                ]
-                probes = [c for [c] in await engine.generate(reqs)]
-                usage = usage + usage_of(probes)
+                cues = [traces[i].text + cfg.answer_prompt for i in probing]
+                probes, u = await forced_answers(engine, problem.messages, cues, cfg.probe_tokens)
+                usage = usage + u
                 n_probes += len(probes)
                 for i, p in zip(probing, probes, strict=True):
                     t = traces[i]
-                    answer = extract_answer(cfg.answer_prompt.strip() + p.text, cfg.answer_kind)
+                    cue = cfg.answer_prompt.strip()
+                    answer = extract_answer(f"{cue} {p.text.strip()}", cfg.answer_kind)
                     if answer is not None and answers_equivalent(answer, t.answer):
                         t.streak += 1
                     else:

@@ -16,9 +16,10 @@ to a better one. ``last`` (the scorer's estimate for the whole prefix) is the ot
 natural choice.
 
 Budget: ``k = Budget.n`` next steps per expansion. The search stops once it has generated
-``token_budget`` tokens (default: ``Budget.max_tokens`` when set, else ``k`` times the
-solution cap ``max_tokens``, the tokens best-of-``k`` may spend). Nodes at ``max_steps - 1``
-are expanded by finishing the answer.
+``token_budget`` tokens (default: ``Budget.total_tokens`` when set, else ``k`` times the
+solution cap, the tokens best-of-``k`` may spend). ``Budget.max_tokens`` is the per-sample
+cap (the server sets it from the request's ``max_tokens``): it caps one solution, never the
+search. Nodes at ``max_steps - 1`` are expanded by finishing the answer.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class AStar(StrategyBase):
         k = budget.n
         cap = cfg.solution_cap(budget)
         params = cfg.sampling(budget)
-        token_budget = cfg.token_budget or budget.max_tokens or k * cap
+        token_budget = cfg.token_budget or budget.total_tokens or k * cap
         tree = SearchTree(k=k, token_budget=token_budget)
         usage = Usage()
         queue: list[tuple[float, int]] = []

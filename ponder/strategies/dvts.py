@@ -11,6 +11,9 @@ each subtree's last expansion (search-and-learn also returns the unfinished sibl
 drop them, since they hold no answer). Subtrees never share paths or scores: their only
 coupling is that their requests travel in the same batches.
 
+When ``N`` is not a multiple of ``M``, the remainder is spread over the subtrees (some
+sample ``M + 1`` steps per round) rather than left unspent, as search-and-learn would.
+
 Defaults as in search-and-learn: ``M = 4``, ``max_steps = 40``, temperature 0.8, top-p 1.0,
 aggregation ``last``; ``lookahead`` as in beam search.
 """
@@ -32,7 +35,7 @@ from ponder.strategies._search import (
     score_nodes,
 )
 from ponder.strategies.base import StrategyBase, register
-from ponder.strategies.beam_search import beams_for
+from ponder.strategies.beam_search import beams_for, spread
 from ponder.strategies.resampling import derive_seed
 from ponder.types import Budget, Problem, Result, Usage
 
@@ -69,9 +72,10 @@ class DVTS(StrategyBase):
         prm = require_process(scorer, self.name)
         m = cfg.beam_width
         subtrees = beams_for(budget.n, m, self.name)
+        width = spread(budget.n, subtrees)
         cap = cfg.solution_cap(budget)
         params = cfg.sampling(budget)
-        tree = SearchTree(subtrees=subtrees, beam_width=m)
+        tree = SearchTree(subtrees=subtrees, beam_width=m, widths=width)
         usage = Usage()
         tips: list[int | None] = [None] * subtrees
         leaves: list[list[int]] = [[] for _ in range(subtrees)]
@@ -81,7 +85,7 @@ class DVTS(StrategyBase):
             prefixes = [(tree.text(tips[s]), tree.tokens(tips[s])) for s in alive]
             seeds = [derive_seed(cfg.seed, r, s) for s in alive]
             steps, u = await generate_steps(
-                engine, problem, prefixes, [m] * len(alive), params, seeds, cfg, cap, final=last
+                engine, problem, prefixes, [width[s] for s in alive], params, seeds, cfg, cap, last
             )
             children = {
                 s: [tree.add(tips[s], step, round=r, subtree=s) for step in group]

@@ -42,8 +42,8 @@ REFINE_PROMPT = (
 @dataclass(frozen=True)
 class SelfRefineConfig(SamplingConfig):
     """``rounds``: at most this many feedback → refine rounds (the paper iterates up to 4
-    times). A chain stops early when its feedback contains ``stop_phrase`` (matched
-    exactly, case included). ``history``: show all earlier drafts and feedback to later
+    times). A chain stops early when its feedback gives ``stop_phrase`` as its verdict (see
+    ``is_verdict``; case included). ``history``: show all earlier drafts and feedback to later
     rounds (the paper's setting) rather than only the latest draft."""
 
     rounds: int = 4
@@ -56,6 +56,20 @@ class SelfRefineConfig(SamplingConfig):
             raise ValueError(f"rounds must be >= 0 (0 keeps the first draft), got {self.rounds}")
         if not self.stop_phrase.strip():
             raise ValueError("stop_phrase must be non-empty text")
+
+
+_VERDICT_EDGES = " \t*_`\"'.!>#"
+
+
+def is_verdict(critique: str, stop_phrase: str) -> bool:
+    """Whether ``critique`` says the draft needs no change: its first or last non-blank
+    line is ``stop_phrase`` alone (case included), up to whitespace, Markdown emphasis,
+    quotes and closing punctuation. A line that merely contains the phrase ("not ALL
+    CORRECT", "is it ALL CORRECT? no") is no verdict."""
+    lines = [line.strip(_VERDICT_EDGES) for line in critique.splitlines()]
+    said = [line for line in lines if line]
+    phrase = stop_phrase.strip(_VERDICT_EDGES)
+    return bool(said) and phrase in (said[0], said[-1])
 
 
 @register
@@ -97,7 +111,7 @@ class SelfRefine(StrategyBase):
             chains: dict[int, dict[str, Any]] = {}
             revise = []
             for i, [crit] in zip(live, crits, strict=True):
-                correct = cfg.stop_phrase in crit.text
+                correct = is_verdict(crit.text, cfg.stop_phrase)
                 chains[i] = {
                     "chain": i,
                     "draft": current[i].text,
