@@ -1,0 +1,107 @@
+"""Auto: run a recipe, an escalation policy that spends samples only where a problem needs
+them (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally...": the best method
+depends on the problem's difficulty; Li et al. 2024, ESC, and Aggarwal et al. 2023,
+Adaptive-Consistency: stop sampling once the vote is settled).
+
+The recipe (``ponder.strategies.recipes``; ``recipe=PATH`` or an inline object, default the
+built-in ``default.json``) lists stages. Stage ``j`` draws its samples in one engine request
+(the prompt computed once and forked) with seed ``seed + j``, so stage 0 draws exactly the
+first samples of a pool drawn with ``seed``; then the online signals over every sample so
+far (answer agreement, vote margin, mean token confidence, best verifier score) are checked
+against the stage's thresholds. The run stops at the first stage whose rule fires and
+answers with the majority vote; when none fires, the recipe's final rule (majority,
+best-of-n or weighted best-of-n) picks from all samples. The budget caps the samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from ponder.engines.base import Engine
+from ponder.scoring.base import require_outcome
+from ponder.strategies.base import StrategyBase, register
+from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
+from ponder.strategies.recipes import Recipe, from_dict, load, policy
+from ponder.strategies.self_consistency import with_votes
+from ponder.types import Budget, Candidate, Completion, Problem, Result, Usage
+
+
+@dataclass(frozen=True)
+class AutoConfig(SamplingConfig):
+    """``recipe``: a recipe JSON file's path, or the recipe itself as an object; empty for
+    the built-in default."""
+
+    recipe: str | dict[str, Any] = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.recipe, str | dict):
+            raise ValueError(f"recipe must be a file path or a recipe object, got {self.recipe!r}")
+
+
+@register
+class Auto(StrategyBase):
+    name: ClassVar[str] = "auto"
+    summary: ClassVar[str] = "a recipe: draw in stages, stop once the samples agree enough"
+    budget_means: ClassVar[str] = "maximum number of samples (the recipe's draws, cut to it)"
+    Config = AutoConfig
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        spec = self.config.recipe
+        self.recipe: Recipe = (
+            from_dict(spec, "recipe setting") if isinstance(spec, dict) else load(spec or None)
+        )
+
+    async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
+        cfg, recipe = self.config, self.recipe
+        outcome_scorer = require_outcome(scorer, self.name) if recipe.needs_scorer else None
+        if recipe.needs_logprobs:
+            need_logprobs(engine, self.name)
+        limit = min(recipe.total_draws, budget.n)
+        samples: list[Completion] = []
+        cands: list[Candidate] = []
+        scores: list[float | None] | None = [] if outcome_scorer else None
+        usage, log = Usage(), []
+        for j, stage in enumerate(recipe.stages):
+            m = min(stage.draw, limit - len(samples))
+            seed = None if cfg.seed is None else cfg.seed + j
+            params = cfg.sampling(budget, logprobs=engine.capabilities.logprobs, seed=seed)
+            new = await sample(engine, problem, params, m)
+            samples.extend(new)
+            fresh = [to_candidate(c, cfg.answer_kind) for c in new]
+            if outcome_scorer is not None and scores is not None:
+                scored = await outcome_scorer.score(problem, [c.text for c in fresh])
+                fresh = [replace(c, score=s) for c, s in zip(fresh, scored.values, strict=True)]
+                scores.extend(scored.values)
+                usage = usage + scored.usage
+            cands.extend(fresh)
+            entry, done = policy.step(stage, j, cands, scores)
+            log.append({**entry, "samples": m, "seed": seed})
+            if done or len(samples) >= limit:
+                outcome = policy.finish(recipe, cands, scores, len(cands), j, done, log)
+                break
+        chosen = outcome.selection
+        voted = with_votes(cands, chosen.clusters)
+        best = None if chosen.index is None else voted[chosen.index]
+        return Result(
+            answer=None if best is None else best.answer,
+            best=best,
+            candidates=voted,
+            usage=usage_of(samples) + usage,
+            strategy=self.name,
+            trace={
+                "kind": "rounds",
+                "rounds": list(outcome.stages),
+                "recipe": recipe.as_dict(),
+                "stopped_at": outcome.stage,
+                "stopped": "rule" if outcome.stopped_early else "end",
+                "reason": policy.reason(outcome, len(recipe.stages)),
+                "rule": outcome.rule,
+                "samples_drawn": len(samples),
+                "clusters": chosen.clusters,
+                "winner": chosen.winner,
+                **({"scores": scores} if scores is not None else {}),
+            },
+        )

@@ -1,0 +1,189 @@
+"""The recipe file: an escalation policy for the ``auto`` strategy, as small readable JSON.
+
+A recipe is a list of stages and a final rule. Stage ``j`` draws ``draw`` more samples (one
+engine request); then, over every sample drawn so far, the online difficulty signals are
+computed (``ponder.strategies.recipes.policy``) and the run stops when every threshold of
+the stage's ``stop_if`` is met (``signal >= threshold``), answering with the majority vote.
+A stage without ``stop_if`` never stops the run early. When the last stage has drawn and no
+rule fired, the ``final`` rule picks the answer from all samples: ``majority``
+(self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer).
+
+Example::
+
+    {"format": "ponder-recipe/1",
+     "stages": [{"draw": 2, "stop_if": {"agreement": 1.0}},
+                {"draw": 6, "stop_if": {"margin": 0.5}},
+                {"draw": 8}],
+     "final": "majority"}
+
+``scorer`` names the pool scorer a recipe was fitted with (``ponder tune``); ``about``
+holds free-form provenance (model, task, fitted figures). Neither changes what ``auto``
+does: it scores with the scorer it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+FORMAT = "ponder-recipe/1"
+SIGNALS = ("agreement", "margin", "confidence", "score")
+"""agreement: share of the drawn samples in the largest answer cluster; margin: that share
+minus the second largest cluster's; confidence: mean over samples of the geometric-mean
+token probability ``exp(mean token logprob)``; score: the best verifier score so far."""
+FINALS = ("majority", "best-of-n", "weighted-best-of-n")
+SCORED_FINALS = ("best-of-n", "weighted-best-of-n")
+DEFAULT = "default.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Draw ``draw`` more samples, then stop if every ``stop_if[signal] >= threshold``."""
+
+    draw: int
+    stop_if: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.draw, bool) or not isinstance(self.draw, int) or self.draw < 1:
+            raise ValueError(f"stage 'draw' must be an integer >= 1, got {self.draw!r}")
+        if not isinstance(self.stop_if, dict):
+            raise ValueError(
+                f"stage 'stop_if' must be an object signal -> threshold, got {self.stop_if!r}"
+            )
+        for name, value in self.stop_if.items():
+            if name not in SIGNALS:
+                raise ValueError(
+                    f"stage 'stop_if' has unknown signal {name!r}; signals: {', '.join(SIGNALS)}"
+                )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"stage 'stop_if.{name}' must be a finite number, got {value!r}")
+            if name != "score" and not 0 <= value <= 1:
+                raise ValueError(f"stage 'stop_if.{name}' must be in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An escalation policy: ``stages`` in order, then ``final`` over all samples."""
+
+    stages: tuple[Stage, ...]
+    final: str = "majority"
+    scorer: str | None = None
+    about: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("recipe 'stages' must list at least one stage")
+        if self.final not in FINALS:
+            raise ValueError(f"recipe 'final' must be one of {FINALS}, got {self.final!r}")
+
+    @property
+    def total_draws(self) -> int:
+        return sum(s.draw for s in self.stages)
+
+    @property
+    def needs_scorer(self) -> bool:
+        """Whether running it needs an outcome scorer (a score signal or a scored final)."""
+        return self.final in SCORED_FINALS or any("score" in s.stop_if for s in self.stages)
+
+    @property
+    def needs_logprobs(self) -> bool:
+        return any("confidence" in s.stop_if for s in self.stages)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": FORMAT, "stages": []}
+        for s in self.stages:
+            stage: dict[str, Any] = {"draw": s.draw}
+            if s.stop_if:
+                stage["stop_if"] = dict(s.stop_if)
+            out["stages"].append(stage)
+        out["final"] = self.final
+        if self.scorer is not None:
+            out["scorer"] = self.scorer
+        if self.about:
+            out["about"] = self.about
+        return out
+
+    def describe(self) -> str:
+        """One line: ``draw 2, stop if agreement>=1; draw 6, stop if margin>=0.5; majority``."""
+        parts = []
+        for s in self.stages:
+            rule = " and ".join(f"{k}>={v:g}" for k, v in s.stop_if.items())
+            parts.append(f"draw {s.draw}" + (f", stop if {rule}" if rule else ""))
+        return "; ".join(parts) + f"; else {self.final}"
+
+
+def from_dict(data: Any, source: str = "recipe") -> Recipe:
+    """A validated recipe from parsed JSON; ``ValueError`` naming the bad field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a recipe is a JSON object, got {type(data).__name__}")
+    known = {"format", "stages", "final", "scorer", "about"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"fields: {', '.join(sorted(known))}"
+        )
+    if data.get("format", FORMAT) != FORMAT:
+        raise ValueError(f"{source}: 'format' must be {FORMAT!r}, got {data.get('format')!r}")
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        raise ValueError(f"{source}: 'stages' must be a list of stages, got {stages!r}")
+    built = []
+    for j, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise ValueError(f"{source}: stages[{j}] must be an object, got {stage!r}")
+        extra = sorted(set(stage) - {"draw", "stop_if"})
+        if extra:
+            raise ValueError(
+                f"{source}: stages[{j}] has unknown field(s) "
+                f"{', '.join(map(repr, extra))}; fields: draw, stop_if"
+            )
+        if "draw" not in stage:
+            raise ValueError(f"{source}: stages[{j}] needs 'draw' (samples to draw)")
+        try:
+            built.append(Stage(stage["draw"], dict(stage.get("stop_if") or {})))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{source}: stages[{j}]: {exc}") from None
+    scorer = data.get("scorer")
+    if scorer is not None and not isinstance(scorer, str):
+        raise ValueError(f"{source}: 'scorer' must be a scorer name, got {scorer!r}")
+    about = data.get("about") or {}
+    if not isinstance(about, dict):
+        raise ValueError(f"{source}: 'about' must be an object, got {about!r}")
+    try:
+        return Recipe(tuple(built), data.get("final", "majority"), scorer, about)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def load(path: str | Path | None = None) -> Recipe:
+    """The recipe in the JSON file ``path``; the built-in default when ``path`` is None."""
+    if path is None:
+        text = resources.files(__package__).joinpath(DEFAULT).read_text()
+        return from_dict(json.loads(text), f"built-in recipe {DEFAULT}")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read recipe {str(p)!r}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"recipe {str(p)!r} is not valid JSON: {exc}") from None
+    return from_dict(data, f"recipe {str(p)!r}")
+
+
+def save(recipe: Recipe, path: str | Path) -> Path:
+    """Write ``recipe`` as indented JSON; returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(recipe.as_dict(), indent=2) + "\n")
+    return p

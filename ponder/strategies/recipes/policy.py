@@ -1,0 +1,163 @@
+"""A recipe's decisions as pure functions of the samples drawn so far.
+
+The live ``auto`` strategy and the offline simulation in ``ponder.evals.tune`` call these
+same functions on the same evidence (answers, token counts, mean token log-probabilities,
+scores), so a recipe simulated on stored samples answers exactly what ``auto`` answers
+from those samples. The answers are clustered and voted by ``ponder.strategies.selection``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ponder.strategies.recipes.format import Recipe, Stage
+from ponder.strategies.selection import Selection, best_scored, select_majority, select_weighted
+from ponder.types import Candidate
+
+
+def signals(
+    candidates: Sequence[Candidate], scores: Sequence[float | None] | None = None
+) -> dict[str, float | None]:
+    """The online difficulty signals over ``candidates`` (all samples drawn so far).
+
+    With ``c1 >= c2`` the sizes of the two largest answer clusters and ``k`` samples:
+    ``agreement = c1 / k``, ``margin = (c1 - c2) / k`` (samples without an answer count in
+    ``k`` only); ``confidence = mean_i exp(mean token logprob_i)`` (None without
+    log-probabilities); ``score = max_i score_i`` (None without scores)."""
+    k = len(candidates)
+    sizes = sorted((len(ix) for ix in select_majority(candidates).clusters.values()), reverse=True)
+    c1 = sizes[0] if sizes else 0
+    c2 = sizes[1] if len(sizes) > 1 else 0
+    lps = [c.mean_logprob for c in candidates]
+    confidence = None
+    if k and all(lp is not None for lp in lps):
+        confidence = sum(math.exp(lp) for lp in lps if lp is not None) / k
+    best = None
+    if scores is not None and any(s is not None for s in scores):
+        best = max(s for s in scores if s is not None)
+    return {
+        "agreement": c1 / k if k else 0.0,
+        "margin": (c1 - c2) / k if k else 0.0,
+        "confidence": confidence,
+        "score": best,
+    }
+
+
+def fires(stage: Stage, values: dict[str, float | None]) -> bool:
+    """Whether ``stage``'s stop rule holds: it has one, and every signal it names is
+    available and at least its threshold."""
+    if not stage.stop_if:
+        return False
+    return all(
+        (v := values.get(name)) is not None and v >= threshold
+        for name, threshold in stage.stop_if.items()
+    )
+
+
+def pick(
+    recipe: Recipe,
+    candidates: Sequence[Candidate],
+    scores: Sequence[float | None] | None,
+    stopped_early: bool,
+) -> tuple[Selection, str]:
+    """The answer: the majority vote when a stop rule fired, else the recipe's ``final``
+    rule over all samples; with the rule's name."""
+    if stopped_early or recipe.final == "majority":
+        return select_majority(candidates), "majority"
+    if scores is None:
+        raise ValueError(f"the recipe's final rule {recipe.final!r} needs a scorer")
+    if recipe.final == "best-of-n":
+        index = best_scored(candidates, scores)
+        chosen = select_majority(candidates)
+        key = next((k for k, ix in chosen.clusters.items() if index in ix), None)
+        return Selection(index, chosen.clusters, key), recipe.final
+    return select_weighted(candidates, [s or 0.0 for s in scores]), recipe.final
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a recipe did on one problem: the samples it drew (``drawn``), the stage it
+    stopped after (``stage``, 0-based), whether a rule fired (``stopped_early``), each
+    stage's signal values, and the selection."""
+
+    drawn: int
+    stage: int
+    stopped_early: bool
+    rule: str
+    selection: Selection
+    stages: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def replay(
+    recipe: Recipe,
+    candidates: Sequence[Candidate],
+    scores: Sequence[float | None] | None = None,
+    cap: int | None = None,
+) -> Outcome:
+    """Run ``recipe`` over samples already drawn, in order: stage ``j`` sees the first
+    ``draw_0 + ... + draw_j`` of them (cut to ``cap`` samples). This is the whole policy
+    of ``auto`` with the drawing taken out; ``auto`` itself draws stage by stage and calls
+    ``step`` after each."""
+    limit = min(recipe.total_draws, cap or recipe.total_draws)
+    if len(candidates) < limit:
+        raise ValueError(f"the recipe draws {limit} samples; only {len(candidates)} given")
+    drawn, log = 0, []
+    for j, stage in enumerate(recipe.stages):
+        drawn = min(drawn + stage.draw, limit)
+        entry, done = step(stage, j, candidates[:drawn], None if scores is None else scores[:drawn])
+        log.append(entry)
+        if done or drawn >= limit:
+            return finish(recipe, candidates[:drawn], scores, drawn, j, done, log)
+    raise AssertionError("unreachable: the last stage always finishes")
+
+
+def step(
+    stage: Stage,
+    index: int,
+    candidates: Sequence[Candidate],
+    scores: Sequence[float | None] | None,
+) -> tuple[dict[str, Any], bool]:
+    """After stage ``index`` has drawn: its trace entry (signals vs thresholds) and whether
+    its rule fired."""
+    values = signals(candidates, scores)
+    done = fires(stage, values)
+    entry = {
+        "stage": index,
+        "drawn": len(candidates),
+        "signals": {k: values[k] for k in values if values[k] is not None},
+        "thresholds": dict(stage.stop_if),
+        "fired": done,
+    }
+    return entry, done
+
+
+def finish(
+    recipe: Recipe,
+    candidates: Sequence[Candidate],
+    scores: Sequence[float | None] | None,
+    drawn: int,
+    stage: int,
+    stopped_early: bool,
+    log: Sequence[dict[str, Any]],
+) -> Outcome:
+    chosen, rule = pick(
+        recipe, candidates[:drawn], None if scores is None else scores[:drawn], stopped_early
+    )
+    return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log))
+
+
+def reason(outcome: Outcome, stages: int) -> str:
+    """Why the run stopped, in words: the rule that fired with its signal values, or
+    that every stage was drawn (or the budget ran out)."""
+    last = outcome.stages[-1]
+    if outcome.stopped_early:
+        held = ", ".join(
+            f"{k} {last['signals'][k]:.3g} >= {t:g}" for k, t in last["thresholds"].items()
+        )
+        return f"stage {outcome.stage} rule fired: {held}"
+    if outcome.stage < stages - 1:
+        return f"budget reached after {outcome.drawn} samples; {outcome.rule} over all"
+    return f"every stage drawn ({outcome.drawn} samples); {outcome.rule} over all"

@@ -1,0 +1,209 @@
+"""The ``auto`` strategy and its recipes: the escalation policy exactly on the scripted
+engine (which stage stops, what is drawn and counted, what the trace says), recipe
+validation, and a run on the real small model."""
+
+import asyncio
+import json
+import math
+
+import pytest
+from scripted import ScriptedEngine
+
+from ponder.scoring import scorer
+from ponder.strategies import create
+from ponder.strategies.recipes import Recipe, Stage, from_dict, load, replay, save, signals
+from ponder.types import Budget, Candidate, Problem
+
+PROBLEM = Problem.from_question("What is 6 times 7?")
+RECIPE = {
+    "stages": [
+        {"draw": 2, "stop_if": {"agreement": 1.0}},
+        {"draw": 4, "stop_if": {"margin": 0.5}},
+        {"draw": 2},
+    ],
+    "final": "majority",
+}
+
+
+class Waves(ScriptedEngine):
+    """Sample ``i`` of a request with seed ``s`` answers ``table[s][i]`` (as the real engine,
+    whose sample i draws from the random stream (s, i)); words = tokens."""
+
+    def __init__(self, table, **kw):
+        self.table = table
+        super().__init__(lambda prefix, i: "", **kw)
+
+    def _one(self, r):
+        answers = self.table[r.params.seed]
+        self.script = lambda prefix, i: "So" + " so" * i + f" the answer is {answers[i]}"
+        return super()._one(r)
+
+
+def run(engine, n=16, score=None, **config):
+    config.setdefault("recipe", RECIPE)
+    return asyncio.run(create("auto", **config).run(PROBLEM, engine, score, Budget(n=n)))
+
+
+def tokens(i, answer="7"):
+    return len(("So" + " so" * i + f" the answer is {answer}").split())
+
+
+def test_agreeing_first_pair_stops_at_stage_zero():
+    eng = Waves({0: ["42", "42"]})
+    r = run(eng)
+    assert r.answer == "42"
+    assert [q.n for q in eng.requests] == [2] and eng.requests[0].params.seed == 0
+    assert r.trace["stopped_at"] == 0 and r.trace["stopped"] == "rule"
+    assert r.trace["rounds"][0]["signals"]["agreement"] == 1.0
+    assert r.trace["rounds"][0]["thresholds"] == {"agreement": 1.0}
+    assert r.trace["reason"] == "stage 0 rule fired: agreement 1 >= 1"
+    assert r.usage.tokens_generated == tokens(0, "42") + tokens(1, "42")
+    assert r.usage.engine_calls == 1 and r.trace["samples_drawn"] == 2
+
+
+def test_disagreement_escalates_and_the_margin_rule_stops_stage_one():
+    eng = Waves({0: ["42", "41"], 1: ["42", "42", "42", "40"]})
+    r = run(eng)
+    assert [(q.n, q.params.seed) for q in eng.requests] == [(2, 0), (4, 1)]
+    first, second = r.trace["rounds"]
+    assert first["fired"] is False and first["signals"]["agreement"] == 0.5
+    assert second["fired"] is True and second["drawn"] == 6
+    assert second["signals"]["agreement"] == pytest.approx(4 / 6)
+    assert second["signals"]["margin"] == pytest.approx(3 / 6)
+    assert r.answer == "42" and r.trace["stopped_at"] == 1
+    expected = sum(tokens(i) for i in range(2)) + sum(tokens(i) for i in range(4))
+    assert r.usage.tokens_generated == expected == sum(c.tokens for c in r.candidates)
+    assert r.usage.engine_calls == 2
+    assert [c.votes for c in r.candidates] == [4, 1, 4, 4, 4, 1]
+
+
+def test_no_rule_fires_so_every_stage_is_drawn_and_the_final_rule_picks():
+    eng = Waves({0: ["1", "2"], 1: ["3", "3", "4", "4"], 2: ["4", "5"]})
+    r = run(eng)
+    assert [q.n for q in eng.requests] == [2, 4, 2]
+    assert r.trace["stopped"] == "end" and r.trace["stopped_at"] == 2
+    assert r.trace["reason"] == "every stage drawn (8 samples); majority over all"
+    assert r.answer == "4" and len(r.candidates) == 8
+    assert r.trace["rounds"][1]["signals"]["margin"] == 0.0
+
+
+def test_best_of_n_final_uses_the_scorer_over_all_samples_and_counts_its_calls():
+    recipe = {**RECIPE, "final": "best-of-n"}
+    eng = Waves({0: ["1", "2"], 1: ["3", "3", "4", "4"], 2: ["4", "5"]})
+    judge = scorer(lambda p, text: 0.9 if text.endswith("2") else 0.1, name="likes-2")
+    r = run(eng, score=judge, recipe=recipe)
+    assert r.answer == "2" and r.trace["rule"] == "best-of-n"
+    assert r.usage.scorer_calls == 8 and r.trace["scores"][1] == 0.9
+
+
+def test_score_signal_stops_when_the_verifier_is_sure():
+    recipe = {"stages": [{"draw": 2, "stop_if": {"score": 0.8}}, {"draw": 6}]}
+    eng = Waves({0: ["1", "2"]})
+    judge = scorer(lambda p, text: 0.9 if text.endswith("2") else 0.1, name="likes-2")
+    r = run(eng, score=judge, recipe=recipe)
+    assert r.trace["stopped_at"] == 0 and r.trace["rounds"][0]["signals"]["score"] == 0.9
+    assert r.usage.scorer_calls == 2
+
+
+def test_a_scored_recipe_without_a_scorer_is_a_clear_error():
+    with pytest.raises(ValueError, match="auto"):
+        run(Waves({0: ["1", "2"]}), recipe={**RECIPE, "final": "best-of-n"})
+
+
+def test_the_budget_caps_the_draws():
+    eng = Waves({0: ["1", "2"], 1: ["3", "4", "5", "6"]})
+    r = run(eng, n=3)
+    assert [q.n for q in eng.requests] == [2, 1]
+    assert r.trace["samples_drawn"] == 3
+    assert r.trace["reason"] == "budget reached after 3 samples; majority over all"
+
+
+def test_confidence_signal_is_the_mean_geometric_token_probability():
+    cands = [
+        Candidate("a", "1", 3, mean_logprob=-0.1),
+        Candidate("b", "1", 3, mean_logprob=-0.5),
+        Candidate("c", None, 3, mean_logprob=-1.0),
+    ]
+    values = signals(cands, [0.2, None, 0.7])
+    assert values["confidence"] == pytest.approx(
+        (math.exp(-0.1) + math.exp(-0.5) + math.exp(-1)) / 3
+    )
+    assert values["agreement"] == pytest.approx(2 / 3) and values["margin"] == pytest.approx(2 / 3)
+    assert values["score"] == 0.7
+
+
+def test_replay_over_the_same_samples_equals_the_live_run():
+    table = {0: ["7", "8"], 1: ["7", "7", "9", "8"], 2: ["8", "8"]}
+    live = run(Waves(table))
+    every = run(Waves(table), recipe={"stages": [{"draw": 2}, {"draw": 4}, {"draw": 2}]})
+    out = replay(load_dict(RECIPE), every.candidates)
+    assert out.drawn == live.trace["samples_drawn"] and out.stage == live.trace["stopped_at"]
+    assert every.candidates[out.selection.index].answer == live.answer
+    assert [e["signals"] for e in out.stages] == [e["signals"] for e in live.trace["rounds"]]
+
+
+def load_dict(data):
+    return from_dict(data)
+
+
+def test_recipe_files_round_trip_and_the_built_in_recipe_loads(tmp_path):
+    recipe = load_dict({**RECIPE, "scorer": "judge", "about": {"task": "arithmetic"}})
+    path = save(recipe, tmp_path / "r.json")
+    assert load(path) == recipe and json.loads(path.read_text())["format"] == "ponder-recipe/1"
+    built_in = load()
+    assert built_in.stages and built_in.final == "majority"
+    r = asyncio.run(create("auto").run(PROBLEM, Waves({0: ["5", "5"]}), None, Budget(n=16)))
+    assert r.trace["recipe"]["stages"] == built_in.as_dict()["stages"]
+    r = run(Waves({0: ["5", "5"]}), recipe=str(path))
+    assert r.trace["stopped_at"] == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stages": []}, "at least one stage"),
+        ({"stages": [{"draw": 0}]}, r"stages\[0\].*'draw' must be an integer >= 1"),
+        ({"stages": [{"draw": 2, "stop_if": {"agree": 1}}]}, "unknown signal 'agree'"),
+        (
+            {"stages": [{"draw": 2, "stop_if": {"margin": 2}}]},
+            r"'stop_if.margin' must be in \[0, 1\]",
+        ),
+        ({"stages": [{"draw": 2, "stop": {}}]}, r"stages\[0\] has unknown field\(s\) 'stop'"),
+        ({"stages": [{"draw": 2}], "final": "vote"}, "'final' must be one of"),
+        ({"stages": [{"draw": 2}], "format": "v2"}, "'format' must be"),
+        ({"stages": [{"draw": 2}], "budget": 3}, r"unknown field\(s\) 'budget'"),
+        ([1, 2], "a recipe is a JSON object"),
+    ],
+)
+def test_bad_recipes_are_errors_that_name_the_field(data, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(data)
+
+
+def test_bad_recipe_files_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="cannot read recipe"):
+        create("auto", recipe=str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{stages: ")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        create("auto", recipe=str(bad))
+    with pytest.raises(ValueError, match="recipe must be a file path"):
+        create("auto", recipe=3)
+
+
+def test_stage_signals_name_only_known_signals():
+    assert Stage(2, {"confidence": 0.5}).stop_if == {"confidence": 0.5}
+    assert Recipe((Stage(1),), "weighted-best-of-n").needs_scorer
+
+
+def test_auto_on_the_real_model(engine):
+    problem = Problem.from_question("What is 2 plus 2? Answer with a number.")
+    strategy = create("auto", max_tokens=24, recipe=RECIPE)
+    r = asyncio.run(strategy.run(problem, engine, None, Budget(n=8)))
+    drawn = r.trace["samples_drawn"]
+    assert drawn == len(r.candidates) == sum(x["samples"] for x in r.trace["rounds"])
+    assert drawn in (2, 6, 8)
+    assert r.usage.tokens_generated == sum(c.tokens for c in r.candidates) > 0
+    assert r.usage.engine_calls == len(r.trace["rounds"])
+    assert all(c.tokens <= 24 for c in r.candidates)
+    assert r.trace["reason"]
