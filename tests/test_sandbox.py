@@ -787,3 +787,16 @@ def test_the_launcher_places_descriptors_and_reads_mountinfo() -> None:
         [sys.executable, "-I", "-S", "-c", script], capture_output=True, timeout=30, check=False
     )
     assert done.returncode == 0 and done.stderr == b"ok", done.stderr
+
+
+def test_the_sandbox_side_modules_use_the_standard_library_only() -> None:
+    import ast
+
+    from ponder.scoring import sandbox_judge, sandbox_launcher
+
+    for module in (sandbox_judge, sandbox_launcher):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        outside = {n for n in names if n.partition(".")[0] not in sys.stdlib_module_names}
+        assert outside <= {"__future__"}, (module.__name__, outside)

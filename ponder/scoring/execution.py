@@ -26,11 +26,11 @@ with or sends decides it. What a run reports is an ``ExecResult``.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import json
 import marshal
 import os
 import random
@@ -192,23 +192,23 @@ def _interpreter() -> tuple[str, str]:
 
 
 @functools.cache
-def _side_loader() -> str:
-    """Python text that defines ``sandbox_judge``'s functions in ``__main__``: its code, compiled
-    here once (the sandbox runs the same interpreter) and marshalled, which spares every run
-    the compilation."""
-    path = Path(sandbox_judge.__file__)
-    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    return f"import marshal\nexec(marshal.loads({marshal.dumps(code)!r}))\n"
+def _compiled_loader(path: str, hexed: bool = False) -> str:
+    """Python text that runs the module at ``path`` as ``__main__``: its code compiled here once
+    (the sandbox runs this same interpreter) and marshalled, which spares every run compiling
+    it. ``hexed`` keeps the text printable (for a command line)."""
+    code = marshal.dumps(compile(Path(path).read_text(encoding="utf-8"), path, "exec"))
+    data = f"bytes.fromhex({code.hex()!r})" if hexed else repr(code)
+    return f"import marshal\nexec(marshal.loads({data}))\n"
 
 
 def _program_text(job: _Job) -> bytes:
-    return f"{_side_loader()}serve({job.code!r})\n".encode()
+    return f"{_compiled_loader(sandbox_judge.__file__)}serve({job.code!r})\n".encode()
 
 
 def _judge_text(job: _Job, shared_uid: bool) -> bytes:
     checks = None if job.checks is None else list(job.checks)
     call = f"judge({job.tests!r}, {checks!r}, {job.check_seconds!r}, {shared_uid!r})"
-    return f"{_side_loader()}{call}\n".encode()
+    return f"{_compiled_loader(sandbox_judge.__file__)}{call}\n".encode()
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -248,12 +248,13 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json_lines(data: bytes) -> list[dict[str, Any]]:
+def _report_lines(data: bytes) -> list[dict[str, Any]]:
+    """The launcher's notes (``repr`` of plain dicts, one a line)."""
     lines = []
     for line in data.decode(errors="replace").splitlines():
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
+            value = ast.literal_eval(line)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(value, dict):
             lines.append(value)
@@ -375,8 +376,9 @@ async def _launch(
         sys.executable,
         "-I",
         "-S",
-        os.path.realpath(sandbox_launcher.__file__),
-        json.dumps(config),
+        "-c",
+        _compiled_loader(sandbox_launcher.__file__, hexed=True),
+        marshal.dumps(config).hex(),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=out,
         stderr=out,
@@ -433,8 +435,9 @@ async def _execute(job: _Job, limits: Limits) -> ExecResult:
                 "judge_err": pipes["judge_err"][1],
             },
             "program": {"uid": uid, "cwd": workdir,
-                        "env": {**env, "HOME": workdir, "TMPDIR": workdir}},
-            "judge": {"uid": judge_uid, "cwd": "/", "env": {**env, "HOME": "/"}},
+                        "env": {**env, "HOME": workdir, "TMPDIR": workdir}, "in_process": False},
+            "judge": {"uid": judge_uid, "cwd": "/", "env": {**env, "HOME": "/"},
+                      "in_process": True},
         }  # fmt: skip
         handed, mine = mine, []  # _spawn closes them
         outcome = await _spawn(config, handed, {name: r for name, (r, _) in pipes.items()}, limits)
@@ -513,7 +516,7 @@ async def _spawn(
         if proc.returncode is None:
             kill_group()
         await proc.wait()
-        out.notes = _json_lines(_read_all(reads["report"]))
+        out.notes = _report_lines(_read_all(reads["report"]))
         os.close(reads["report"])
         iso = _isolation_of(out.notes)
         if iso is None or not iso.processes:
@@ -655,7 +658,9 @@ async def _probe() -> Isolation:
         os.close(write_fd)
         write_fd = -1
         await asyncio.wait_for(proc.wait(), 30)
-        return _isolation_of(_json_lines(_read_all(read_fd))) or Isolation(notes=("probe failed",))
+        return _isolation_of(_report_lines(_read_all(read_fd))) or Isolation(
+            notes=("probe failed",)
+        )
     finally:
         for fd in (read_fd, write_fd):
             if fd >= 0:
