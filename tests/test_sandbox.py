@@ -742,7 +742,7 @@ def test_the_wire_decodes_only_plain_values() -> None:
 
 
 def test_the_judge_keeps_its_builtins_and_imports_only_real_modules() -> None:
-    from ponder.scoring.sandbox_judge import Link, Remote, namespace_for
+    from ponder.scoring.sandbox_judge import Link, Remote, namespace_for, referenced_names
 
     link = Link(-1, -1)
     exported = [
@@ -754,7 +754,9 @@ def test_the_judge_keeps_its_builtins_and_imports_only_real_modules() -> None:
         ["x", "value", 42],
         ["not an identifier", "value", None],
     ]
-    namespace = namespace_for(exported, link)
+    namespace = namespace_for(exported, link, referenced_names(["y = add(math.pi, abs(-1))"]))
+    assert set(namespace) == {"__name__", "__builtins__", "add", "math"}
+    namespace = namespace_for(exported, link, {"add", "math", "x", "json", "abs"})
     assert set(namespace) == {"__name__", "__builtins__", "add", "math", "x"}
     assert isinstance(namespace["add"], Remote) and namespace["x"] == 42
     import builtins

@@ -525,12 +525,31 @@ def _stdlib_module_named(module: object, name: str) -> bool:
     )
 
 
-def namespace_for(exported: list[Any], link: Link) -> dict[str, Any]:
-    """The tests' globals: the judge's builtins, then the program's exports as Remote functions,
-    the judge's own imports of the same standard-library modules, and decoded values."""
+def referenced_names(sources: list[str]) -> set[str]:
+    """Every global name the code of ``sources`` (and the functions in it) refers to."""
+    names: set[str] = set()
+    pending = []
+    for source in sources:
+        try:
+            pending.append(compile(source, "<tests>", "exec"))
+        except (SyntaxError, ValueError):
+            continue
+    while pending:
+        code = pending.pop()
+        names.update(code.co_names)
+        pending += [c for c in code.co_consts if isinstance(c, type(code))]
+    return names
+
+
+def namespace_for(exported: list[Any], link: Link, wanted: set[str]) -> dict[str, Any]:
+    """The tests' globals: the judge's builtins, then those of the program's exports that the
+    tests refer to (``wanted``): functions as Remote, modules as the judge's own import of the
+    same standard-library module, plain values as they are."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     for entry in exported:
         if type(entry) is not list or len(entry) != 3 or not _usable_name(entry[0]):
+            continue
+        if entry[0] not in wanted:
             continue
         name, kind, payload = entry
         if kind == "function":
@@ -620,7 +639,8 @@ class Judge:
             self.report(verdict="failed", stage=stage, detail=self.link.broken)
             return False
         self.report(loaded=True)
-        namespace = namespace_for(exported, self.link)
+        wanted = referenced_names([tests] if checks is None else checks)
+        namespace = namespace_for(exported, self.link, wanted)
         if checks is None:
             failure = self.run_source(tests, "<tests>", namespace, None)
         else:
