@@ -368,7 +368,7 @@ FORGERIES: dict[str, tuple[str, str]] = {
         """,
         ADD_TESTS,
     ),
-    "int_subclass_eq": (
+    "float_subclass_eq": (
         """
         class Yes(float):
             def __eq__(self, other):
