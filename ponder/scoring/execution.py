@@ -192,23 +192,22 @@ def _interpreter() -> tuple[str, str]:
 
 
 @functools.cache
-def _compiled_loader(path: str, hexed: bool = False) -> str:
+def _compiled_loader(path: str) -> bytes:
     """Python text that runs the module at ``path`` as ``__main__``: its code compiled here once
     (the sandbox runs this same interpreter) and marshalled, which spares every run compiling
-    it. ``hexed`` keeps the text printable (for a command line)."""
+    it."""
     code = marshal.dumps(compile(Path(path).read_text(encoding="utf-8"), path, "exec"))
-    data = f"bytes.fromhex({code.hex()!r})" if hexed else repr(code)
-    return f"import marshal\nexec(marshal.loads({data}))\n"
+    return f"import marshal\nexec(marshal.loads({code!r}))\n".encode()
 
 
 def _program_text(job: _Job) -> bytes:
-    return f"{_compiled_loader(sandbox_judge.__file__)}serve({job.code!r})\n".encode()
+    return _compiled_loader(sandbox_judge.__file__) + f"serve({job.code!r})\n".encode()
 
 
 def _judge_text(job: _Job, shared_uid: bool) -> bytes:
     checks = None if job.checks is None else list(job.checks)
-    call = f"judge({job.tests!r}, {checks!r}, {job.check_seconds!r}, {shared_uid!r})"
-    return f"{_compiled_loader(sandbox_judge.__file__)}{call}\n".encode()
+    call = f"judge({job.tests!r}, {checks!r}, {job.check_seconds!r}, {shared_uid!r})\n"
+    return _compiled_loader(sandbox_judge.__file__) + call.encode()
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -369,24 +368,27 @@ class Sandbox:
 async def _launch(
     config: dict[str, Any], pass_fds: Sequence[int] = (), capture: bool = False
 ) -> asyncio.subprocess.Process:
-    """Start the launcher on ``config`` in a session of its own, with a bare environment, stdin
-    from /dev/null and stdout/stderr piped (``capture``) or discarded."""
+    """Start the launcher on ``config`` in a session of its own, with a bare environment, its
+    code on stdin and stdout/stderr piped (``capture``) or discarded."""
     out = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-S",
-        "-c",
-        _compiled_loader(sandbox_launcher.__file__, hexed=True),
-        marshal.dumps(config).hex(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=out,
-        stderr=out,
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        cwd="/",
-        start_new_session=True,
-        pass_fds=tuple(pass_fds),
-    )
+    text = _memfd("ponder-launcher", _compiled_loader(sandbox_launcher.__file__))
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-S",
+            "-",
+            marshal.dumps(config).hex(),
+            stdin=text,
+            stdout=out,
+            stderr=out,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            cwd="/",
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
+    finally:
+        os.close(text)
 
 
 def _prepare(uid: int | None) -> tuple[str, str]:
