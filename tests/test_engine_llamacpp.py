@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -331,3 +333,82 @@ def test_a_failed_step_fails_its_requests_and_the_engine_goes_on(small_model):
         # the failed step emptied the cache (the next call computes its whole prompt)
         after = eng.generate_sync([greedy(QUESTIONS[0], 12)])[0][0]
         assert after.text == before.text and after.usage.prompt_tokens_cached == 0
+
+
+class Fatal(BaseException):
+    """An error the scheduler's step does not catch (as a bug or interpreter trouble)."""
+
+
+def test_a_bad_seed_fails_its_request_alone(small_model):
+    """Seeds a caller may pass by mistake fail their own request; the engine goes on."""
+    sampled = SamplingParams(temperature=1.0, max_tokens=6)
+    with LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0) as eng:
+        bad = [-1, "7", 1.5, True]
+        futures = eng.submit_many(
+            [Request(chat(QUESTIONS[0]), sampled.with_(seed=s)) for s in bad]
+            + [Request(chat(QUESTIONS[1]), sampled.with_(seed=2**70))]
+        )
+        for fut, seed in zip(futures[:-1], bad, strict=True):
+            with pytest.raises(
+                ValueError, match=f"seed must be an integer >= 0 or None, got {seed!r}"
+            ):
+                fut.result(timeout=30)
+        assert futures[-1].result(timeout=30)[0].text
+        assert eng.generate_sync([greedy(QUESTIONS[2], 6)])[0][0].text
+        assert eng.failure is None
+
+
+def test_a_dead_scheduler_thread_fails_everything_at_once(small_model):
+    from ponder import solve
+    from ponder.engines.base import EngineError
+
+    eng = LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0)
+    try:
+        assert eng.failure is None
+
+        def broken() -> None:
+            raise Fatal("boom")
+
+        eng._sched.step = broken  # type: ignore[method-assign]
+        waiting = eng.submit(greedy(QUESTIONS[0], 6))
+        with pytest.raises(EngineError, match="Fatal: boom"):
+            waiting.result(timeout=30)
+        assert eng.failure == "the engine stopped: Fatal: boom"
+        started = time.perf_counter()
+        with pytest.raises(EngineError, match="Fatal: boom"):
+            eng.submit(greedy(QUESTIONS[1], 6)).result(timeout=30)
+        with pytest.raises(EngineError, match="Fatal: boom"):
+            eng.clear_cache()
+        with pytest.raises(EngineError, match="Fatal: boom"):
+            solve(QUESTIONS[2], "self-consistency", 2, engine=eng, max_tokens=6)
+        assert time.perf_counter() - started < 5
+    finally:
+        closer = threading.Thread(target=eng.close, daemon=True)
+        closer.start()
+        closer.join(30)
+        assert not closer.is_alive()
+
+
+def test_close_right_after_submit_does_not_hang(small_model):
+    """The scheduler takes the close sentinel while admitting a request: close returns
+    and the request fails as closed."""
+    from ponder.engines.base import EngineError
+
+    eng = LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0)
+    admit = eng._sched.add
+
+    def admit_once_closing(ticket, seed) -> None:
+        deadline = time.monotonic() + 10
+        while not eng._closed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.2)  # close() has queued its sentinel by now
+        admit(ticket, seed)
+
+    eng._sched.add = admit_once_closing  # type: ignore[method-assign]
+    fut = eng.submit(greedy(QUESTIONS[0], 4))
+    closer = threading.Thread(target=eng.close, daemon=True)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive(), "close() hung"
+    with pytest.raises(EngineError, match="closed"):
+        fut.result(timeout=1)

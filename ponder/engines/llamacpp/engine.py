@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,8 @@ class LlamaCppEngine:
             )
         if n_ctx < 64:
             raise ValueError(f"n_ctx must be >= 64, got {n_ctx}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.path: Path = models.resolve(model)
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)
@@ -64,10 +69,11 @@ class LlamaCppEngine:
         self.max_seq_len = min(self._nx.n_ctx, n_train) if n_train > 0 else self._nx.n_ctx
         self._sched = Scheduler(self._nx, self.max_seq_len)
         self._seed = seed
-        self._inbox: queue.SimpleQueue[list[Ticket] | Callable[[], None] | None] = (
-            queue.SimpleQueue()
-        )
+        self._inbox: queue.SimpleQueue[list[Ticket] | _Call | None] = queue.SimpleQueue()
         self._closed = False
+        self._failure: str | None = None
+        # Items taken from the inbox and not yet handled by the scheduler thread.
+        self._taken: deque[list[Ticket] | _Call | None] = deque()
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="ponder-llamacpp", daemon=True)
@@ -106,9 +112,6 @@ class LlamaCppEngine:
         for request in requests:
             fut: Future[list[Completion]] = Future()
             futures.append(fut)
-            if self._closed:
-                fut.set_exception(EngineError("the engine is closed"))
-                continue
             try:
                 prompt = self._nx.tokenize(self.render(request))
             except ValueError as exc:
@@ -119,7 +122,13 @@ class LlamaCppEngine:
                 continue
             tickets.append(Ticket(request, prompt, fut, now))
         if tickets:
-            self._inbox.put(tickets)
+            with self._lock:
+                refusal = self._refusal()
+                if refusal is None:
+                    self._inbox.put(tickets)
+            if refusal is not None:
+                for ticket in tickets:
+                    _fail(ticket.future, refusal)
         return futures
 
     def cancel(self, fut: Future[list[Completion]]) -> None:
@@ -153,16 +162,13 @@ class LlamaCppEngine:
 
     def clear_cache(self) -> None:
         """Forget every cached prefix (for cold-start measurements); waits until done."""
-        done: Future[None] = Future()
 
         def clear() -> None:
             for slot in list(self._sched.idle):
                 self._sched.evict(slot)
             self._sched.reset_if_empty()
-            done.set_result(None)
 
-        self._inbox.put(clear)
-        done.result()
+        self._call(clear)
 
     def stats(self) -> dict[str, Any]:
         s = self._sched
@@ -175,12 +181,18 @@ class LlamaCppEngine:
             "cached_tokens": s.tree.token_count(),
         }
 
+    @property
+    def failure(self) -> str | None:
+        """Why the engine can serve nothing more (its scheduler thread stopped), or None
+        while it is healthy. Once set, every waiting and new request fails at once."""
+        return self._failure
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._inbox.put(None)
+            self._inbox.put(None)
         self._thread.join()
         self._nx.close()
 
@@ -192,28 +204,54 @@ class LlamaCppEngine:
 
     # ---- the scheduler thread --------------------------------------------------------
 
+    def _refusal(self) -> EngineError | None:
+        """Why a new item may not enter the inbox (call with the lock held)."""
+        if self._failure is not None:
+            return EngineError(self._failure)
+        if self._closed:
+            return EngineError("the engine is closed")
+        return None
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the scheduler thread between two steps and wait for it."""
+        call = _Call(fn)
+        with self._lock:
+            refusal = self._refusal()
+            if refusal is None:
+                self._inbox.put(call)
+        if refusal is not None:
+            raise refusal
+        call.done.result()
+
     def _loop(self) -> None:
+        """The scheduler thread. Should it ever stop on an error, the engine records why,
+        fails every request in flight or queued, and refuses new ones."""
+        try:
+            self._serve()
+        except BaseException as exc:
+            logging.getLogger(__name__).critical("the engine stopped", exc_info=exc)
+            self._stop(f"the engine stopped: {type(exc).__name__}: {exc}")
+        else:
+            self._stop("the engine was closed")
+
+    def _serve(self) -> None:
         sched = self._sched
+        taken = self._taken
         while True:
-            try:
-                item = self._inbox.get(block=not sched.has_work)
-            except queue.Empty:
-                item = None
-            else:
+            self._take(block=not sched.has_work)
+            while taken:
+                item = taken[0]
                 if item is None:
-                    break
-            while item is not None:
-                if isinstance(item, list):
-                    for ticket in item:
-                        sched.add(ticket, self._seed + sched.steps)
+                    return
+                if isinstance(item, _Call):
+                    item.run()
                 else:
-                    item()
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    item = None
-                if item is None and self._closed:
-                    break
+                    for ticket in item:
+                        try:
+                            sched.add(ticket, self._seed + sched.steps)
+                        except Exception as exc:
+                            _fail(ticket.future, exc)
+                taken.popleft()
             if self._cancelled:
                 self._mark_cancelled()
             if not sched.has_work:
@@ -222,13 +260,69 @@ class LlamaCppEngine:
                 sched.step()
             except Exception as exc:
                 sched.fail_all(exc)
-        sched.fail_all(EngineError("the engine was closed"))
+
+    def _take(self, block: bool) -> None:
+        """Move everything in the inbox now (waiting for a first item when ``block``),
+        up to and including the close sentinel ``None``, to ``_taken``."""
+        taken = self._taken
+        try:
+            taken.append(self._inbox.get(block=block))
+        except queue.Empty:
+            return
+        while taken[-1] is not None:
+            try:
+                taken.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return
+
+    def _stop(self, reason: str) -> None:
+        """Fail every request in flight or queued with ``reason``; record it unless the
+        engine was closed on purpose."""
+        with self._lock:
+            if not self._closed:
+                self._failure = reason
+        error = EngineError(reason)
+        sched = self._sched
+        seqs = list(sched.running) + list(sched.waiting)
+        for s in list(seqs):
+            seqs.extend(s.followers)
+        for s in seqs:
+            _fail(s.ticket.future, error)
+        self._take(block=False)
+        for item in self._taken:
+            if isinstance(item, _Call):
+                _fail(item.done, error)
+            elif item is not None:
+                for ticket in item:
+                    _fail(ticket.future, error)
 
     def _mark_cancelled(self) -> None:
         ids, self._cancelled = self._cancelled, set()
         for s in list(self._sched.running) + list(self._sched.waiting):
             if id(s.ticket.future) in ids:
                 s.ticket.cancelled = True
+
+
+class _Call:
+    """A function for the scheduler thread and the future its caller waits on."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.done: Future[None] = Future()
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except Exception as exc:
+            self.done.set_exception(exc)
+        else:
+            self.done.set_result(None)
+
+
+def _fail(fut: Future[Any], exc: BaseException) -> None:
+    with contextlib.suppress(InvalidStateError):
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 def _settle(d: object) -> list[Completion] | Exception:

@@ -104,6 +104,9 @@ class Scheduler:
             return
         params = ticket.request.params
         base = params.seed if params.seed is not None else seed
+        if isinstance(base, bool) or not isinstance(base, int | np.integer) or base < 0:
+            _fail(ticket, ValueError(f"seed must be an integer >= 0 or None, got {base!r}"))
+            return
         seqs = [
             Seq(
                 ticket, i, np.random.default_rng([base, i]), list(ticket.prompt), len(ticket.prompt)
