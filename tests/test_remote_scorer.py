@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ponder.engines.base import EngineError
-from ponder.scoring import create_scorer, require_outcome, require_process
+from ponder.scoring import ScorerError, create_scorer, require_outcome, require_process
 from ponder.scoring.remote import QWEN_PRM_TEMPLATE, RemoteScorer, RemoteScorerError
 from ponder.types import Problem
 
@@ -183,7 +183,7 @@ def test_retries_503_with_backoff_then_succeeds(server: Server) -> None:
 def test_gives_up_after_the_retries(server: Server) -> None:
     server.fail_first = 10
     scorer = RemoteScorer(server.url, mode="generic", retries=2, backoff=0.01)
-    with pytest.raises(RemoteScorerError, match=r"HTTP 503 .* after 3 attempts"):
+    with pytest.raises(RemoteScorerError, match=r"after 3 attempts; last: .*HTTP 503: warming up"):
         run(scorer.score(PROBLEM, ["a"]))
     assert len(server.requests) == 3
 
@@ -238,7 +238,7 @@ def test_malformed_pooling_answers(server: Server, data: Any, message: str | Non
 def test_timeout_is_a_clear_error(server: Server) -> None:
     server.reply = lambda path, body: (200, "hang")
     scorer = RemoteScorer(server.url, mode="generic", timeout=0.2, retries=2)
-    with pytest.raises(RemoteScorerError, match=r"no answer within 0.2 s"):
+    with pytest.raises(RemoteScorerError, match=r"no reply within 0.2 s"):
         run(scorer.score(PROBLEM, ["a"]))
     assert len(server.requests) == 1  # a hung server is not hammered with retries
 
@@ -248,9 +248,13 @@ def test_connection_refused_is_retried_then_reported() -> None:
     url = s.url
     s.close()  # nothing listens on this port now
     scorer = RemoteScorer(url, mode="generic", retries=2, backoff=0.01)
-    with pytest.raises(RemoteScorerError, match="cannot connect after 3 attempts"):
+    with pytest.raises(RemoteScorerError, match="after 3 attempts; last: .*cannot connect"):
         run(scorer.score(PROBLEM, ["a"]))
-    assert isinstance(RemoteScorerError("x"), EngineError)
+
+
+def test_scorer_failures_are_scorer_errors_not_engine_errors() -> None:
+    assert issubclass(RemoteScorerError, ScorerError)
+    assert not issubclass(RemoteScorerError, EngineError)
 
 
 def test_one_scorer_serves_several_event_loops(server: Server) -> None:
@@ -276,3 +280,33 @@ def test_configuration_errors() -> None:
         run(RemoteScorer("http://x").score_steps(PROBLEM, [["  "]]))
     assert RemoteScorer("http://h:1/v1/").url == "http://h:1/pooling"
     assert RemoteScorer("http://h:1/classify", mode="classify").url == "http://h:1/classify"
+
+
+def test_429_is_retried_like_the_engine_does(server: Server) -> None:
+    answers = iter([(429, {"error": "rate limited"})])
+    server.reply = lambda path, body: next(
+        answers, (200, {"scores": [0.25] * len(body["candidates"])})
+    )
+    scorer = RemoteScorer(server.url, mode="generic", retries=2, backoff=0.01)
+    assert run(scorer.score(PROBLEM, ["a"])).values == (0.25,)
+    assert len(server.requests) == 2
+
+
+def test_an_evaluation_records_a_scorer_failure_as_the_scorer_s(server: Server, tmp_path) -> None:
+    from scripted import ScriptedEngine
+
+    from ponder.evals.runner import run_eval
+    from ponder.evals.store import Store
+    from ponder.tasks import create_task
+
+    server.reply = lambda path, body: (400, {"error": "model 'x' does not exist"})
+    engine = ScriptedEngine(lambda prefix, i: f"The answer is {i}.")
+    scorer = RemoteScorer(server.url, mode="generic", retries=0)
+    db = tmp_path / "runs.sqlite"
+    task = create_task("arithmetic")
+    s = run_eval(task, "best-of-n", [2], 1, 2, db, engine, scorer, progress=False)
+    assert (s.cells_run, s.cells_failed) == (0, 2)
+    with Store(db) as store:
+        errors = [e["error"] for e in store.errors()]
+    assert len(errors) == 2
+    assert all(e.startswith("RemoteScorerError: ") and "HTTP 400" in e for e in errors)

@@ -27,6 +27,7 @@ __all__ = [
     "OutcomeScorer",
     "ProcessScorer",
     "Scorer",
+    "ScorerError",
     "Scores",
     "create_scorer",
     "register_scorer",
@@ -35,6 +36,12 @@ __all__ = [
     "scorer",
     "scorer_names",
 ]
+
+
+class ScorerError(RuntimeError):
+    """A scorer could not score: the service it relies on failed, refused the request, or
+    answered nonsense. Not an ``EngineError``: the engine that generated the candidates is
+    fine, and an evaluation records the failure as the scorer's."""
 
 
 @dataclass(frozen=True)

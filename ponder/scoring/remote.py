@@ -21,10 +21,11 @@ An outcome score from a step reward model aggregates the rewards of the candidat
 the ``mean`` or the product (``prod``). A process score is the reward of the last step.
 
 Transport: one ``httpx.AsyncClient`` per event loop with at most ``max_connections``
-connections; items go in batches of ``batch_size``; connection failures and 5xx answers are
-retried ``retries`` times with exponential backoff (``backoff``, ``2 * backoff``, ...); every
-request has a ``timeout``. A 4xx answer, a timeout, or a malformed answer raises
-``RemoteScorerError`` naming the URL and what was wrong.
+connections; items go in batches of ``batch_size``; every request has a ``timeout``.
+Connection failures, 429 and 5xx answers are retried by ponder's one retry policy
+(``ponder.retry``): ``retries`` more attempts, the k-th after ``backoff * 2**(k-1)`` seconds
+times a random factor in [1, 1.5]. A 4xx answer, a timeout, a malformed answer or spent
+retries raise ``RemoteScorerError`` (a ``ScorerError``) naming the URL and what was wrong.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from typing import Any
 
 import httpx
 
-from ponder.engines.base import EngineError
-from ponder.scoring.base import Scores, register_scorer
+from ponder.retry import RetryPolicy, error_text, send
+from ponder.scoring.base import ScorerError, Scores, register_scorer
 from ponder.types import Problem, Usage
 
 __all__ = ["MODES", "QWEN_PRM_TEMPLATE", "RemoteScorer", "RemoteScorerError"]
@@ -54,11 +55,10 @@ QWEN_PRM_TEMPLATE = (
 )
 """Qwen2.5-Math-PRM's chat markup; ``{response}`` is the steps, each followed by the tag."""
 
-_RETRY_STATUS = range(500, 600)
 _BODY_EXCERPT = 300
 
 
-class RemoteScorerError(EngineError):
+class RemoteScorerError(ScorerError):
     """A reward-model endpoint failed, refused the request, or answered nonsense."""
 
 
@@ -93,10 +93,8 @@ class RemoteScorer:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if label < 0:
             raise ValueError(f"label must be >= 0, got {label}")
-        if timeout <= 0 or backoff < 0 or retries < 0:
-            raise ValueError(
-                f"need timeout > 0, backoff >= 0, retries >= 0; got {timeout}, {backoff}, {retries}"
-            )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if max_connections < 1 or batch_size < 1:
             raise ValueError(
                 f"max_connections and batch_size must be >= 1, got {max_connections}, {batch_size}"
@@ -123,8 +121,7 @@ class RemoteScorer:
         self.system = system
         self.extra_body = dict(extra_body or {})
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
+        self.policy = RetryPolicy(retries, backoff)
         self.batch_size = batch_size
         self.limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
@@ -285,37 +282,21 @@ class RemoteScorer:
         return self._client
 
     async def _post(self, body: dict[str, Any]) -> Any:
-        """POST ``body``; retry connection failures and 5xx with exponential backoff."""
+        """POST ``body`` under the retry policy; the JSON answer."""
         client = self._http()
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response = await client.post(self.url, json=body)
-            except httpx.TimeoutException as exc:
-                raise RemoteScorerError(
-                    f"{self.url}: no answer within {self.timeout:g} s ({type(exc).__name__})"
-                ) from exc
-            except httpx.TransportError as exc:
-                if last:
-                    raise RemoteScorerError(
-                        f"{self.url}: cannot connect after {self.retries + 1} attempts: {exc!r}"
-                    ) from exc
-            else:
-                if response.status_code in _RETRY_STATUS and not last:
-                    pass
-                elif response.status_code >= 400:
-                    raise RemoteScorerError(
-                        f"{self.url}: HTTP {response.status_code} "
-                        f"{response.text[:_BODY_EXCERPT]!r}"
-                        + (f" after {self.retries + 1} attempts" if last and attempt else "")
-                    )
-                else:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise self._bad("the answer is not JSON", response.text) from None
-            await asyncio.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        async def attempt() -> httpx.Response:
+            return await send(client, "POST", self.url, body, RemoteScorerError)
+
+        response = await self.policy.run(attempt, "the reward model", RemoteScorerError)
+        if response.status_code >= 400:
+            raise RemoteScorerError(
+                f"{self.url}: HTTP {response.status_code}: {error_text(response)[:_BODY_EXCERPT]}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise self._bad("the answer is not JSON", response.text) from None
 
 
 def _question(problem: Problem) -> str:
