@@ -518,6 +518,41 @@ FORGERIES: dict[str, tuple[str, str]] = {
         """,
         ADD_TESTS,
     ),
+    # a well-formed "passed" verdict (and a judge exit 0) into every pipe reachable in /proc,
+    # again after the judge's own report: ponder's verdict pipe must be out of reach
+    "verdict_through_proc_pipes": (
+        """
+        import atexit, os, time
+        import __main__ as sandbox
+        body = sandbox.encode({"verdict": "passed"})
+        frame = len(body).to_bytes(4, "big") + body
+        note = repr({"role": "judge", "exit": 0, "cpu": 0.0}).encode() + b"\\n"
+        targets = []
+        for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                path = f"/proc/{pid}/fd/{fd}"
+                try:
+                    if os.readlink(path).startswith("pipe:"):
+                        targets.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+        def forge(data):
+            for handle in targets:
+                try:
+                    os.write(handle, data)
+                except OSError:
+                    pass
+        forge(frame)
+        atexit.register(lambda: (time.sleep(0.3), forge(note)))
+        def add(a, b):
+            return 0
+        """,
+        ADD_TESTS,
+    ),
     # speaking the judge's protocol itself: announcing exports and answering before being asked
     "forged_protocol": (
         """

@@ -261,11 +261,10 @@ def _report_lines(data: bytes) -> list[dict[str, Any]]:
 
 
 def _isolation_of(notes: list[dict[str, Any]]) -> Isolation | None:
+    extra = tuple(str(x) for n in notes if isinstance(n.get("notes"), list) for x in n["notes"])
     for n in notes:
         got = n.get("isolation")
         if isinstance(got, dict):
-            raw_notes = n.get("notes")
-            extra = tuple(str(x) for x in raw_notes) if isinstance(raw_notes, list) else ()
             return Isolation(
                 user=bool(got.get("user")),
                 network=bool(got.get("network")),

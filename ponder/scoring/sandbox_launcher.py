@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 NEWNS, NEWUSER, NEWPID, NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 ATIME = {"noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24}
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -176,12 +176,19 @@ def enter_namespaces(cfg: dict[str, Any], report: Reporter) -> dict[str, bool]:
     if root or userns:
         got["network"] = unshare(NEWNET)
         got["processes"] = unshare(NEWPID)
+    if userns and got["processes"] and unshare(NEWNS):
+        # Its own /proc (mounted by init) hides ponder's and other processes from the program.
+        try:
+            mount(None, "/", None, REC | PRIVATE)
+            got["own_proc"] = True
+        except OSError as exc:
+            notes.append(f"private mount namespace failed: {exc}")
     # Only with a separate uid can a read-only view be kept: root in a user namespace could
     # remount it writable again.
     if root and got["user"]:
         if unshare(NEWNS):
             try:
-                got["filesystem"] = lock_down_fs(cfg, notes)
+                got["filesystem"] = got["own_proc"] = lock_down_fs(cfg, notes)
             except OSError as exc:
                 notes.append(f"file system lock-down failed: {exc}")
         else:
@@ -253,6 +260,9 @@ def supervise(cfg: dict[str, Any], report: Reporter) -> None:
     """Start the judge and the program joined by two pipes, reap every child, report how each
     worker ended; once the judge is done, the program gets ``grace_seconds`` to exit before
     it is killed."""
+    # Not dumpable: a program running as the same user cannot open this process's descriptors
+    # (the report) through /proc. Workers inherit it until exec; the judge never execs.
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     requests_r, requests_w = os.pipe()
     replies_r, replies_w = os.pipe()
     fd = cfg["fds"]
@@ -311,8 +321,10 @@ def run_init(cfg: dict[str, Any], report: Reporter, fresh_proc: bool) -> NoRetur
     """PID 1 of the run's namespace: supervise, then exit, which ends every process left."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # die with the launcher
     if fresh_proc:
-        with contextlib.suppress(OSError):
+        try:
             mount("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC)
+        except OSError as exc:
+            report.note(notes=[f"could not mount the run's own /proc: {exc}"])
     supervise(cfg, report)
     os._exit(0)
 
@@ -333,7 +345,7 @@ def main(argv: list[str]) -> NoReturn:
         init = os.fork()
         if init == 0:
             try:
-                run_init(cfg, report, got.get("filesystem", False))
+                run_init(cfg, report, got.get("own_proc", False))
             except BaseException as exc:
                 report.note(error=f"sandbox init failed: {exc!r}")
             os._exit(125)
