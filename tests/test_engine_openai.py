@@ -34,15 +34,9 @@ from engine_contract import (
 
 from ponder import models
 from ponder.engines.base import EngineError
-from ponder.engines.openai import (
-    ChatTemplate,
-    OpenAIEngine,
-    _Call,
-    _completion,
-    _completion_logprobs,
-    _matched_stop,
-    sample_seed,
-)
+from ponder.engines.openai import ChatTemplate, OpenAIEngine, sample_seed
+from ponder.engines.openai.calls import Call
+from ponder.engines.openai.replies import completion, completion_logprobs, matched_stop
 from ponder.types import GREEDY, Request, TokenLogprob
 
 N_CTX = 2048
@@ -333,9 +327,9 @@ def test_sample_seeds():
 
 def test_matched_stop_is_read_from_the_tokens():
     lps = tuple(TokenLogprob(t, -0.1) for t in ["1", " 2", " 3", "\n\n", "x"])
-    assert _matched_stop("1 2 3", lps, ("\n", "\n\n")) == "\n\n"
-    assert _matched_stop("1 2 3\n\nx", lps, ("\n",)) is None  # end of turn
-    assert _matched_stop("1 2", lps, ("\n",)) is None  # a stop the server did not use
+    assert matched_stop("1 2 3", lps, ("\n", "\n\n")) == "\n\n"
+    assert matched_stop("1 2 3\n\nx", lps, ("\n",)) is None  # end of turn
+    assert matched_stop("1 2", lps, ("\n",)) is None  # a stop the server did not use
 
 
 def test_bad_arguments():
@@ -369,20 +363,20 @@ def test_template_from_gguf(small_model):
 def test_vllm_reply_is_read():
     # The shape vLLM answers /v1/completions with (stop_reason, cached prompt tokens).
     params = GREEDY.with_(max_tokens=16, stop=("\n\n", "Step"))
-    call = _Call("/v1/completions", {}, 0, params, logprobs_asked=False)
+    call = Call("/v1/completions", {}, 0, params, logprobs_asked=False)
     choice = {"index": 0, "text": "x = 2", "finish_reason": "stop", "stop_reason": "\n\n"}
     usage = {
         "prompt_tokens": 40,
         "completion_tokens": 5,
         "prompt_tokens_details": {"cached_tokens": 32},
     }
-    c = _completion(choice, usage, call, start=0.0)
+    c = completion(choice, usage, call, start=0.0)
     assert (c.text, c.tokens, c.finish_reason, c.stop_reason) == ("x = 2", 5, "stop", "\n\n")
     assert (c.usage.prompt_tokens_computed, c.usage.prompt_tokens_cached) == (8, 32)
-    eos = _completion({**choice, "stop_reason": None}, usage, call, start=0.0)
+    eos = completion({**choice, "stop_reason": None}, usage, call, start=0.0)
     assert eos.stop_reason is None
     chat_choice = {"message": {"role": "assistant", "content": "hi"}, "finish_reason": "length"}
-    assert _completion(chat_choice, usage, call, start=0.0).text == "hi"
+    assert completion(chat_choice, usage, call, start=0.0).text == "hi"
 
 
 def test_llama_server_logprobs_shape_is_read():
@@ -410,13 +404,13 @@ def test_llama_server_logprobs_shape_is_read():
             },
         ]
     }
-    got = _completion_logprobs(lp, 1)
+    got = completion_logprobs(lp, 1)
     assert got == (
         TokenLogprob(" ", -0.1, ((" ", -0.1),)),
         TokenLogprob("7", -0.07, (("7", -0.07),)),
     )
     legacy = {"tokens": ["a"], "token_logprobs": [-0.5], "top_logprobs": [{"b": -2.0, "a": -0.5}]}
-    assert _completion_logprobs(legacy, 2) == (TokenLogprob("a", -0.5, (("a", -0.5), ("b", -2.0))),)
+    assert completion_logprobs(legacy, 2) == (TokenLogprob("a", -0.5, (("a", -0.5), ("b", -2.0))),)
 
 
 def test_cli_solve_and_bench_drive_a_remote_server(server_url, tmp_path):

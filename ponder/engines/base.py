@@ -48,3 +48,12 @@ class Engine(Protocol):
     def generate_sync(self, requests: Sequence[Request]) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...
+
+
+def raise_first_failure(settled: Sequence[list[Completion] | Exception]) -> list[list[Completion]]:
+    """``generate`` from ``generate_settled``'s answer: every request's completions, or the
+    first failure (in request order) raised."""
+    for result in settled:
+        if isinstance(result, Exception):
+            raise result
+    return [result for result in settled if not isinstance(result, Exception)]
