@@ -7,6 +7,7 @@ a scripted engine held behind a gate, so that "the queue is full" is a fact, not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -102,9 +103,11 @@ def test_parse_run_maps_sampling_fields_and_caps():
     assert spec.strategy == "self-consistency" and spec.budget.n == 3
     assert spec.config == {"temperature": 0.2, "top_p": 0.9, "seed": 8, "max_tokens": 24}
     assert spec.budget.max_tokens == 24 and spec.problem.messages[0]["content"] == "hi"
-    # greedy has no temperature: the field is ignored; the token cap still applies
+    assert spec.seed == 8
+    # greedy has no temperature nor seed: the fields are ignored; the token cap applies
     spec = parse_run({**body, "model": "ponder/greedy", "ponder": None}, "chat", SETTINGS)
     assert spec.config == {"max_tokens": 24} and spec.budget.n == SETTINGS.default_budget
+    assert spec.seed is None
     spec = parse_run({"model": "ponder", "prompt": ["go"]}, "text", SETTINGS)
     assert spec.problem.messages == ({"role": "user", "content": "go"},)
     assert spec.budget.max_tokens == SETTINGS.max_tokens
@@ -116,7 +119,7 @@ def test_parse_run_maps_sampling_fields_and_caps():
         ([], "invalid_request"),
         ({"messages": QUESTION}, "missing"),
         ({"model": "ponder"}, "missing"),
-        ({"model": "ponder", "messages": [{"role": "robot", "content": "x"}]}, "invalid_request"),
+        ({"model": "ponder", "messages": [{"role": "robot", "content": "x"}]}, "invalid_value"),
         ({"model": "ponder/greedy@5", "messages": QUESTION}, "budget_too_large"),
         ({"model": "ponder", "messages": QUESTION, "max_tokens": 257}, "max_tokens_too_large"),
         ({"model": "ponder", "messages": QUESTION, "n": 2}, "invalid_n"),
@@ -125,7 +128,7 @@ def test_parse_run_maps_sampling_fields_and_caps():
             "unknown_strategy",
         ),
         ({"model": "ponder", "messages": QUESTION, "ponder": {"scorer": "x"}}, "unknown_scorer"),
-        ({"model": "ponder", "messages": QUESTION, "ponder": {"depth": 1}}, "invalid_request"),
+        ({"model": "ponder", "messages": QUESTION, "ponder": {"depth": 1}}, "unknown_field"),
         (
             {"model": "ponder", "messages": QUESTION, "ponder": {"config": {"x": 1}}},
             "invalid_config",
@@ -136,6 +139,57 @@ def test_parse_run_rejects(body, code):
     with pytest.raises(ApiError) as err:
         parse_run(body, "chat", SETTINGS)
     assert err.value.status == 400 and err.value.code == code
+
+
+GOOD = {"model": "ponder/vote@2", "messages": QUESTION}
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "code", "says"),
+    [
+        ({"model": 7}, "model", "invalid_type", "must be a valid string, got 7"),
+        ({"messages": "hello"}, "messages", "invalid_type", "must be a valid list"),
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+            "invalid_value",
+            "must be text or a list of text parts",
+        ),
+        ({"temperature": "hot"}, "temperature", "invalid_type", "must be a valid number"),
+        ({"temperature": float("nan")}, "temperature", "invalid_value", "finite"),
+        ({"temperature": float("inf")}, "temperature", "invalid_value", "finite"),
+        ({"temperature": 2.5}, "temperature", "invalid_value", "less than or equal to 2"),
+        ({"temperature": True}, "temperature", "invalid_type", "must be a valid number"),
+        ({"top_p": 0}, "top_p", "invalid_value", "greater than 0"),
+        ({"seed": "7"}, "seed", "invalid_type", "must be a valid integer"),
+        ({"seed": 1.5}, "seed", "invalid_type", "must be a valid integer"),
+        ({"seed": -2}, "seed", "invalid_value", "greater than or equal to -1"),
+        ({"seed": 2**64}, "seed", "invalid_value", "less than or equal to"),
+        ({"max_tokens": "8"}, "max_tokens", "invalid_type", "must be a valid integer"),
+        ({"stream": "yes"}, "stream", "invalid_type", "must be a valid boolean"),
+        ({"ponder": {"budget": 1.5}}, "ponder.budget", "invalid_type", "valid integer"),
+        ({"ponder": {"config": {"seed": "x"}}}, "ponder.config.seed", "invalid_type", "integer"),
+        ({"ponder": {"config": {"top_k": 2.5}}}, "ponder.config.top_k", "invalid_type", "integer"),
+        ({"ponder": "x"}, "ponder", "invalid_type", "must be a valid dictionary"),
+        # wrongly typed sampling fields are refused even where the strategy ignores them
+        ({"model": "ponder/greedy", "temperature": "hot"}, "temperature", "invalid_type", ""),
+        ({"model": "ponder/greedy", "seed": "x"}, "seed", "invalid_type", ""),
+    ],
+)
+def test_every_field_is_checked_by_type_and_range(change, param, code, says):
+    with pytest.raises(ApiError) as err:
+        parse_run(GOOD | change, "chat", SETTINGS)
+    e = err.value
+    assert (e.status, e.param, e.code) == (400, param, code), e.message
+    assert f"'{param}'" in e.message and says in e.message
+
+
+def test_a_seed_of_minus_one_or_none_is_a_fresh_random_one():
+    seeds = {parse_run(GOOD | {"seed": -1}, "chat", SETTINGS).seed for _ in range(4)}
+    seeds |= {parse_run(GOOD, "chat", SETTINGS).seed for _ in range(4)}
+    assert len(seeds) == 8 and all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds)
+    spec = parse_run(GOOD | {"seed": 2**63 - 1}, "chat", SETTINGS)
+    assert spec.seed == spec.config["seed"] == 2**63 - 1
 
 
 def test_split_text_rejoins_exactly():
@@ -221,7 +275,7 @@ def test_extra_body_selects_strategy_budget_and_config(client):
     )
     p = r.model_extra["ponder"]
     assert p["strategy"] == "self-consistency" and p["budget"] == 2
-    assert p["config"] == {"max_tokens": 8}
+    assert p["config"] == {"max_tokens": 8, "seed": p["seed"]}
     assert len(p["candidates"]) == 2 and all(c["tokens"] <= 8 for c in p["candidates"])
 
 
@@ -255,7 +309,7 @@ def test_errors_are_openai_shaped(base, client):
     r = httpx.post(base + "/v1/chat/completions", content=b'{"model": "ponder", "mess')
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_json"
-    assert set(r.json()["error"]) == {"message", "type", "code"}
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     r = httpx.post(base + "/v1/chat/completions", json={"model": "ponder"})
     assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
     with pytest.raises(openai.NotFoundError) as nf:
@@ -430,3 +484,166 @@ def test_load_50_concurrent_requests_all_answered(engine):
         assert metric(url, "ponder_queue_length") == 0
         health = httpx.get(url + "/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+# ---- hostile input and engine failure ------------------------------------------------
+
+
+def raw_post(base: str, head: bytes, body: bytes = b"", timeout: float = 10) -> tuple[int, dict]:
+    """POST with hand-made headers over a socket; the status and JSON body of the answer
+    (whether or not the server read what was sent)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n" + head + b"\r\n")
+        with contextlib.suppress(OSError):
+            sock.sendall(body)
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head_text, _, payload = reply.partition(b"\r\n\r\n")
+    status = int(head_text.split()[1])
+    if b"transfer-encoding: chunked" in head_text.lower():
+        payload = payload.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+    return status, json.loads(payload)
+
+
+def test_seed_minus_one_and_odd_seeds_never_stop_the_server(base, client):
+    r = client.chat.completions.create(
+        model="ponder/vote@2", messages=QUESTION, max_tokens=8, seed=-1
+    )
+    seed = r.model_extra["ponder"]["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**31
+    for bad in ["7", 1.5, 2**70, -5]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(
+                model="ponder/vote@2", messages=QUESTION, max_tokens=8, seed=bad
+            )
+        assert err.value.param == "seed" and "'seed'" in err.value.message
+    assert httpx.get(base + "/health").status_code == 200
+    r = client.chat.completions.create(model="ponder/greedy", messages=QUESTION, max_tokens=4)
+    assert r.choices[0].message.content
+
+
+def test_a_request_without_seed_gets_a_fresh_one_that_replays_it(small_model):
+    """Replayed alone on a server with a fresh engine in exact mode, a run's seed gives
+    its samples again (after many other runs, the cache's layout may differ: see
+    docs/SERVER.md, "Seeds and replaying a run")."""
+    from ponder.engines.llamacpp.engine import LlamaCppEngine
+
+    with (
+        LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0, flash_attn=True) as eng,
+        serving_in_background(create_app(eng, SETTINGS)) as url,
+    ):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=300)
+
+        def ask(**extra):
+            r = client.chat.completions.create(
+                model="ponder/vote@2", messages=LONG, max_tokens=12, temperature=1.0, **extra
+            )
+            p = r.model_extra["ponder"]
+            assert p["config"]["seed"] == p["seed"]
+            return p["seed"], [c["text"] for c in p["candidates"]]
+
+        (s1, t1), (s2, t2) = ask(), ask()
+        assert s1 != s2 and t1 != t2
+        assert ask(seed=s1) == (s1, t1)
+
+
+def test_body_size_is_limited_before_it_is_read(engine):
+    settings = ServerSettings(model="smollm2", max_body_bytes=4096)
+    with serving_in_background(create_app(engine, settings)) as url:
+        started = time.perf_counter()
+        status, body = raw_post(
+            url, b"Content-Type: application/json\r\nContent-Length: 100000000\r\n", b"{" * 1000
+        )
+        assert status == 413 and body["error"]["code"] == "body_too_large"
+        assert "4096 bytes" in body["error"]["message"]
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        # no Content-Length: counted as it arrives
+        chunk = b"x" * 3000
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
+        status, body = raw_post(url, b"Transfer-Encoding: chunked\r\n", chunked)
+        assert status == 413 and body["error"]["code"] == "body_too_large"
+        assert time.perf_counter() - started < 5
+        ok = {"model": "ponder/greedy", "messages": QUESTION, "max_tokens": 2}
+        assert httpx.post(url + "/v1/chat/completions", json=ok, timeout=60).status_code == 200
+        assert httpx.get(url + "/health").json()["limits"]["max_body_bytes"] == 4096
+
+
+def test_hostile_json_gets_openai_shaped_400s(base):
+    post = lambda content: httpx.post(  # noqa: E731
+        base + "/v1/chat/completions",
+        content=content,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    for content in [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 70 + b"]" * 70]:
+        r = post(content)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_json"
+    body = '{"model": "ponder/vote@2", "messages": [{"role": "user", "content": "hi"}], '
+    for bad in ['"temperature": NaN}', '"temperature": Infinity}', '"temperature": 1e999}']:
+        r = post((body + bad).encode())
+        assert r.status_code == 400 and set(r.json()["error"]) == {
+            "message",
+            "type",
+            "param",
+            "code",
+        }
+    r = post(b'{"model": 7, "messages": "hello"}')
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    assert "must be a valid string" in r.json()["error"]["message"]
+    r = post(b"\xff\xfe")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    assert httpx.get(base + "/health").status_code == 200
+
+
+def test_docs_are_public_without_a_key_and_behind_it_with_one(base, engine):
+    assert httpx.get(base + "/openapi.json").json()["info"]["title"] == "ponder"
+    assert httpx.get(base + "/docs").status_code == 200
+    settings = ServerSettings(model="smollm2", api_key="s3cret")
+    with serving_in_background(create_app(engine, settings)) as url:
+        for path in ("/openapi.json", "/docs"):
+            r = httpx.get(url + path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+            r = httpx.get(url + path, headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 200
+        assert httpx.get(url + "/health").status_code == 200
+
+
+class Fatal(BaseException):
+    """An error the engine's step does not catch: its scheduler thread stops."""
+
+
+def test_when_the_engine_stops_requests_fail_at_once_and_health_says_so(small_model):
+    from ponder.engines.llamacpp.engine import LlamaCppEngine
+
+    eng = LlamaCppEngine(small_model, n_ctx=2048, n_parallel=8, seed=0)
+    settings = ServerSettings(model="smollm2", default_budget=1, max_tokens=8)
+    body = {"model": "ponder/vote@1", "messages": QUESTION, "max_tokens": 4}
+    try:
+        with serving_in_background(create_app(eng, settings)) as url:
+            assert httpx.post(url + "/v1/chat/completions", json=body, timeout=30).is_success
+            assert metric(url, "ponder_engine_up") == 1
+
+            def broken() -> None:
+                raise Fatal("the scheduler broke")
+
+            eng._sched.step = broken  # type: ignore[method-assign]
+            r = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "engine_error"
+            assert "Fatal: the scheduler broke" in r.json()["error"]["message"]
+            health = httpx.get(url + "/health")
+            assert health.status_code == 503
+            assert health.json()["status"] == "engine_failed"
+            assert "Fatal: the scheduler broke" in health.json()["engine_error"]
+            assert metric(url, "ponder_engine_up") == 0
+            started = time.perf_counter()
+            r = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "engine_unavailable"
+            assert time.perf_counter() - started < 2
+    finally:
+        eng.close()

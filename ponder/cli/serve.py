@@ -22,6 +22,9 @@ def add_parsers(sub: Any) -> None:
     sv.add_argument("--max-tokens", type=int, default=1024, help="largest per-sample token cap")
     sv.add_argument("--concurrency", type=int, default=8, help="runs executing at once")
     sv.add_argument("--queue-size", type=int, default=32, help="runs admitted (running+waiting)")
+    sv.add_argument(
+        "--max-body-bytes", type=int, default=8 << 20, help="largest request body (413 beyond)"
+    )
     sv.add_argument("--n-parallel", type=int, default=64, help="engine sequence slots")
     add_engine_arguments(sv)
     sv.set_defaults(func=run)
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         concurrency=args.concurrency,
         queue_size=args.queue_size,
+        max_body_bytes=args.max_body_bytes,
     )
     engine = engine_from_args(args, n_parallel=args.n_parallel)
     serve(settings, host=args.host, port=args.port, engine=engine)

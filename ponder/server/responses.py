@@ -49,9 +49,10 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 
 def ponder_field(spec: RunSpec, result: Result) -> dict[str, Any]:
-    """The evidence behind the answer: candidates, votes, scores, trace, usage."""
+    """The evidence behind the answer: candidates, votes, scores, trace, usage, and the
+    seed the run used (None for a strategy without one)."""
     body = result.as_dict()
-    body.update(run_id=spec.id, budget=spec.budget.n, config=spec.config)
+    body.update(run_id=spec.id, budget=spec.budget.n, config=spec.config, seed=spec.seed)
     return jsonable(body)
 
 

@@ -1,18 +1,28 @@
 """Turning an OpenAI-style request body into a validated run, with OpenAI-style errors.
 
-The strategy comes from the model name (``ponder``, ``ponder/<strategy>``,
+One pydantic schema (``ChatBody``, ``TextBody``) checks every field's type and range;
+a strategy's own settings (``ponder.config``) are checked against its config's field
+types. The strategy comes from the model name (``ponder``, ``ponder/<strategy>``,
 ``ponder/<strategy>@<budget>``) or from the body's ``ponder`` field
 (``{"strategy", "budget", "config", "scorer"}``), which wins where both say something.
 The request's sampling fields (temperature, top_p, seed, max_tokens) become strategy
-settings where the strategy's config has them.
+settings where the strategy's config has them. A run of a strategy that takes a seed
+and was given none (or ``-1``) gets a fresh random one, recorded in its config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import secrets
+import typing
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
+from pydantic import field_validator as validator
 
 from ponder.scoring import scorer_names
 from ponder.server.settings import ServerSettings
@@ -23,10 +33,20 @@ MODEL_PREFIX = "ponder"
 PONDER_KEYS = ("strategy", "budget", "config", "scorer")
 SAMPLING_FIELDS = ("temperature", "top_p", "seed")
 ROLES = ("system", "user", "assistant")
+RANDOM_SEED = -1
+"""A ``seed`` of -1 (or none) asks for a fresh random seed, as in llama.cpp and Ollama."""
+SEED_BITS = 31
+"""Fresh random seeds are drawn from ``[0, 2**SEED_BITS)``."""
+MISSING_HINTS = {
+    "model": " (e.g. 'ponder/self-consistency@8')",
+    "messages": ": a non-empty list of chat messages",
+    "prompt": ": one non-empty string",
+}
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": {"message", "type", "code"}}`` with ``status``."""
+    """An error answered as ``{"error": {"message", "type", "param", "code"}}`` with
+    ``status``; ``param`` names the request field at fault, or is None."""
 
     def __init__(
         self,
@@ -35,6 +55,7 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -42,18 +63,162 @@ class ApiError(Exception):
         self.type = type
         self.code = code
         self.headers = headers or {}
+        self.param = param
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
-def bad_request(message: str, code: str = "invalid_request") -> ApiError:
-    return ApiError(400, message, "invalid_request_error", code)
+def bad_request(message: str, code: str = "invalid_request", param: str | None = None) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", code, param=param)
+
+
+# ---- the request schema -------------------------------------------------------------
+
+Temperature = Annotated[float, Strict(), Field(ge=0, le=2, allow_inf_nan=False)]
+TopP = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
+Seed = Annotated[int, Strict(), Field(ge=RANDOM_SEED, le=2**63 - 1)]
+PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+Name = Annotated[str, Strict(), Field(min_length=1)]
+
+
+class ChatMessage(BaseModel):
+    """One chat message; its content is text or a list of text parts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant"]
+    content: Any = None
+
+    @validator("content")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            parts = []
+            for part in value:
+                if not isinstance(part, dict) or part.get("type") != "text":
+                    raise ValueError("only text content parts are supported")
+                text = part.get("text", "")
+                if not isinstance(text, str):
+                    raise ValueError("a text part's 'text' must be a string")
+                parts.append(text)
+            return "".join(parts)
+        raise ValueError("must be text or a list of text parts")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: Annotated[bool, Strict()] = False
+
+
+class StrategySettings(BaseModel):
+    """``ponder.config``: any strategy setting; the sampling ones checked as in the body
+    (each strategy's config checks the rest)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
+    max_tokens: PositiveInt | None = None
+
+
+class PonderOptions(BaseModel):
+    """The body's ``ponder`` field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Name | None = None
+    budget: PositiveInt | None = None
+    config: StrategySettings | None = None
+    scorer: Name | None = None
+
+
+class _Body(BaseModel):
+    """The fields shared by chat and text completion requests. Fields of OpenAI's API
+    that ponder does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Name
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    n: PositiveInt | None = None
+    stream: Annotated[bool, Strict()] = False
+    stream_options: StreamOptions | None = None
+    ponder: PonderOptions | None = None
+
+
+class ChatBody(_Body):
+    """``POST /v1/chat/completions``."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+
+
+class TextBody(_Body):
+    """``POST /v1/completions``: the prompt is the user's message."""
+
+    prompt: Any
+
+    @validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: Any) -> str:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be one non-empty string")
+        return value
+
+
+def schema_error(exc: ValidationError, prefix: str = "") -> ApiError:
+    """The first schema violation as a 400 naming the field and what it must be."""
+    err = exc.errors(include_url=False)[0]
+    param = prefix + _path(err["loc"])
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        hint = MISSING_HINTS.get(param, "")
+        return bad_request(f"missing field '{param}'{hint}", "missing", param)
+    if kind == "extra_forbidden":
+        head, _, key = param.rpartition(".")
+        known = ", ".join(PONDER_KEYS) if head == "ponder" else "see the docs"
+        return bad_request(
+            f"field '{head}' has unknown key '{key}'; known: {known}", "unknown_field", param
+        )
+    what = msg.removeprefix("Value error, ").replace("Input should be", "must be")
+    got = repr(err.get("input"))
+    if len(got) > 60:
+        got = got[:57] + "..."
+    code = "invalid_type" if kind.endswith(("_type", "_parsing")) else "invalid_value"
+    return bad_request(f"field '{param}' {what}, got {got}", code, param)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+# ---- from a body to a run -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything needed to run one request: what to solve, how, and how to answer."""
+    """Everything needed to run one request: what to solve, how, and how to answer.
+    ``seed`` is the strategy's seed (also in ``config``), None for a strategy without."""
 
     id: str
     kind: str  # "chat" or "text"
@@ -65,6 +230,7 @@ class RunSpec:
     scorer: str | None = None
     stream: bool = False
     include_usage: bool = False
+    seed: int | None = None
 
 
 def model_names() -> list[str]:
@@ -86,23 +252,29 @@ def parse_model(model: str) -> tuple[str | None, int | None]:
             f"'ponder/<strategy>@<budget>' with a strategy from: {', '.join(names())}",
             "invalid_request_error",
             "model_not_found",
+            param="model",
         )
     if not sep:
         return None, None
     name, at, budget_text = rest.partition("@")
     budget = None
     if at:
-        if not budget_text.isdigit():
+        if not (budget_text.isascii() and budget_text.isdigit()):
             raise bad_request(
                 f"model {model!r}: the budget after '@' must be a positive integer",
                 "invalid_budget",
+                "model",
             )
         budget = int(budget_text)
     try:
         strategy = canonical(name)
     except ValueError as exc:
         raise ApiError(
-            404, f"model {model!r}: {exc}", "invalid_request_error", "model_not_found"
+            404,
+            f"model {model!r}: {exc}",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
         ) from None
     return strategy, budget
 
@@ -111,138 +283,128 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
     """Validate a chat (``kind="chat"``) or text completion request body."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("missing field 'model' (e.g. 'ponder/self-consistency@8')", "missing")
-    strategy, budget = parse_model(model)
-    if kind == "chat":
-        messages = _messages(body.get("messages"))
-    else:
-        messages = ({"role": "user", "content": _prompt(body.get("prompt"))},)
-
-    ponder = body.get("ponder") or {}
-    if not isinstance(ponder, dict):
-        raise bad_request("field 'ponder' must be an object with keys: " + ", ".join(PONDER_KEYS))
-    unknown = sorted(set(ponder) - set(PONDER_KEYS))
-    if unknown:
-        raise bad_request(
-            f"field 'ponder' has unknown keys {unknown}; known: {', '.join(PONDER_KEYS)}"
+    try:
+        req = (ChatBody if kind == "chat" else TextBody).model_validate(body)
+    except ValidationError as exc:
+        raise schema_error(exc) from None
+    strategy, budget = parse_model(req.model)
+    if isinstance(req, ChatBody):
+        messages: tuple[Message, ...] = tuple(
+            {"role": m.role, "content": m.content} for m in req.messages
         )
-    if ponder.get("strategy") is not None:
+    else:
+        messages = ({"role": "user", "content": req.prompt},)
+    ponder = req.ponder or PonderOptions()
+    if ponder.strategy is not None:
         try:
-            strategy = canonical(str(ponder["strategy"]))
+            strategy = canonical(ponder.strategy)
         except ValueError as exc:
-            raise bad_request(str(exc), "unknown_strategy") from None
+            raise bad_request(str(exc), "unknown_strategy", "ponder.strategy") from None
     strategy = strategy or canonical(settings.default_strategy)
-    if ponder.get("budget") is not None:
-        budget = _positive_int(ponder["budget"], "ponder.budget")
+    budget = ponder.budget or budget
     budget = settings.default_budget if budget is None else budget
     if budget < 1:
-        raise bad_request(f"budget must be >= 1, got {budget}", "invalid_budget")
+        raise bad_request(f"budget must be >= 1, got {budget}", "invalid_budget", "model")
     if budget > settings.max_budget:
         raise bad_request(
             f"budget {budget} exceeds this server's limit of {settings.max_budget}",
             "budget_too_large",
+            "ponder.budget" if ponder.budget else "model",
         )
-
-    n = body.get("n")
-    if n is not None and n != 1:
+    if req.n is not None and req.n != 1:
         raise bad_request(
             "n must be 1: ponder returns one chosen answer; spend more samples with the budget",
             "invalid_n",
+            "n",
         )
-    config, max_tokens = _config(body, ponder.get("config"), strategy, settings)
-
-    scorer = ponder.get("scorer")
-    if scorer is not None and scorer not in scorer_names():
+    config, max_tokens = _config(req, ponder, strategy, settings)
+    if ponder.scorer is not None and ponder.scorer not in scorer_names():
         raise bad_request(
-            f"unknown scorer {scorer!r}; known: {', '.join(scorer_names())}", "unknown_scorer"
+            f"unknown scorer {ponder.scorer!r}; known: {', '.join(scorer_names())}",
+            "unknown_scorer",
+            "ponder.scorer",
         )
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad_request("field 'stream' must be true or false")
-    options = body.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
     run_id = uuid.uuid4().hex[:16]
     return RunSpec(
         id=run_id,
         kind=kind,
-        model=model,
+        model=req.model,
         problem=Problem(id=run_id, messages=messages),
         strategy=strategy,
         budget=Budget(n=budget, max_tokens=max_tokens or settings.max_tokens),
         config=config,
-        scorer=scorer,
-        stream=stream,
-        include_usage=include_usage,
+        scorer=ponder.scorer,
+        stream=req.stream,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        seed=config.get("seed"),
     )
 
 
 def _config(
-    body: dict[str, Any], extra: Any, strategy: str, settings: ServerSettings
+    req: _Body, ponder: PonderOptions, strategy: str, settings: ServerSettings
 ) -> tuple[dict[str, Any], int | None]:
     """The strategy settings (request sampling fields the config has, then
-    ``ponder.config``) and the per-sample token cap the request asked for, if any."""
-    if extra is not None and not isinstance(extra, dict):
-        raise bad_request("field 'ponder.config' must be an object of strategy settings")
-    known = {f.name for f in dataclasses.fields(create(strategy).config)}  # type: ignore[attr-defined]
+    ``ponder.config``, a fresh seed where none was given) and the per-sample token cap
+    the request asked for, if any."""
+    config_cls = create(strategy).config.__class__  # type: ignore[attr-defined]
+    known = {f.name for f in dataclasses.fields(config_cls)}
     config: dict[str, Any] = {}
     for key in SAMPLING_FIELDS:
-        if body.get(key) is not None and key in known:
-            config[key] = body[key]
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        max_tokens = _positive_int(max_tokens, "max_tokens")
-        if "max_tokens" in known:
-            config["max_tokens"] = max_tokens
-    config.update(extra or {})
+        if getattr(req, key) is not None and key in known:
+            config[key] = getattr(req, key)
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    if max_tokens is not None and "max_tokens" in known:
+        config["max_tokens"] = max_tokens
+    if ponder.config is not None:
+        config.update(ponder.config.model_dump(exclude_unset=True))
     if "max_tokens" in config:
-        max_tokens = _positive_int(config["max_tokens"], "ponder.config.max_tokens")
+        max_tokens = config["max_tokens"]
     if max_tokens is not None and max_tokens > settings.max_tokens:
         raise bad_request(
             f"max_tokens {max_tokens} exceeds this server's limit of {settings.max_tokens}",
             "max_tokens_too_large",
+            "max_tokens",
+        )
+    if "seed" in known and config.get("seed", RANDOM_SEED) in (None, RANDOM_SEED):
+        config["seed"] = secrets.randbelow(2**SEED_BITS)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise bad_request(
+            f"strategy {strategy!r} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings are: {', '.join(sorted(known))}",
+            "invalid_config",
+            f"ponder.config.{unknown[0]}",
         )
     try:
+        _settings_schema(config_cls).model_validate_json(json.dumps(config))
+    except ValidationError as exc:
+        raise schema_error(exc, "ponder.config.") from None
+    try:
         create(strategy, **config)
-    except ValueError as exc:
-        raise bad_request(str(exc), "invalid_config") from None
+    except Exception as exc:
+        raise bad_request(str(exc), "invalid_config", "ponder.config") from None
     return config, max_tokens
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad_request(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _messages(value: Any) -> tuple[Message, ...]:
-    if not isinstance(value, list) or not value:
-        raise bad_request("missing field 'messages': a non-empty list of chat messages", "missing")
-    out: list[Message] = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise bad_request(f"messages[{i}] needs a 'role' in {ROLES}")
-        out.append({"role": m["role"], "content": _content(m.get("content"), i)})
-    return tuple(out)
-
-
-def _content(value: Any, index: int) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = []
-        for part in value:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise bad_request(f"messages[{index}]: only text content parts are supported")
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
-    raise bad_request(f"messages[{index}] needs 'content': text or a list of text parts")
-
-
-def _prompt(value: Any) -> str:
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    if not isinstance(value, str) or not value:
-        raise bad_request("missing field 'prompt': one non-empty string", "missing")
-    return value
+@functools.cache
+def _settings_schema(config_cls: type[Any]) -> type[BaseModel]:
+    """A strict schema of a strategy config's fields (every one optional), so that a
+    setting of the wrong type is refused with its name before the strategy sees it."""
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        fields[f.name] = (hints.get(f.name, Any), None)
+    try:
+        return create_model(
+            f"{config_cls.__name__}Schema",
+            __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="forbid"),
+            **fields,
+        )
+    except Exception:
+        untyped: dict[str, Any] = dict.fromkeys(fields, (Any, None))
+        return create_model(
+            f"{config_cls.__name__}Schema", __config__=ConfigDict(extra="forbid"), **untyped
+        )

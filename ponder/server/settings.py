@@ -15,7 +15,8 @@ class ServerSettings:
     ``queue_size`` runs are admitted in all (running plus waiting), beyond that a request
     is refused with 429 and ``Retry-After: retry_after``. ``max_budget`` and
     ``max_tokens`` cap what one request may ask for (400 beyond them); ``max_tokens`` is
-    also the per-sample token cap of a request that names none. ``api_key``, when set,
+    also the per-sample token cap of a request that names none. ``max_body_bytes`` caps a
+    request body (413 beyond it, refused before the rest is read). ``api_key``, when set,
     must arrive as ``Authorization: Bearer <key>`` on every API call.
     """
 
@@ -28,9 +29,17 @@ class ServerSettings:
     concurrency: int = 8
     queue_size: int = 32
     retry_after: int = 1
+    max_body_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("default_budget", "max_budget", "max_tokens", "concurrency", "queue_size"):
+        for name in (
+            "default_budget",
+            "max_budget",
+            "max_tokens",
+            "concurrency",
+            "queue_size",
+            "max_body_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"server setting {name} must be >= 1, got {getattr(self, name)}")
         if self.default_budget > self.max_budget:
