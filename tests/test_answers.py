@@ -310,3 +310,18 @@ def test_agreement_on_the_committed_answer_pairs() -> None:
     rules = [ponder_equivalent(p.answer, p.reference) for p in pairs]
     assert sum(r == p.equivalent for r, p in zip(rules, pairs, strict=True)) >= 271
     assert not [p for r, p in zip(rules, pairs, strict=True) if r and not p.equivalent]
+
+
+def test_math_verify_worker_is_killed_on_a_hostile_answer_and_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ponder.scoring import mathverify
+
+    monkeypatch.setattr(mathverify, "TIMEOUT_S", 1.0)
+    assert mathverify.math_verify_equivalent(r"\{1, 2\}", r"\{2, 1\}")
+    first = mathverify._worker._proc
+    assert first is not None
+    assert not mathverify.math_verify_equivalent(r"2^{2^{2^{2^{2^{10}}}}}", r"\{3\}")
+    assert first.poll() is not None  # killed: it would have computed for ever
+    assert mathverify.math_verify_equivalent(r"\{1, 2\}", r"\{2, 1\}")  # by a new worker
+    assert mathverify._worker._proc is not first

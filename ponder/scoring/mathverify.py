@@ -12,6 +12,7 @@ counts as "different"; so does a worker that cannot start.
 
 from __future__ import annotations
 
+import atexit
 import json
 import select
 import subprocess
@@ -67,6 +68,10 @@ class _Worker:
             return None
         return proc
 
+    def close(self) -> None:
+        """Kill the worker (at exit: one stuck in a long computation would outlive ponder)."""
+        self._stop()
+
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
@@ -85,6 +90,7 @@ def _read_line(stream: IO[str], timeout: float) -> str | None:
 
 
 _worker = _Worker()
+atexit.register(_worker.close)
 
 
 def math_verify_equivalent(answer: str, reference: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import models
-from ponder.engines.base import Capabilities, EngineError
+from ponder.engines.base import Capabilities, EngineError, raise_first_failure
 from ponder.engines.llamacpp.native import NativeContext
 from ponder.engines.llamacpp.scheduler import Scheduler, Ticket
 from ponder.types import Completion, Request
@@ -137,11 +137,7 @@ class LlamaCppEngine:
         fut.cancel()
 
     async def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        out = await self.generate_settled(requests)
-        for r in out:
-            if isinstance(r, Exception):
-                raise r
-        return [r for r in out if not isinstance(r, Exception)]
+        return raise_first_failure(await self.generate_settled(requests))
 
     async def generate_settled(
         self, requests: Sequence[Request]
