@@ -7,7 +7,10 @@ embedders can make as many as they like.
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``
 (OpenAI-compatible, streaming included); ``POST /ponder/runs`` (start a run and stream
 its events), ``GET /ponder/runs`` (runs in flight), ``GET /ponder/runs/{id}/events``
-(watch a run); ``GET /health``, ``GET /metrics``; the web page at ``/``.
+(watch a run); ``GET /health``, ``GET /metrics``; the web page at ``/``; ``GET /docs``
+and ``GET /openapi.json`` (behind the API key when there is one). The handlers live on
+two routers, the API's behind the ``authorize`` dependency; request bodies are read by
+``read_json`` (size, depth and NaN limits) and checked by one schema (``schemas.py``).
 """
 
 from __future__ import annotations
