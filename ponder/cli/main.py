@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from ponder import models
-from ponder.cli import bench, catalog, evaluate, report, serve, solve
+from ponder.cli import bench, catalog, evaluate, report, serve, solve, tune
 from ponder.engines.base import EngineError
+from ponder.scoring import ScorerError
 
-COMMANDS = (catalog, solve, serve, evaluate, bench, report)
+COMMANDS = (catalog, solve, serve, evaluate, bench, report, tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (models.ModelError, EngineError, ValueError) as exc:
+    except (models.ModelError, EngineError, ScorerError, ValueError) as exc:
         print(f"ponder: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -112,12 +112,14 @@ class Recipe:
         return out
 
     def describe(self) -> str:
-        """One line: ``draw 2, stop if agreement>=1; draw 6, stop if margin>=0.5; majority``."""
+        """One line: ``draw 2, stop if agreement>=1; draw 6, stop if margin>=0.5; else
+        majority`` (a scored final names its scorer: ``else best-of-n@judge``)."""
         parts = []
         for s in self.stages:
             rule = " and ".join(f"{k}>={v:g}" for k, v in s.stop_if.items())
             parts.append(f"draw {s.draw}" + (f", stop if {rule}" if rule else ""))
-        return "; ".join(parts) + f"; else {self.final}"
+        final = self.final if self.final == "majority" else f"{self.final}@{self.scorer or '?'}"
+        return "; ".join(parts) + f"; else {final}"
 
 
 def from_dict(data: Any, source: str = "recipe") -> Recipe:
