@@ -145,6 +145,14 @@ def scorer(fn: Callable[..., Any], process: bool = False, name: str = "") -> Cal
     return CallableScorer(fn, process=process, name=name)
 
 
+def question_text(problem: Problem) -> str:
+    """The question as the solver saw it: its user messages, joined by blank lines."""
+    parts = [m["content"].strip() for m in problem.messages if m.get("role") == "user"]
+    if not parts:
+        raise ValueError(f"problem {problem.id!r} has no user message to score against")
+    return "\n\n".join(parts)
+
+
 # ---- registry: scorers by name, built against an engine ----------------------------------
 
 ScorerFactory = Callable[..., Any]

@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ponder.scoring.base import Scores, register_scorer
+from ponder.scoring.base import Scores, question_text, register_scorer
 from ponder.types import Completion, Problem, Request, SamplingParams, TokenLogprob, Usage
 
 __all__ = [
@@ -153,7 +153,7 @@ class JudgeScorer:
 
     async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
         """P(Yes) to "Is this solution correct?" for each candidate, in one engine call."""
-        question = _question(problem)
+        question = question_text(problem)
         prompts = [
             self.outcome_template.format(question=question, solution=self._clip(text))
             for text in candidates
@@ -172,7 +172,7 @@ class JudgeScorer:
     def _partial_prompts(
         self, problem: Problem, partials: Sequence[Sequence[str]], template: str
     ) -> list[str]:
-        question = _question(problem)
+        question = question_text(problem)
         prompts = []
         for index, steps in enumerate(partials):
             if not steps:
@@ -215,14 +215,6 @@ class JudgeScorer:
 
 def _first(completion: Completion) -> TokenLogprob | None:
     return completion.logprobs[0] if completion.logprobs else None
-
-
-def _question(problem: Problem) -> str:
-    """The question as the solver saw it: its user messages, joined."""
-    parts = [m["content"].strip() for m in problem.messages if m.get("role") == "user"]
-    if not parts:
-        raise ValueError(f"problem {problem.id!r} has no user message to judge against")
-    return "\n\n".join(parts)
 
 
 @register_scorer(

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from ponder.retry import RetryPolicy, error_text, send
-from ponder.scoring.base import ScorerError, Scores, register_scorer
+from ponder.scoring.base import ScorerError, Scores, question_text, register_scorer
 from ponder.types import Problem, Usage
 
 __all__ = ["MODES", "QWEN_PRM_TEMPLATE", "RemoteScorer", "RemoteScorerError"]
@@ -174,7 +174,7 @@ class RemoteScorer:
                 body["partials"] = steps
             answer = await self._post(body)
             return self._generic_scores(answer, len(steps))
-        question = _question(problem)
+        question = question_text(problem)
         body = {"input": [self._prompt(question, s) for s in steps], **self.extra_body}
         if self.model:
             body["model"] = self.model
@@ -299,15 +299,12 @@ class RemoteScorer:
             raise self._bad("the answer is not JSON", response.text) from None
 
 
-def _question(problem: Problem) -> str:
-    parts = [m["content"].strip() for m in problem.messages if m.get("role") == "user"]
-    if not parts:
-        raise ValueError(f"problem {problem.id!r} has no user message to score against")
-    return "\n\n".join(parts)
-
-
 def _problem_json(problem: Problem) -> dict[str, Any]:
-    return {"id": problem.id, "question": _question(problem), "messages": list(problem.messages)}
+    return {
+        "id": problem.id,
+        "question": question_text(problem),
+        "messages": list(problem.messages),
+    }
 
 
 @register_scorer(
