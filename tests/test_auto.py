@@ -207,3 +207,22 @@ def test_auto_on_the_real_model(engine):
     assert r.usage.engine_calls == len(r.trace["rounds"])
     assert all(c.tokens <= 24 for c in r.candidates)
     assert r.trace["reason"]
+
+
+def test_auto_through_the_server_with_the_openai_client(engine):
+    import openai
+
+    from ponder.server import ServerSettings, create_app
+    from ponder.server.main import serving_in_background
+
+    settings = ServerSettings(model="smollm2", max_budget=8, max_tokens=64, concurrency=2)
+    with serving_in_background(create_app(engine, settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        r = client.chat.completions.create(
+            model="ponder/auto@8",
+            messages=[{"role": "user", "content": "What is 2 plus 3? Answer with a number."}],
+            max_tokens=16,
+            seed=1,
+        )
+    assert r.model == "ponder/auto@8" and r.choices[0].message.content
+    assert r.usage is not None and 0 < r.usage.completion_tokens <= 8 * 16
