@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import re
 import sys
@@ -24,8 +23,9 @@ from typing import IO, Any
 from ponder import models
 from ponder.engines.base import Engine, EngineError
 from ponder.evals.store import CellKey, CellRecord, Store
-from ponder.scoring import create_scorer
-from ponder.strategies import canonical, create
+from ponder.options import parse_pair
+from ponder.scoring import ScorerError, create_scorer
+from ponder.strategies import canonical, create, settings
 from ponder.tasks import Task, create_task
 from ponder.types import Budget, Problem
 
@@ -54,10 +54,8 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategySpec]:
         name, body = match.group(1), match.group(2)
         config: dict[str, Any] = {}
         for pair in filter(None, (p.strip() for p in (body or "").split(";"))):
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"bad setting {pair!r} in {item!r}; expected key=value")
-            config[key.strip()] = parse_value(value.strip())
+            key, value = parse_pair(pair, f"a setting in {item!r}")
+            config[key] = value
         canonical(name)
         specs.append(StrategySpec("".join(item.split()), name, config))
     labels = [s.label for s in specs]
@@ -66,14 +64,6 @@ def parse_strategies(text: str | Sequence[str]) -> list[StrategySpec]:
     if len(set(labels)) != len(labels):
         raise ValueError(f"strategy specs repeat: {', '.join(labels)}")
     return specs
-
-
-def parse_value(value: str) -> Any:
-    """``value`` as JSON when it parses (numbers, true/false, lists), else the raw string."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -102,6 +92,8 @@ class EvalSummary:
     cells_failed: int
     correct: int
     seconds: float
+    failures: tuple[str, ...] = ()
+    """One line per failed cell: its key and the error."""
 
 
 class Progress:
@@ -171,11 +163,11 @@ def describe_model(model: str | None, engine: Engine | None) -> dict[str, Any]:
     return {"name": name, "sha256": None}
 
 
-def _strategy_for(spec: StrategySpec, task: Task, seed: int | None) -> Any:
+def strategy_for(spec: StrategySpec, task: Task, seed: int | None) -> Any:
     """The strategy for one spec and seed: the task's answer kind unless the spec sets one;
     the cell's seed replaces the config's ``seed``."""
     config = dict(spec.config)
-    fields = _config_fields(create(spec.name, **config))
+    fields = settings(spec.name)
     if "answer_kind" in fields and "answer_kind" not in config:
         config["answer_kind"] = task.answer_kind
     if "seed" in fields and seed is not None:
@@ -183,15 +175,8 @@ def _strategy_for(spec: StrategySpec, task: Task, seed: int | None) -> Any:
     return create(spec.name, **config)
 
 
-def _config_fields(strategy: Any) -> set[str]:
-    config = getattr(strategy, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        return set()
-    return {f.name for f in dataclasses.fields(config)}
-
-
 def _is_seeded(spec: StrategySpec) -> bool:
-    return "seed" in _config_fields(create(spec.name, **spec.config))
+    return "seed" in settings(spec.name)
 
 
 def _config_dict(strategy: Any) -> dict[str, Any]:
@@ -212,7 +197,7 @@ async def execute_cell(
     scorer: Any,
 ) -> CellRecord:
     """Run one cell and grade it; the record's ``run_id`` is left for the caller to set.
-    Engine failures propagate as ``EngineError``."""
+    Engine failures propagate as ``EngineError``, scorer failures as ``ScorerError``."""
     t0 = time.perf_counter()
     result = await strategy.run(problem, engine, scorer, Budget(n=budget))
     seconds = time.perf_counter() - t0
@@ -270,9 +255,11 @@ async def run_eval_async(
     ``seeds`` is a count (seeds ``0..seeds-1``) or a list; the cell's seed becomes the
     strategy's ``seed`` setting (strategies without one run only the first seed). ``scorer``
     is a registered scorer name (built against ``engine``), a scorer object or None;
-    ``task_seed`` picks the problem set of generated tasks. Engine failures of single cells
-    are recorded in the ``errors`` table and retried by the next run; bad configuration
-    (``ValueError``) stops the run.
+    ``task_seed`` picks the problem set of generated tasks. A cell that fails (an
+    ``EngineError``, a ``ScorerError``, or a ``ValueError`` raised while it runs, e.g. a
+    strategy that cannot handle this problem) is recorded in the ``errors`` table with its
+    error, listed in the summary's ``failures`` and retried by the next run; the other cells
+    go on. Bad configuration, detected before the first cell, raises ``ValueError`` at once.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -299,7 +286,7 @@ async def run_eval_async(
     for spec in specs:
         spec_seeds = seed_list if _is_seeded(spec) else seed_list[:1]
         for s in spec_seeds:
-            built[(spec.label, s)] = _strategy_for(spec, the_task, s)
+            built[(spec.label, s)] = strategy_for(spec, the_task, s)
     config = {
         "task": the_task.name,
         "task_options": the_task.options(),
@@ -341,6 +328,7 @@ async def run_eval_async(
                 )
         started = time.monotonic()
         counts = {"correct": 0, "failed": 0}
+        failures: list[str] = []
 
         async def local(problem: Problem, spec: StrategySpec, budget: int, seed: int) -> CellRecord:
             assert engine is not None
@@ -356,8 +344,10 @@ async def run_eval_async(
             key: CellKey = (problem.id, spec.label, budget, seed)
             try:
                 record = await execute(problem, spec, budget, seed)
-            except EngineError as exc:
-                store.add_error(run_id, key, f"{type(exc).__name__}: {exc}")
+            except (EngineError, ScorerError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                store.add_error(run_id, key, error)
+                failures.append(f"{problem.id} {spec.label} budget {budget} seed {seed}: {error}")
                 counts["failed"] += 1
                 if bar:
                     bar.update(None)
@@ -391,6 +381,7 @@ async def run_eval_async(
             cells_failed=counts["failed"],
             correct=counts["correct"],
             seconds=time.monotonic() - started,
+            failures=tuple(failures),
         )
     finally:
         if not isinstance(db, Store):
@@ -421,183 +412,3 @@ def _version() -> str:
     from ponder import __version__
 
     return __version__
-
-
-# ---- command line: `ponder bench TASK ...` -----------------------------------------------
-
-
-DEFAULT_STRATEGIES = "greedy,vote"
-DEFAULT_BUDGETS = "1,2,4,8,16"
-
-
-def add_bench_arguments(parser: Any) -> None:
-    """The ``ponder bench TASK`` options (the engine benchmark keeps its own)."""
-    g = parser.add_argument_group("evaluating a task (ponder bench TASK)")
-    g.add_argument(
-        "--strategies",
-        default=None,
-        help=f"e.g. greedy,vote[temperature=1] (default {DEFAULT_STRATEGIES}; "
-        "bench strategies: all)",
-    )
-    g.add_argument(
-        "--budgets",
-        default=None,
-        help=f"comma list of budgets (default {DEFAULT_BUDGETS}; bench strategies: 8; "
-        "bench serve: 4)",
-    )
-    g.add_argument("--seeds", type=int, default=1, help="seeds per cell (0..N-1)")
-    g.add_argument("--limit", type=int, default=0, help="first N problems (0: the task's all)")
-    g.add_argument("--db", default="runs.sqlite", help="results database (resumes from it)")
-    g.add_argument("--scorer", default="", help="registered scorer name for the strategies")
-    g.add_argument(
-        "--scorer-set", action="append", metavar="KEY=VALUE", help="scorer option (repeatable)"
-    )
-    g.add_argument("--concurrency", type=int, default=8, help="cells in flight (per Ray actor)")
-    g.add_argument(
-        "--ray",
-        default="",
-        metavar="auto|local|ADDRESS",
-        help="run cells on Ray actors (pip install 'ponder[ray]'); docs/EVALS.md",
-    )
-    g.add_argument("--ray-actors", type=int, default=2, help="Ray actors, one engine each")
-    g.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs Ray reserves per actor")
-    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy setting")
-    g.add_argument("--max-tokens", type=int, default=0, help="strategies' max_tokens")
-    g.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task option")
-    g.add_argument("--task-seed", type=int, default=0, help="problem set of generated tasks")
-    g.add_argument("--level", type=int, default=0, help="arithmetic: difficulty 1-5")
-    g.add_argument("--file", default="", help="jsonl: the questions file")
-    g.add_argument("--question-field", default="", help="jsonl/hf: question field")
-    g.add_argument("--answer-field", default="", help="jsonl/hf: answer field")
-    g.add_argument("--grader", default="", help="jsonl: module:function grading (text, row)")
-    g.add_argument("--dataset", default="", help="hf: gsm8k, math-500 or a data set path")
-
-
-def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{what} must be KEY=VALUE, got {item!r}")
-        out[key] = parse_value(value)
-    return out
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be a comma list of integers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"give at least one value for {what}")
-    return values
-
-
-def bench_main(args: Any) -> int:
-    """``ponder bench TASK``: run the grid into the database, print what was done."""
-    from ponder.api import load_engine
-
-    options = _pairs(args.task_set, "--task-set")
-    flags = {
-        "level": args.level,
-        "path": args.file,
-        "question_field": args.question_field,
-        "answer_field": args.answer_field,
-        "grader": args.grader,
-        "dataset": args.dataset,
-    }
-    options.update({k: v for k, v in flags.items() if v})
-    task = create_task(args.suite, **options)
-    settings = _pairs(args.set, "--set")
-    if args.max_tokens:
-        settings["max_tokens"] = args.max_tokens
-    args.strategies = args.strategies or DEFAULT_STRATEGIES
-    args.budgets = args.budgets or DEFAULT_BUDGETS
-    specs = parse_strategies(args.strategies)
-    for key in settings:
-        if not any(key in _config_fields(create(s.name, **s.config)) for s in specs):
-            raise ValueError(f"no strategy in {args.strategies!r} has a setting {key!r}")
-    specs = [
-        StrategySpec(
-            s.label,
-            s.name,
-            {
-                **{
-                    k: v
-                    for k, v in settings.items()
-                    if k in _config_fields(create(s.name, **s.config))
-                },
-                **s.config,
-            },
-        )
-        for s in specs
-    ]
-    budgets = _ints(args.budgets, "--budgets")
-    task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    from ponder.cli import engine_from_args, engine_options, scorer_from_args, scorer_options
-
-    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
-    runner: dict[str, Any]
-    if args.ray:
-        from ponder.evals.distributed import RayExecutor, connect
-
-        if args.ray_actors < 1:
-            raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
-        options_of_scorer = scorer_options(args)
-        base = engine_options(args, n_threads=args.threads or None)
-        # One OpenAI endpoint per actor, taken in turn; the embedded engine on every actor.
-        per_actor = [{**base, "base_url": [url]} for url in base.get("base_url", [])] or [base]
-        connect(args.ray)
-        executor = RayExecutor(
-            args.ray_actors,
-            per_actor,
-            args.concurrency,
-            args.ray_cpus,
-            task_name=args.suite,
-            task_options=options,
-            task_seed=args.task_seed,
-            limit=args.limit or None,
-            specs=specs,
-            seeds=list(range(args.seeds)),
-            scorer=args.scorer or None,
-            scorer_options=options_of_scorer,
-        )
-        print(
-            f"Ray: {len(executor.actors)} actors on {sorted(set(executor.nodes))}", file=sys.stderr
-        )
-        engine = None
-        close = executor.close
-        runner = {
-            "concurrency": args.concurrency * len(executor.actors),
-            "executor": executor,
-            "engine_name": args.engine,
-        }
-    else:
-        engine = engine_from_args(args, load_engine, n_threads=args.threads or None)
-        close = engine.close
-        runner = {"concurrency": args.concurrency}
-    try:
-        summary = run_eval(
-            task,
-            specs,
-            budgets,
-            args.seeds,
-            args.limit or None,
-            args.db,
-            engine,
-            scorer=(args.scorer or None) if engine is None else scorer_from_args(args, engine),
-            model=model,
-            task_seed=args.task_seed,
-            **runner,
-        )
-    finally:
-        close()
-    graded = summary.cells_run
-    acc = f"{summary.correct / graded:.3f}" if graded else "-"
-    print(
-        f"run {summary.run_id}: {summary.cells_run} cells run ({acc} correct), "
-        f"{summary.cells_already_done} already done, {summary.cells_failed} failed, "
-        f"{summary.cells_total} in the grid; {summary.seconds:.1f} s. "
-        f"Report: ponder report {args.db}"
-    )
-    return 1 if summary.cells_failed else 0

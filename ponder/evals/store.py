@@ -9,7 +9,12 @@ cells already in the file. Schema (see docs/EVALS.md):
   for (budgets, seeds, limit).
 * ``cells``: one row per (run, problem, strategy, budget, seed): the answer, whether it is
   correct, usage, seconds, every candidate's answer and correctness, the full result JSON.
-* ``errors``: cells that failed in the engine (retried by the next run; not in ``cells``).
+* ``errors``: cells (or pools) that failed (retried by the next run; not in ``cells``).
+* ``pools``: one row per (run, problem, seed) of a pool run: the pool's size, its usage
+  (one engine request for all samples; the scorers' usage per scorer), seconds.
+* ``samples``: one row per sample of a pool: text, extracted answer, tokens, finish reason,
+  hidden-grader correctness, the per-token statistics the selection rules use, and each
+  scorer's score. A pool and its samples are committed together.
 """
 
 from __future__ import annotations
@@ -56,6 +61,32 @@ CREATE TABLE IF NOT EXISTS cells (
     finished REAL NOT NULL,
     PRIMARY KEY (run_id, problem_id, strategy, budget, seed)
 );
+CREATE TABLE IF NOT EXISTS pools (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    problem_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    reference TEXT,
+    usage TEXT NOT NULL,
+    scorer_usage TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    finished REAL NOT NULL,
+    PRIMARY KEY (run_id, problem_id, seed)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id TEXT NOT NULL,
+    problem_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    answer TEXT,
+    tokens INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL,
+    correct INTEGER NOT NULL,
+    stats TEXT NOT NULL,
+    scores TEXT NOT NULL,
+    PRIMARY KEY (run_id, problem_id, seed, idx)
+);
 CREATE TABLE IF NOT EXISTS errors (
     run_id TEXT NOT NULL,
     problem_id TEXT NOT NULL,
@@ -97,6 +128,47 @@ class CellRecord:
     @property
     def key(self) -> CellKey:
         return (self.problem_id, self.strategy, self.budget, self.seed)
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One sample of a pool. ``stats``: per-token statistics (``mean_logprob``,
+    ``log_weight_mean``, ``log_weight_sum``, ``confidence`` by kind); ``scores``: scorer name
+    -> score; ``correct``: the hidden grader's verdict (metrics only, never selection)."""
+
+    text: str
+    answer: str | None
+    tokens: int
+    finish_reason: str
+    correct: bool
+    stats: dict[str, Any]
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """The ``n`` samples of one problem and seed, drawn in one engine request.
+
+    ``usage``: the request's usage (``Usage.as_dict`` fields); ``scorer_usage``: scorer
+    name -> the usage of scoring all ``n`` samples."""
+
+    run_id: str
+    problem_id: str
+    seed: int
+    reference: str | None
+    samples: tuple[SampleRecord, ...]
+    usage: dict[str, float]
+    scorer_usage: dict[str, dict[str, float]]
+    seconds: float
+    finished: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.problem_id, self.seed)
 
 
 def run_id_for(config: dict[str, Any]) -> str:
@@ -255,6 +327,118 @@ class Store:
                 )
             )
         return out
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        """Insert a run row as ``runs()`` returns it (kept as is when the id is known)."""
+        model = run.get("model", "")
+        with self.db:
+            self.db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run["run_id"],
+                    str(run.get("task", "")),
+                    model if isinstance(model, str) else json.dumps(model),
+                    json.dumps(run["config"], sort_keys=True, default=str),
+                    json.dumps(run.get("grid", {})),
+                    float(run.get("created", time.time())),
+                    float(run.get("updated", time.time())),
+                ),
+            )
+
+    def add_pool(self, pool: PoolRecord) -> None:
+        """Write one pool and all its samples in one transaction."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO pools VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    pool.run_id,
+                    pool.problem_id,
+                    pool.seed,
+                    pool.n,
+                    pool.reference,
+                    json.dumps(pool.usage),
+                    json.dumps(pool.scorer_usage),
+                    pool.seconds,
+                    pool.finished or time.time(),
+                ),
+            )
+            self.db.execute(
+                "DELETE FROM samples WHERE run_id = ? AND problem_id = ? AND seed = ?",
+                (pool.run_id, pool.problem_id, pool.seed),
+            )
+            self.db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        pool.run_id,
+                        pool.problem_id,
+                        pool.seed,
+                        i,
+                        s.text,
+                        s.answer,
+                        s.tokens,
+                        s.finish_reason,
+                        int(s.correct),
+                        json.dumps(s.stats),
+                        json.dumps(s.scores),
+                    )
+                    for i, s in enumerate(pool.samples)
+                ],
+            )
+
+    def finished_pools(self, run_id: str) -> set[tuple[str, int]]:
+        rows = self.db.execute("SELECT problem_id, seed FROM pools WHERE run_id = ?", (run_id,))
+        return {(p, int(sd)) for p, sd in rows}
+
+    def pools(self, run_id: str) -> list[PoolRecord]:
+        """The pools of one run with their samples, ordered by problem and seed."""
+        samples: dict[tuple[str, int], list[SampleRecord]] = {}
+        for r in self.db.execute(
+            "SELECT problem_id, seed, text, answer, tokens, finish_reason, correct, stats, "
+            "scores FROM samples WHERE run_id = ? ORDER BY problem_id, seed, idx",
+            (run_id,),
+        ):
+            samples.setdefault((r[0], int(r[1])), []).append(
+                SampleRecord(
+                    text=r[2],
+                    answer=r[3],
+                    tokens=int(r[4]),
+                    finish_reason=r[5],
+                    correct=bool(r[6]),
+                    stats=json.loads(r[7]),
+                    scores=json.loads(r[8]),
+                )
+            )
+        out = []
+        for r in self.db.execute(
+            "SELECT problem_id, seed, reference, usage, scorer_usage, seconds, finished "
+            "FROM pools WHERE run_id = ? ORDER BY problem_id, seed",
+            (run_id,),
+        ):
+            out.append(
+                PoolRecord(
+                    run_id=run_id,
+                    problem_id=r[0],
+                    seed=int(r[1]),
+                    reference=r[2],
+                    samples=tuple(samples.get((r[0], int(r[1])), ())),
+                    usage=json.loads(r[3]),
+                    scorer_usage=json.loads(r[4]),
+                    seconds=float(r[5]),
+                    finished=float(r[6]),
+                )
+            )
+        return out
+
+    def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The recorded failures (oldest first): the cell's key and the error text."""
+        query = "SELECT run_id, problem_id, strategy, budget, seed, error, at FROM errors"
+        query += (" WHERE run_id = ?" if run_id else "") + " ORDER BY at"
+        keys = ("run_id", "problem_id", "strategy", "budget", "seed", "error", "at")
+        return [
+            dict(zip(keys, row, strict=True))
+            for row in self.db.execute(query, (run_id,) if run_id else ())
+        ]
 
     def error_count(self, run_id: str | None = None) -> int:
         query = "SELECT COUNT(*) FROM errors" + (" WHERE run_id = ?" if run_id else "")

@@ -17,11 +17,17 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.scoring.answers import cluster_answers
 from ponder.scoring.base import require_outcome
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
+from ponder.strategies.selection import (
+    frequent_answers,
+    majority_survivors,
+    select_best_of_majority,
+)
 from ponder.strategies.self_consistency import with_votes
+
+__all__ = ["BestOfMajority", "BestOfMajorityConfig", "frequent_answers"]
 from ponder.types import Budget, Problem, Result
 
 
@@ -43,17 +49,6 @@ class BestOfMajorityConfig(SamplingConfig):
             )
 
 
-def frequent_answers(clusters: dict[str, list[int]], n: int, alpha: float, top_k: int) -> list[str]:
-    """Keys of the clusters with ``len / n >= alpha``, most frequent first (ties: first seen),
-    cut to ``top_k`` when it is > 0; the most frequent clusters when none reach ``alpha``."""
-    ranked = sorted(clusters, key=lambda k: -len(clusters[k]))  # stable: first seen wins ties
-    keep = [k for k in ranked if len(clusters[k]) >= alpha * n]
-    if not keep and ranked:
-        most = len(clusters[ranked[0]])
-        keep = [k for k in ranked if len(clusters[k]) == most]
-    return keep[:top_k] if top_k else keep
-
-
 @register
 class BestOfMajority(StrategyBase):
     name: ClassVar[str] = "best-of-majority"
@@ -68,9 +63,7 @@ class BestOfMajority(StrategyBase):
         samples = await sample(engine, problem, params, budget.n)
         cands = [to_candidate(c, cfg.answer_kind) for c in samples]
         usage = usage_of(samples)
-        clusters = cluster_answers([c.answer for c in cands])
-        survivors = frequent_answers(clusters, budget.n, cfg.alpha, cfg.top_k)
-        members = sorted(i for k in survivors for i in clusters[k])
+        clusters, survivors, members = majority_survivors(cands, cfg.alpha, cfg.top_k)
         scores: list[float | None] = [None] * len(cands)
         if members:
             scored = await outcome.score(problem, [cands[i].text for i in members])
@@ -81,10 +74,9 @@ class BestOfMajority(StrategyBase):
         voted = with_votes(cands, clusters)
         best, winner = None, None
         ranking: list[str] = []
-        if members:
-            pick = min(members, key=lambda i: (-(scores[i] or 0.0), cands[i].tokens, i))
-            best = voted[pick]
-            winner = next(k for k in survivors if pick in clusters[k])
+        chosen = select_best_of_majority(cands, clusters, survivors, members, scores)
+        if chosen.index is not None:
+            best, winner = voted[chosen.index], chosen.winner
             best_reward = {k: max(scores[i] or 0.0 for i in clusters[k]) for k in survivors}
             ranking = sorted(survivors, key=lambda k: (k != winner, -best_reward[k]))
         return Result(

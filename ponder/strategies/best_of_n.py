@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from ponder.engines.base import Engine
 from ponder.scoring.answers import cluster_answers
 from ponder.scoring.base import require_outcome
-from ponder.strategies import numerics
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
+from ponder.strategies.selection import best_scored, select_weighted
 from ponder.strategies.self_consistency import with_votes
 from ponder.types import Budget, Candidate, Problem, Result, Usage
 
@@ -57,7 +57,7 @@ class BestOfN(StrategyBase):
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
         cands, usage = await scored_samples(self.name, self.config, problem, engine, scorer, budget)
-        pick = min(range(len(cands)), key=lambda i: (-(cands[i].score or 0.0), cands[i].tokens, i))
+        pick = best_scored(cands, [c.score for c in cands])
         clusters = cluster_answers([c.answer for c in cands])
         voted = with_votes(cands, clusters)
         best = voted[pick]
@@ -87,11 +87,11 @@ class WeightedBestOfN(StrategyBase):
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
         cands, usage = await scored_samples(self.name, self.config, problem, engine, scorer, budget)
         scores = [c.score or 0.0 for c in cands]
-        clusters = cluster_answers([c.answer for c in cands])
-        totals = numerics.cluster_sums(clusters, scores)
-        winner = numerics.leader(totals, clusters)
+        chosen = select_weighted(cands, scores)
+        winner, clusters = chosen.winner, chosen.clusters
+        totals = chosen.details["cluster_weights"]
         voted = with_votes(cands, clusters)
-        best = None if winner is None else voted[max(clusters[winner], key=lambda i: scores[i])]
+        best = None if chosen.index is None else voted[chosen.index]
         return Result(
             answer=None if best is None else best.answer,
             best=best,

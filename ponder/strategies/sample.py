@@ -20,6 +20,7 @@ from ponder.scoring.answers import cluster_answers
 from ponder.scoring.base import require_outcome
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
+from ponder.strategies.selection import select_first_accepted
 from ponder.types import Budget, Problem, Result
 
 
@@ -55,8 +56,9 @@ class Sample(StrategyBase):
             scores = await outcome.score(problem, [c.text for c in cands])
             usage = usage + scores.usage
             cands = [replace(c, score=s) for c, s in zip(cands, scores.values, strict=True)]
-            passed = [i for i, s in enumerate(scores.values) if s >= cfg.threshold]
-            pick = passed[0] if passed else max(range(len(cands)), key=lambda i: scores.values[i])
+            chosen = select_first_accepted(cands, scores.values, cfg.threshold)
+            passed = chosen.details["passed"]
+            pick = chosen.index
             trace.update(
                 scores=list(scores.values),
                 passed=passed,
@@ -64,12 +66,10 @@ class Sample(StrategyBase):
                 threshold=cfg.threshold,
             )
         else:
-            lps = [c.mean_logprob for c in cands]
-            by_logprob = all(lp is not None for lp in lps)
-            pick = max(range(len(cands)), key=lambda i: lps[i] or 0.0) if by_logprob else 0
-            trace.update(
-                passed=[], accepted=None, picked_by="mean-logprob" if by_logprob else "first"
-            )
+            chosen = select_first_accepted(cands, None, cfg.threshold)
+            pick = chosen.index
+            trace.update(passed=[], accepted=None, picked_by=chosen.details["picked_by"])
+        assert pick is not None
         best = cands[pick]
         trace["winner"] = best.answer
         trace["best_index"] = pick

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.scoring.answers import cluster_answers
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
+from ponder.strategies.selection import select_majority
 from ponder.types import Budget, Candidate, Problem, Result
 
 
@@ -26,22 +26,12 @@ class SelfConsistencyConfig(SamplingConfig):
 
 
 def majority(candidates: Sequence[Candidate]) -> tuple[str | None, dict[str, list[int]]]:
-    """The winning cluster key and all clusters (key -> candidate indices).
-
-    Winner: most members; ties broken by the shortest member's token count, then by
-    the best mean log-probability in the cluster. ``None`` when no candidate has an answer.
-    """
-    clusters = cluster_answers([c.answer for c in candidates])
-    if not clusters:
-        return None, clusters
-
-    def rank(key: str) -> tuple[int, int, float]:
-        members = [candidates[i] for i in clusters[key]]
-        shortest = min(m.tokens for m in members)
-        best_lp = max((m.mean_logprob for m in members if m.mean_logprob is not None), default=0.0)
-        return (-len(members), shortest, -best_lp)
-
-    return min(clusters, key=rank), clusters
+    """The winning cluster key and all clusters (key -> candidate indices), by
+    ``selection.select_majority``: most members; ties broken by the shortest member's token
+    count, then by the best mean log-probability in the cluster. ``None`` when no candidate
+    has an answer."""
+    chosen = select_majority(candidates)
+    return chosen.winner, chosen.clusters
 
 
 def with_votes(
@@ -65,11 +55,10 @@ class SelfConsistency(StrategyBase):
         params = cfg.sampling(budget, logprobs=engine.capabilities.logprobs)
         samples = await sample(engine, problem, params, budget.n)
         raw = [to_candidate(c, cfg.answer_kind) for c in samples]
-        winner, clusters = majority(raw)
+        chosen = select_majority(raw)
+        winner, clusters = chosen.winner, chosen.clusters
         cands = with_votes(raw, clusters)
-        best = None
-        if winner is not None:
-            best = min((cands[i] for i in clusters[winner]), key=lambda c: c.tokens)
+        best = None if chosen.index is None else cands[chosen.index]
         return Result(
             answer=None if best is None else best.answer,
             best=best,

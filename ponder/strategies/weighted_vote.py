@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.scoring.answers import cluster_answers
 from ponder.scoring.base import require_outcome
 from ponder.strategies import numerics
 from ponder.strategies.base import StrategyBase, register
@@ -32,6 +31,7 @@ from ponder.strategies.common import (
     to_candidate,
     usage_of,
 )
+from ponder.strategies.selection import path_log_weight, select_weighted
 from ponder.strategies.self_consistency import with_votes
 from ponder.types import Budget, Problem, Result
 
@@ -71,37 +71,29 @@ class WeightedVote(StrategyBase):
         samples = await sample(engine, problem, params, budget.n)
         cands = [to_candidate(c, cfg.answer_kind) for c in samples]
         usage = usage_of(samples)
-        clusters = cluster_answers([c.answer for c in cands])
-        trace: dict[str, Any] = {"kind": "samples", "clusters": clusters, "weight": mode}
+        trace: dict[str, Any] = {"kind": "samples", "weight": mode}
 
         if outcome is not None:
             scores = await outcome.score(problem, [c.text for c in cands])
             usage = usage + scores.usage
             cands = [replace(c, score=s) for c, s in zip(cands, scores.values, strict=True)]
             weights = list(scores.values)
-            totals = numerics.cluster_sums(clusters, weights)
-            trace.update(scores=weights, cluster_weights=totals)
+            chosen = select_weighted(cands, weights)
+            trace.update(scores=weights, cluster_weights=chosen.details["cluster_weights"])
         else:
-            logw = [
-                numerics.log_path_weight(
-                    [t.logprob for t in (c.logprobs or ())], cfg.length_normalize
-                )
-                for c in samples
-            ]
-            weights = [float("-inf") if w is None else w for w in logw]
-            totals = numerics.cluster_log_sums(clusters, weights)
+            weights = [path_log_weight(c, cfg.length_normalize) for c in samples]
+            chosen = select_weighted(cands, weights, log_space=True)
             trace.update(
                 log_weights=weights,
                 length_normalize=cfg.length_normalize,
-                cluster_weights=numerics.normalized_shares(totals),
+                cluster_weights=numerics.normalized_shares(chosen.details["cluster_weights"]),
             )
 
-        winner = numerics.leader(totals, clusters)
+        clusters = chosen.clusters
         voted = with_votes(cands, clusters)
-        best = None
-        if winner is not None:
-            best = voted[max(clusters[winner], key=lambda i: weights[i])]
-        trace["winner"] = winner
+        best = None if chosen.index is None else voted[chosen.index]
+        trace["clusters"] = clusters
+        trace["winner"] = chosen.winner
         return Result(
             answer=None if best is None else best.answer,
             best=best,

@@ -1,0 +1,354 @@
+"""docs/RESULTS.md and its plots, regenerated from committed results without a model.
+
+``python -m ponder.evals.results`` reads every ``results/*.jsonl.gz`` (``ponder.evals.export``),
+estimates every pool rule at k = 1, 2, 4, ... n (``ponder.evals.estimators``), summarises
+every cell (``ponder.evals.metrics``) and writes the Markdown page and PNG plots. Runs are
+grouped by task, model, task seed and (for pools) the pool's settings and scorers; runs that
+differ only in the task's options (e.g. arithmetic levels 1-5) are one group, reported as
+a whole and per level. ``results/INTRO.md``, when present, opens the page (commands, which
+split is which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
+from ponder.evals.export import load_results
+from ponder.evals.metrics import Summary, fit_power_law, summarize
+from ponder.evals.plots import PALETTE, Series, line_plot
+from ponder.evals.store import CellRecord, PoolRecord, Store
+
+_LEVEL_RE = re.compile(r"/L(\d+)/")
+
+
+@dataclass
+class Group:
+    """Runs of one task, model and task seed reported together."""
+
+    title: str
+    slug: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    pools: dict[str, list[PoolRecord]] = field(default_factory=dict)
+    scorers: dict[str, list[str]] = field(default_factory=dict)
+    cells: dict[str, list[CellRecord]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _model(run: dict[str, Any]) -> str:
+    model = run["config"].get("model", {})
+    return str(model.get("name") if isinstance(model, dict) else model)
+
+
+def groups(store: Store) -> list[Group]:
+    """The store's runs grouped as described in the module docstring."""
+    out: dict[tuple[str, str, int], Group] = {}
+    for run in store.runs():
+        cfg = run["config"]
+        key = (run["task"], _model(run), int(cfg.get("task_seed", 0)))
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{key[0]}-{key[1]}-seed{key[2]}".lower()).strip("-")
+        group = out.setdefault(key, Group(f"{key[0]} · {key[1]} · task seed {key[2]}", slug))
+        group.runs.append(run)
+        if cfg.get("mode") == "pool":
+            scorers = sorted(cfg.get("scorers", {}))
+            pool_key = json.dumps({"pool": cfg["pool"], "scorers": scorers}, sort_keys=True)
+            group.pools.setdefault(pool_key, []).extend(store.pools(run["run_id"]))
+            group.scorers[pool_key] = scorers
+        else:
+            for cell in store.cells(run["run_id"]):
+                group.cells[f"{cell.strategy}\t{cell.budget}"].append(cell)
+    return list(out.values())
+
+
+def level_of(problem_id: str) -> int | None:
+    """The arithmetic level in a problem id (``arithmetic/L3/...``), else None."""
+    match = _LEVEL_RE.search(problem_id)
+    return int(match.group(1)) if match else None
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.1f}"
+
+
+def _interval(lo_hi: tuple[float, float]) -> str:
+    return f"{100 * lo_hi[0]:.1f}–{100 * lo_hi[1]:.1f}"
+
+
+def estimate_table(estimates: Sequence[Estimate]) -> list[str]:
+    """Markdown rows: rule, k, accuracy, Wilson interval, Monte Carlo SE, cost."""
+    lines = [
+        "| rule | k | problems | accuracy % | 95% Wilson | MC s.e. | tokens/problem | "
+        "scorer calls | how |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for e in sorted(estimates, key=lambda e: (e.label, e.k)):
+        lines.append(
+            f"| {e.label} | {e.k} | {e.problems} | {_pct(e.accuracy)} | {_interval(e.wilson)} | "
+            f"{100 * e.se:.2f} | {e.tokens_per_problem:,.0f} | {e.scorer_calls_per_problem:g} | "
+            f"{'exact' if e.exact else 'subsets'} |"
+        )
+    return lines
+
+
+def cell_rows(cells: dict[str, list[CellRecord]]) -> list[tuple[str, int, Summary]]:
+    out = []
+    for key, group in cells.items():
+        label, budget = key.split("\t")
+        out.append((label, int(budget), summarize(group)))
+    return sorted(out, key=lambda r: (r[0], r[1]))
+
+
+def cell_table(rows: Sequence[tuple[str, int, Summary]]) -> list[str]:
+    lines = [
+        "| strategy | budget | problems | accuracy % | 95% Wilson | tokens/problem | "
+        "s/problem |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for label, budget, s in rows:
+        lines.append(
+            f"| {label} | {budget} | {s.problems} | {_pct(s.accuracy)} | {_interval(s.wilson)} | "
+            f"{s.tokens_per_problem:,.0f} | {s.seconds_per_problem:.1f} |"
+        )
+    return lines
+
+
+def accuracy_plot(
+    title: str, estimates: Sequence[Estimate], cells: Sequence[tuple[str, int, Summary]]
+) -> bytes:
+    """Accuracy against tokens per problem: pool rules as lines over k, cells as points,
+    all with 95% Wilson bars."""
+    labels = sorted({e.label for e in estimates}) + sorted({c[0] for c in cells})
+    color = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    series = []
+    for i, label in enumerate(sorted({e.label for e in estimates})):
+        mine = sorted((e for e in estimates if e.label == label), key=lambda e: e.k)
+        series.append(
+            Series(
+                f"{label} (pool)",
+                tuple((e.tokens_per_problem, e.accuracy, *e.wilson) for e in mine),
+                color[label],
+                dashed=i >= len(PALETTE),
+            )
+        )
+    for label in sorted({c[0] for c in cells}):
+        rows = sorted((c for c in cells if c[0] == label), key=lambda c: c[1])
+        series.append(
+            Series(
+                f"{label} (cells)",
+                tuple((s.tokens_per_problem, s.accuracy, *s.wilson) for _, _, s in rows),
+                color[label],
+                line=len(rows) > 1,
+            )
+        )
+    return line_plot(title, series, "tokens generated per problem", "accuracy", ylim=(0.0, 1.0))
+
+
+def coverage_plot(title: str, coverage: Sequence[Estimate]) -> bytes:
+    """Coverage (pass@k) against k with the fitted power law."""
+    pts = sorted(coverage, key=lambda e: e.k)
+    series = [
+        Series("coverage", tuple((float(e.k), e.accuracy, *e.wilson) for e in pts), PALETTE[0])
+    ]
+    fit = fit_power_law([e.k for e in pts], [e.accuracy for e in pts])
+    if fit is not None:
+        ks = np.geomspace(1, max(e.k for e in pts), 24)
+        series.append(
+            Series(
+                f"exp({fit.a:.3f}·k^{fit.b:.3f})",
+                tuple(
+                    (float(k), float(v), None, None)
+                    for k, v in zip(ks, fit.predict(ks), strict=True)
+                ),
+                PALETTE[1],
+                dashed=True,
+                markers=False,
+            )
+        )
+    return line_plot(title, series, "k samples", "coverage (pass@k)", ylim=(0.0, 1.0))
+
+
+def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
+    out: dict[int, list[PoolRecord]] = defaultdict(list)
+    for p in pools:
+        level = level_of(p.problem_id)
+        if level is not None:
+            out[level].append(p)
+    return dict(sorted(out.items()))
+
+
+def group_section(
+    group: Group, images: Path, image_prefix: str, subsets: int, seed: int, rules: str | None
+) -> list[str]:
+    """The Markdown of one group; writes its plots into ``images``."""
+    lines = [f"## {group.title}", ""]
+    for run in group.runs:
+        cfg = run["config"]
+        options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.get("task_options", {}).items()))
+        what = (
+            f"pool n={cfg['pool']['n']}, scorers {', '.join(cfg.get('scorers', {})) or 'none'}"
+            if cfg.get("mode") == "pool"
+            else "cells: " + ", ".join(cfg.get("strategies", {}))
+        )
+        lines.append(
+            f"- run `{run['run_id']}` ({options}): {what}; ponder {cfg.get('ponder_version')}"
+        )
+    lines.append("")
+    cells = cell_rows(group.cells)
+    all_estimates: list[Estimate] = []
+    for pool_key, pools in group.pools.items():
+        scorers = group.scorers[pool_key]
+        specs = parse_estimators(rules, scorers) if rules else default_estimators(scorers)
+        n = min(p.n for p in pools)
+        problems = len({p.problem_id for p in pools})
+        seeds = len({p.seed for p in pools})
+        estimates = estimate(pools, specs, subsets=subsets, seed=seed)
+        all_estimates += estimates
+        lines += [
+            f"### Pool of {n}: {problems} problems × {seeds} seed(s)",
+            "",
+            f"Every rule estimated from the same samples at k = 1, 2, 4, … {n} "
+            f"({subsets} random k-subsets where not exact; docs/EVALS.md).",
+            "",
+            *estimate_table(estimates),
+            "",
+        ]
+        coverage = [e for e in estimates if e.strategy == "coverage"]
+        fit = fit_power_law([e.k for e in coverage], [e.accuracy for e in coverage])
+        if fit is not None:
+            lines += [
+                f"Coverage power law (Brown et al. 2024): coverage(k) ≈ exp({fit.a:.3f}·"
+                f"k^{fit.b:.3f}), R² {fit.r2:.3f} over {fit.points} points.",
+                "",
+            ]
+        name = f"{image_prefix}{group.slug}-coverage.png"
+        (images / name).write_bytes(coverage_plot(f"Coverage vs k: {group.title}", coverage))
+        lines += [f"![coverage vs k](images/{name})", ""]
+        levels = _by_level(pools)
+        if len(levels) > 1:
+            lines += _level_table(levels, specs, n, subsets, seed)
+    if cells:
+        lines += ["### Cells (each strategy run at each budget)", "", *cell_table(cells), ""]
+        cell_levels = sorted(
+            {lv for rows in group.cells.values() for c in rows if (lv := level_of(c.problem_id))}
+        )
+        if len(cell_levels) > 1:
+            lines += _cell_level_table(group.cells, cell_levels)
+    if all_estimates or cells:
+        name = f"{image_prefix}{group.slug}-accuracy.png"
+        (images / name).write_bytes(
+            accuracy_plot(f"Accuracy vs tokens: {group.title}", all_estimates, cells)
+        )
+        lines += [f"![accuracy vs tokens](images/{name})", ""]
+    return lines
+
+
+def _level_table(
+    levels: dict[int, list[PoolRecord]], specs: Sequence[Any], n: int, subsets: int, seed: int
+) -> list[str]:
+    ks = sorted({1, n})
+    per = {
+        lv: estimate(pools, specs, ks=ks, subsets=subsets, seed=seed)
+        for lv, pools in levels.items()
+    }
+    header = (
+        "| rule | k | "
+        + " | ".join(f"L{lv} ({len({p.problem_id for p in levels[lv]})})" for lv in levels)
+        + " |"
+    )
+    lines = ["Accuracy % by level (problems per level in brackets):", "", header]
+    lines.append("|---|---:|" + "---:|" * len(levels))
+    for spec in specs:
+        for k in ks:
+            row = [
+                _pct(next(e.accuracy for e in per[lv] if e.label == spec.label and e.k == k))
+                for lv in levels
+            ]
+            lines.append(f"| {spec.label} | {k} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def _cell_level_table(cells: dict[str, list[CellRecord]], levels: Sequence[int]) -> list[str]:
+    lines = [
+        "Cells, accuracy % by level:",
+        "",
+        "| strategy | budget | " + " | ".join(f"L{lv}" for lv in levels) + " |",
+    ]
+    lines.append("|---|---:|" + "---:|" * len(levels))
+    for key in sorted(cells):
+        label, budget = key.split("\t")
+        row = []
+        for lv in levels:
+            mine = [c for c in cells[key] if level_of(c.problem_id) == lv]
+            row.append(_pct(summarize(mine).accuracy) if mine else "-")
+        lines.append(f"| {label} | {budget} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def build(
+    store: Store,
+    out: Path,
+    images: Path,
+    intro: str = "",
+    subsets: int = 200,
+    seed: int = 0,
+    rules: str | None = None,
+    image_prefix: str = "results-",
+) -> str:
+    """Write the Markdown page to ``out`` and its plots into ``images``; return the text."""
+    images.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Results",
+        "",
+        "Generated by `python -m ponder.evals.results` from the committed data in `results/` "
+        "(no model needed). Accuracy intervals are 95% Wilson over problems; pool estimates "
+        "carry their Monte Carlo standard error (MC s.e.) where subsets were sampled.",
+        "",
+    ]
+    if intro:
+        lines += [intro.strip(), ""]
+    found = groups(store)
+    if not found:
+        lines.append("No results yet.")
+    for group in found:
+        lines += group_section(group, images, image_prefix, subsets, seed, rules)
+    text = "\n".join(lines).rstrip() + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ponder.evals.results",
+        description="Regenerate docs/RESULTS.md and its plots from results/*.jsonl.gz.",
+    )
+    parser.add_argument("--data", default="results", help="folder of exported results")
+    parser.add_argument("--out", default="docs/RESULTS.md")
+    parser.add_argument("--images", default="docs/images")
+    parser.add_argument("--subsets", type=int, default=200, help="random k-subsets per problem")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random subsets")
+    parser.add_argument("--rules", default=None, help="pool rules (default: all)")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    files = sorted(data.glob("*.jsonl.gz"))
+    if not files:
+        raise SystemExit(f"no results/*.jsonl.gz files in {data}")
+    intro_path = data / "INTRO.md"
+    intro = intro_path.read_text() if intro_path.is_file() else ""
+    store = load_results(files)
+    build(store, Path(args.out), Path(args.images), intro, args.subsets, args.seed, args.rules)
+    print(f"wrote {args.out} and its plots in {args.images} from {len(files)} file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Committed results: export pools and cells to compact text, import them to resume a run,
+and regenerate docs/RESULTS.md with its plots from them without a model."""
+
+import gzip
+import json
+from pathlib import Path
+
+from test_pool import make_engine, verifier
+
+from ponder.evals import Store, run_eval
+from ponder.evals.export import export_results, import_results, load_results
+from ponder.evals.pool import PoolConfig, run_pool
+from ponder.evals.results import build, main
+from ponder.scoring import scorer as make_scorer
+from ponder.tasks import create_task
+
+FIXTURE = Path(__file__).parent / "data" / "results"
+
+
+def fill(db, levels=(1, 2), count=4, n=4):
+    """Pools (with a scorer) and greedy/vote cells on arithmetic levels, scripted engine."""
+    scorers = {"v": make_scorer(verifier, name="v")}
+    for level in levels:
+        task = create_task("arithmetic", level=level)
+        engine = make_engine(task, count)
+        run_pool(task, PoolConfig(n=n), 1, count, db, engine, scorers, progress=False)
+        run_eval(task, "greedy,vote", [1, 4], 1, count, db, engine, progress=False)
+
+
+def test_export_import_round_trip_and_resume(tmp_path):
+    db = tmp_path / "a.sqlite"
+    task = create_task("arithmetic", level=2)
+    engine = make_engine(task, 6)
+    scorers = {"v": make_scorer(verifier, name="v")}
+    run_pool(task, PoolConfig(n=4), 1, 4, db, engine, scorers, progress=False)
+    run_eval(task, "vote", [2], 1, 4, db, engine, progress=False)
+    path = tmp_path / "results" / "part1.jsonl.gz"
+    with Store(db) as store:
+        counts = export_results(store, path)
+        pools = {r["run_id"]: store.pools(r["run_id"]) for r in store.runs()}
+        cells = store.cells()
+    assert counts == {"run": 2, "pool": 4, "cell": 4}
+    again = tmp_path / "again.jsonl.gz"
+    with Store(db) as store:
+        export_results(store, again)
+    assert again.read_bytes() == path.read_bytes()  # same data, same bytes
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    assert all(json.loads(line)["kind"] in ("run", "pool", "cell") for line in lines)
+
+    # a second part on another machine: import the committed data, then run the whole grid
+    fresh = tmp_path / "b.sqlite"
+    with Store(fresh) as store:
+        import_results([path], store)
+        assert {r["run_id"]: store.pools(r["run_id"]) for r in store.runs()} == pools
+        assert [c.key for c in store.cells()] == [c.key for c in cells]
+    before = len(engine.requests)
+    s = run_pool(task, PoolConfig(n=4), 1, 6, fresh, engine, scorers, progress=False)
+    assert (s.pools_already_done, s.pools_run) == (4, 2)
+    e = run_eval(task, "vote", [2], 1, 6, fresh, engine, progress=False)
+    assert (e.cells_already_done, e.cells_run) == (4, 2)
+    assert len(engine.requests) - before == 4  # only the missing pools and cells ran
+    with Store(fresh) as store:
+        import_results([path], store)  # importing again adds nothing
+        assert len(store.pools(s.run_id)) == 6
+
+
+def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
+    files = sorted(FIXTURE.glob("*.jsonl.gz"))
+    assert files, "tests/data/results holds a tiny committed fixture"
+    out, images = tmp_path / "RESULTS.md", tmp_path / "images"
+    text = build(load_results(files), out, images, intro="Intro line.", subsets=50)
+    assert out.read_text() == text and "Intro line." in text
+    assert "| self-consistency | 4 |" in text and "| best-of-n@v | 2 |" in text
+    assert "| coverage | 1 |" in text and "| vote | 4 |" in text
+    assert "Accuracy % by level" in text and "L1 (4)" in text and "L2 (4)" in text
+    pngs = sorted(images.glob("*.png"))
+    assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert all(f"images/{p.name}" in text for p in pngs)
+    # the command line does the same from a folder
+    assert (
+        main(
+            ["--data", str(FIXTURE), "--out", str(out), "--images", str(images), "--subsets", "50"]
+        )
+        == 0
+    )
+    assert out.read_text() == text.replace("Intro line.\n\n", "")
+
+
+def write_fixture(folder=FIXTURE):
+    """Regenerate the committed fixture (run by hand: python tests/test_pool_results.py)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "fixture.sqlite"
+        fill(db)
+        with Store(db) as store:
+            export_results(store, folder / "arithmetic.jsonl.gz")
+
+
+if __name__ == "__main__":
+    write_fixture()
