@@ -1,8 +1,10 @@
 """Reports from a results database: text tables, JSON, and one self-contained HTML page
-with inline SVG plots (no scripts, no external files).
+with PNG plots (matplotlib) embedded as data URIs (no scripts, no external files).
 
 Rows are (run × strategy × budget); a run is one configuration (task, model, strategies).
-Plots per run: accuracy against tokens generated per problem with 95% Wilson bars,
+A pool run (``ponder.evals.pool``) gets a table of every pool rule estimated at every k
+(``ponder.evals.estimators``) instead of cell rows. Plots per run: accuracy against tokens
+generated per problem with 95% Wilson bars (pool rules as lines over k),
 coverage (pass@k over a cell's candidates) against k with the fitted power law
 (Brown et al. 2024), and cost of a correct answer (tokens per correct) against budget.
 """
@@ -18,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ponder.evals.metrics import Summary, summarize
+from ponder.evals.estimators import Estimate, default_estimators, estimate
+from ponder.evals.metrics import Summary, fit_power_law, summarize
+from ponder.evals.plots import PALETTE, Series, img_tag, line_plot
 from ponder.evals.store import Store
-
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,30 @@ def describe_run(run: dict[str, Any]) -> str:
     model = cfg.get("model", {})
     sha = (model.get("sha256") or "")[:12]
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.get("task_options", {}).items()))
+    if cfg.get("mode") == "pool":
+        scoring = f"pool of {cfg['pool']['n']}; scorers {', '.join(cfg.get('scorers', {})) or '-'}"
+    else:
+        scoring = f"scorer {cfg.get('scorer')}"
     return (
         f"run {run['run_id']}: task {run['task']} ({options}); model {model.get('name')}"
-        f"{f' sha256 {sha}…' if sha else ''}; scorer {cfg.get('scorer')}; "
+        f"{f' sha256 {sha}…' if sha else ''}; {scoring}; "
         f"ponder {cfg.get('ponder_version')}"
     )
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    out = []
+    for j, line in enumerate(table):
+        out.append(
+            "  ".join(
+                v.rjust(w) if i else v.ljust(w)
+                for i, (v, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
 
 
 def text_report(store: Store) -> str:
@@ -163,6 +184,14 @@ def text_report(store: Store) -> str:
     for run in runs:
         mine = [r for r in rows if r.run_id == run["run_id"]]
         out.append(describe_run(run))
+        if run["config"].get("mode") == "pool":
+            estimates = pool_estimates(store, run)
+            if estimates:
+                out.extend(_aligned([list(POOL_COLUMNS), *(_pool_cells(e) for e in estimates)]))
+            else:
+                out.append("  (no finished pools yet)")
+            out.append("")
+            continue
         table = [list(COLUMNS), *(_cells(r) for r in mine)]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
         for j, line in enumerate(table):
@@ -225,163 +254,11 @@ def json_report(store: Store) -> dict[str, Any]:
     }
 
 
-# ---- SVG plots ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Series:
-    """A named line of points ``(x, y, lo, hi)``; ``lo``/``hi`` draw an interval bar."""
-
-    name: str
-    points: tuple[tuple[float, float, float | None, float | None], ...]
-    color: str
-    dashed: bool = False
-    markers: bool = True
-
-
-def _ticks_log(lo: float, hi: float) -> list[float]:
-    base = 2.0 if hi / lo <= 2**12 else 10.0
-    start = math.floor(math.log(lo, base))
-    stop = math.ceil(math.log(hi, base))
-    return [base**e for e in range(start, stop + 1)]
-
-
-def _ticks_linear(lo: float, hi: float) -> list[float]:
-    span = hi - lo or 1.0
-    step = 10 ** math.floor(math.log10(span / 4))
-    for mult in (1, 2, 5, 10):
-        if span / (step * mult) <= 6:
-            step *= mult
-            break
-    first = math.floor(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1.5))]
-
-
-def _label(v: float) -> str:
-    if v >= 10_000:
-        return f"{v / 1000:g}k"
-    return f"{v:g}"
-
-
-def svg_plot(
-    title: str,
-    series: Sequence[Series],
-    xlabel: str,
-    ylabel: str,
-    logx: bool = True,
-    logy: bool = False,
-    ylim: tuple[float, float] | None = None,
-    empty: str = "no data",
-) -> str:
-    """An inline SVG line plot with axes, ticks, interval bars and a legend; ``empty`` is
-    shown instead when there is nothing to draw."""
-    width, height, left, right, top, bottom = 640, 380, 64, 190, 34, 48
-    pts = [p for s in series for p in s.points]
-    xs = [p[0] for p in pts if p[0] > 0 or not logx]
-    ys = [v for p in pts for v in (p[1], p[2], p[3]) if v is not None and (v > 0 or not logy)]
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
-        f'<text x="{left}" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-    ]
-    if not xs or not ys:
-        parts.append(f'<text x="{left}" y="{height / 2}">{html.escape(empty)}</text></svg>')
-        return "".join(parts)
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = ylim if ylim is not None else (min(ys), max(ys))
-    if logx:
-        pad = max((x1 / x0) ** 0.06, 1.15)
-        x0, x1 = x0 / pad, x1 * pad
-    else:
-        pad = max((x1 - x0) * 0.06, 0.5)
-        x0, x1 = x0 - pad, x1 + pad
-    if ylim is None and logy:
-        pad = max((y1 / y0) ** 0.06, 1.15)
-        y0, y1 = y0 / pad, y1 * pad
-    elif ylim is None:
-        pad = max((y1 - y0) * 0.06, 0.5 if y0 == y1 else 0.0)
-        y0, y1 = y0 - pad, y1 + pad
-    fx = (lambda v: math.log(v)) if logx else (lambda v: v)
-    fy = (lambda v: math.log(v)) if logy else (lambda v: v)
-    pw, ph = width - left - right, height - top - bottom
-
-    def px(v: float) -> float:
-        return left + (fx(v) - fx(x0)) / (fx(x1) - fx(x0)) * pw
-
-    def py(v: float) -> float:
-        return top + ph - (fy(v) - fy(y0)) / (fy(y1) - fy(y0)) * ph
-
-    axis = 'stroke="#333" stroke-width="1"'
-    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" {axis}/>')
-    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" {axis}/>')
-    xticks = _ticks_log(x0, x1) if logx else _ticks_linear(x0, x1)
-    for t in xticks:
-        if x0 - 1e-9 * abs(x0) <= t <= x1 + 1e-9 * abs(x1):
-            x = px(t)
-            parts.append(
-                f'<line x1="{x:.1f}" y1="{top + ph}" x2="{x:.1f}" y2="{top + ph + 4}" {axis}/>'
-            )
-            parts.append(
-                f'<text x="{x:.1f}" y="{top + ph + 17}" font-size="11" '
-                f'text-anchor="middle">{_label(t)}</text>'
-            )
-    yticks = _ticks_log(y0, y1) if logy else _ticks_linear(y0, y1)
-    for t in yticks:
-        if y0 - 1e-12 <= t <= y1 + 1e-12:
-            y = py(t)
-            parts.append(
-                f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" '
-                'stroke="#ddd" stroke-width="1"/>'
-            )
-            parts.append(
-                f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
-                f'text-anchor="end">{_label(round(t, 6))}</text>'
-            )
-    parts.append(
-        f'<text x="{left + pw / 2}" y="{height - 8}" font-size="12" '
-        f'text-anchor="middle">{html.escape(xlabel)}</text>'
-    )
-    parts.append(
-        f'<text x="14" y="{top + ph / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 14 {top + ph / 2})">{html.escape(ylabel)}</text>'
-    )
-    for i, s in enumerate(series):
-        ok = [p for p in s.points if (p[0] > 0 or not logx) and (p[1] > 0 or not logy)]
-        if not ok:
-            continue
-        dash = ' stroke-dasharray="5,4"' if s.dashed else ""
-        line = " ".join(f"{px(p[0]):.1f},{py(p[1]):.1f}" for p in ok)
-        parts.append(
-            f'<polyline class="series" points="{line}" fill="none" stroke="{s.color}" '
-            f'stroke-width="2"{dash}/>'
-        )
-        for x, y, lo, hi in ok:
-            if lo is not None and hi is not None:
-                ylo, yhi, xc = py(max(lo, y0)), py(min(hi, y1)), px(x)
-                parts.append(
-                    f'<path class="interval" d="M{xc:.1f},{ylo:.1f}V{yhi:.1f}'
-                    f'M{xc - 4:.1f},{ylo:.1f}h8M{xc - 4:.1f},{yhi:.1f}h8" '
-                    f'stroke="{s.color}" stroke-width="1.5" fill="none"/>'
-                )
-            if s.markers:
-                parts.append(
-                    f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{s.color}">'
-                    f"<title>{html.escape(s.name)}: x={x:.4g}, y={y:.4g}</title></circle>"
-                )
-        ly = top + 14 + 18 * i
-        parts.append(
-            f'<line x1="{left + pw + 12}" y1="{ly - 4}" x2="{left + pw + 32}" y2="{ly - 4}" '
-            f'stroke="{s.color}" stroke-width="2"{dash}/>'
-        )
-        parts.append(
-            f'<text x="{left + pw + 36}" y="{ly}" font-size="11">{html.escape(s.name[:26])}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+# ---- plots -------------------------------------------------------------------------------
 
 
 def run_plots(rows: Sequence[Row]) -> list[str]:
-    """The three plots of one run's rows."""
+    """The three plots of one run's rows, as inline ``<img>`` elements."""
     strategies = sorted({r.strategy for r in rows})
     color = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(strategies)}
     acc, cov, cost = [], [], []
@@ -434,23 +311,134 @@ def run_plots(rows: Sequence[Row]) -> list[str]:
                     )
                 )
     return [
-        svg_plot(
-            "Accuracy vs tokens (95% Wilson)",
-            acc,
-            "tokens generated per problem",
-            "accuracy",
-            ylim=(0.0, 1.0),
+        img_tag(
+            line_plot(
+                "Accuracy vs tokens (95% Wilson)",
+                acc,
+                "tokens generated per problem",
+                "accuracy",
+                ylim=(0.0, 1.0),
+            ),
+            "accuracy vs tokens",
         ),
-        svg_plot("Coverage vs k (pass@k)", cov, "k samples", "coverage", ylim=(0.0, 1.0)),
-        svg_plot(
-            "Cost of a correct answer",
-            cost,
-            "budget",
-            "tokens per correct answer",
-            logy=True,
-            empty="no correct answers yet",
+        img_tag(
+            line_plot("Coverage vs k (pass@k)", cov, "k samples", "coverage", ylim=(0.0, 1.0)),
+            "coverage vs k",
+        ),
+        img_tag(
+            line_plot(
+                "Cost of a correct answer",
+                cost,
+                "budget",
+                "tokens per correct answer",
+                logy=True,
+                empty="no correct answers yet",
+            ),
+            "cost of a correct answer",
         ),
     ]
+
+
+def pool_estimates(store: Store, run: dict[str, Any], subsets: int = 200) -> list[Estimate]:
+    """Every default pool rule at k = 1, 2, 4, ... n over a pool run's pools."""
+    pools = store.pools(run["run_id"])
+    scorers = sorted(run["config"].get("scorers", {}))
+    return estimate(pools, default_estimators(scorers), subsets=subsets) if pools else []
+
+
+POOL_COLUMNS = (
+    "rule",
+    "k",
+    "problems",
+    "accuracy",
+    "95% Wilson",
+    "MC s.e.",
+    "tokens/problem",
+    "scorer calls",
+    "how",
+)
+
+
+def _pool_cells(e: Estimate) -> list[str]:
+    return [
+        e.label,
+        str(e.k),
+        str(e.problems),
+        f"{e.accuracy:.3f}",
+        f"{e.wilson[0]:.3f}-{e.wilson[1]:.3f}",
+        f"{e.se:.4f}",
+        _fmt(e.tokens_per_problem),
+        f"{e.scorer_calls_per_problem:g}",
+        "exact" if e.exact else "subsets",
+    ]
+
+
+def pool_plots(estimates: Sequence[Estimate]) -> list[str]:
+    """Accuracy vs tokens (a line per rule over k) and coverage vs k with its power law."""
+    labels = sorted({e.label for e in estimates})
+    acc = []
+    for i, label in enumerate(labels):
+        mine = sorted((e for e in estimates if e.label == label), key=lambda e: e.k)
+        acc.append(
+            Series(
+                label,
+                tuple((e.tokens_per_problem, e.accuracy, *e.wilson) for e in mine),
+                PALETTE[i % len(PALETTE)],
+                dashed=i >= len(PALETTE),
+            )
+        )
+    coverage = sorted((e for e in estimates if e.strategy == "coverage"), key=lambda e: e.k)
+    cov = [
+        Series("coverage", tuple((float(e.k), e.accuracy, *e.wilson) for e in coverage), PALETTE[0])
+    ]
+    fit = fit_power_law([e.k for e in coverage], [e.accuracy for e in coverage])
+    if fit is not None and coverage:
+        ks = np.geomspace(1, coverage[-1].k, 24)
+        cov.append(
+            Series(
+                "power-law fit",
+                tuple(
+                    (float(k), float(v), None, None)
+                    for k, v in zip(ks, fit.predict(ks), strict=True)
+                ),
+                PALETTE[1],
+                dashed=True,
+                markers=False,
+            )
+        )
+    return [
+        img_tag(
+            line_plot(
+                "Pool rules: accuracy vs tokens (95% Wilson)",
+                acc,
+                "tokens generated per problem",
+                "accuracy",
+                ylim=(0.0, 1.0),
+            ),
+            "pool accuracy vs tokens",
+        ),
+        img_tag(
+            line_plot("Coverage vs k (pass@k)", cov, "k samples", "coverage", ylim=(0.0, 1.0)),
+            "pool coverage vs k",
+        ),
+    ]
+
+
+def _pool_html(store: Store, run: dict[str, Any]) -> str:
+    estimates = pool_estimates(store, run)
+    if not estimates:
+        return "<p>no finished pools yet</p></section>"
+    parts = ['<div class="plots">' + "".join(pool_plots(estimates)) + "</div>"]
+    parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in POOL_COLUMNS))
+    parts.append("</tr>")
+    for e in estimates:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _pool_cells(e)))
+        parts.append("</tr>")
+    parts.append(
+        "</table><p>Every rule estimated from the same stored samples (docs/EVALS.md): exact "
+        "where marked, else the mean over random k-subsets with its Monte Carlo s.e.</p>"
+    )
+    return "".join(parts) + "</section>"
 
 
 _CSS = """
@@ -458,7 +446,7 @@ body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
 table { border-collapse: collapse; margin: 8px 0 24px; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; }
+.plots { display: flex; flex-wrap: wrap; gap: 12px; } .plots img { max-width: 100%; }
 .run { margin-bottom: 40px; } code { background: #f6f6f6; padding: 1px 4px; }
 """
 
@@ -475,6 +463,9 @@ def html_report(store: Store) -> str:
     for run in runs:
         mine = [r for r in rows if r.run_id == run["run_id"]]
         body.append(f'<section class="run"><h2>{html.escape(describe_run(run))}</h2>')
+        if run["config"].get("mode") == "pool":
+            body.append(_pool_html(store, run))
+            continue
         strategies = run["config"].get("strategies", {})
         body.append("<ul>")
         for label, spec in strategies.items():
