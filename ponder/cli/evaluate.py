@@ -77,6 +77,17 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, default=8, help="cells in flight (per Ray actor)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="strategy setting")
     g.add_argument("--max-tokens", type=int, default=0, help="strategies' max_tokens")
+    s = p.add_argument_group(
+        "sample pools (docs/EVALS.md): N samples per problem and seed, drawn once; every "
+        "sampling strategy at every k <= N is estimated from them by `ponder report`"
+    )
+    s.add_argument("--pool", type=int, default=0, metavar="N", help="draw pools of N samples")
+    s.add_argument(
+        "--pool-scorers",
+        default="",
+        metavar="NAMES",
+        help="comma list of scorers computed once per sample (e.g. visible-tests,judge)",
+    )
     r = p.add_argument_group("Ray (pip install 'ponder[ray]'; docs/EVALS.md)")
     r.add_argument("--ray", default="", metavar="auto|local|ADDRESS", help="run cells on Ray")
     r.add_argument("--ray-actors", type=int, default=2, help="Ray actors, one engine each")
@@ -124,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = task_options(args)
     task = create_task(args.task, **options)
+    if args.pool:
+        return run_pools(args, task)
+    if args.pool_scorers:
+        raise ValueError("--pool-scorers needs --pool N")
     specs = strategy_specs(args)
     budgets = ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
@@ -191,3 +206,45 @@ def run(args: argparse.Namespace) -> int:
         f"Report: ponder report {args.db}"
     )
     return 1 if summary.cells_failed else 0
+
+
+def run_pools(args: argparse.Namespace, task: Any) -> int:
+    """``--pool N``: draw every missing pool into the database and print what was done.
+    ``--set`` and ``--max-tokens`` set the pool's sampling (``PoolConfig``)."""
+    from ponder.evals.pool import PoolConfig, run_pool
+    from ponder.options import make_config
+
+    if args.ray:
+        raise ValueError("--pool runs on one engine; drop --ray")
+    if args.scorer:
+        raise ValueError("with --pool, name scorers with --pool-scorers (each scores every sample)")
+    settings = parse_pairs(args.set, "--set")
+    if args.max_tokens:
+        settings["max_tokens"] = args.max_tokens
+    config = make_config(PoolConfig, {"n": args.pool, **settings}, "--pool")
+    scorers = [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
+    task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
+    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    engine = engine_from_args(args)
+    try:
+        summary = run_pool(
+            task,
+            config,
+            args.seeds,
+            args.limit or None,
+            args.db,
+            engine,
+            scorers,
+            concurrency=args.concurrency,
+            model=model,
+            task_seed=args.task_seed,
+        )
+    finally:
+        engine.close()
+    print(
+        f"run {summary.run_id}: {summary.pools_run} pools drawn, {summary.pools_already_done} "
+        f"already done, {summary.pools_failed} failed, {summary.pools_total} in all; "
+        f"{summary.samples} samples, {summary.tokens_generated} tokens, "
+        f"{summary.seconds:.1f} s. Report: ponder report {args.db}"
+    )
+    return 1 if summary.pools_failed else 0
