@@ -48,6 +48,7 @@ from ponder.scoring.answers import cluster_answers, extract_answer
 from ponder.strategies import numerics
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample
+from ponder.strategies.selection import confident_vote
 from ponder.strategies.self_consistency import with_votes
 from ponder.types import (
     Budget,
@@ -293,8 +294,6 @@ class ConfidenceVote(StrategyBase):
         rounds: list[dict[str, Any]],
     ) -> Result:
         cfg = self.config
-        clusters, totals = self._vote(traces, voters)
-        winner = numerics.leader(totals, clusters)
         cands = [
             Candidate(
                 text=t.text,
@@ -308,10 +307,10 @@ class ConfidenceVote(StrategyBase):
             )
             for t in traces
         ]
+        chosen = confident_vote([c.answer for c in cands], [t.confidence for t in traces], voters)
+        clusters, totals, winner = chosen.clusters, chosen.details["vote_weights"], chosen.winner
         voted = with_votes(cands, clusters)
-        best = None
-        if winner is not None:
-            best = voted[max(clusters[winner], key=lambda i: traces[i].confidence)]
+        best = None if chosen.index is None else voted[chosen.index]
         trace: dict[str, Any] = {
             "kind": "rounds" if cfg.mode == "online" else "samples",
             "mode": cfg.mode,

@@ -22,16 +22,15 @@ then the answer seen first.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.scoring.answers import cluster_answers
 from ponder.strategies import numerics
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
+from ponder.strategies.selection import rpc_choice, select_rpc
 from ponder.strategies.self_consistency import with_votes
 from ponder.types import Budget, Problem, Result
 
@@ -76,10 +75,9 @@ def rpc_vote(
 ) -> RPCVote:
     """Reasoning pruning, then perplexity consistency, over paths given by their text,
     extracted answer and probability ``exp(mean token logprob)`` (0 for an empty path)."""
-    keep, mix = numerics.rpc_prune(probabilities, pruning, prune_quantile)
-    clusters = cluster_answers([a if k else None for a, k in zip(answers, keep, strict=True)])
-    scores = numerics.distinct_path_sums(clusters, texts, probabilities)
-    return RPCVote(keep, mix, clusters, scores, numerics.leader(scores, clusters))
+    chosen = rpc_choice(texts, answers, probabilities, pruning, prune_quantile)
+    d = chosen.details
+    return RPCVote(d["keep"], d["mixture"], chosen.clusters, d["answer_scores"], chosen.winner)
 
 
 @register
@@ -97,23 +95,12 @@ class RPC(StrategyBase):
         samples = await sample(engine, problem, cfg.sampling(budget, logprobs=True), budget.n)
         cands = [to_candidate(c, cfg.answer_kind) for c in samples]
         # A path without tokens has no probability; it cannot carry an answer either.
-        probs = [0.0 if c.mean_logprob is None else math.exp(c.mean_logprob) for c in cands]
-        vote = rpc_vote(
-            [c.text for c in cands],
-            [c.answer for c in cands],
-            probs,
-            cfg.pruning,
-            cfg.prune_quantile,
-        )
-        keep, mix, clusters, scores, winner = (
-            vote.keep,
-            vote.mixture,
-            vote.clusters,
-            vote.scores,
-            vote.winner,
-        )
+        chosen = select_rpc(cands, cfg.pruning, cfg.prune_quantile)
+        probs, keep = chosen.details["probabilities"], chosen.details["keep"]
+        mix, scores = chosen.details["mixture"], chosen.details["answer_scores"]
+        clusters, winner = chosen.clusters, chosen.winner
         voted = with_votes(cands, clusters)
-        best = None if winner is None else voted[max(clusters[winner], key=lambda i: probs[i])]
+        best = None if chosen.index is None else voted[chosen.index]
         total = sum(scores.values())
         return Result(
             answer=None if best is None else best.answer,

@@ -119,14 +119,31 @@ def select_weighted(
 
 
 def select_rpc(candidates: Sequence[Candidate], pruning: str, prune_quantile: float) -> Selection:
-    """RPC: prune unlikely paths (``numerics.rpc_prune`` on ``exp(mean logprob)``), then the
-    answer with the largest sum of distinct kept paths' probabilities; its most likely
+    """RPC over candidates: ``rpc_choice`` with each path's probability
+    ``exp(mean token logprob)`` (``path_probability``)."""
+    return rpc_choice(
+        [c.text for c in candidates],
+        [c.answer for c in candidates],
+        [path_probability(c) for c in candidates],
+        pruning,
+        prune_quantile,
+    )
+
+
+def rpc_choice(
+    texts: Sequence[str],
+    answers: Sequence[str | None],
+    probabilities: Sequence[float],
+    pruning: str,
+    prune_quantile: float,
+) -> Selection:
+    """RPC: prune unlikely paths (``numerics.rpc_prune`` on the path probabilities), then
+    the answer with the largest sum of distinct kept paths' probabilities; its most likely
     member."""
-    probs = [path_probability(c) for c in candidates]
+    probs = list(probabilities)
     keep, mix = numerics.rpc_prune(probs, pruning, prune_quantile)
-    answers = [c.answer if k else None for c, k in zip(candidates, keep, strict=True)]
-    clusters = cluster(answers)
-    scores = numerics.distinct_path_sums(clusters, [c.text for c in candidates], probs)
+    clusters = cluster([a if k else None for a, k in zip(answers, keep, strict=True)])
+    scores = numerics.distinct_path_sums(clusters, texts, probs)
     winner = numerics.leader(scores, clusters)
     pick = None if winner is None else max(clusters[winner], key=lambda i: probs[i])
     details = {"probabilities": probs, "keep": keep, "mixture": mix, "answer_scores": scores}
@@ -192,15 +209,24 @@ def select_confident(
     candidates: Sequence[Candidate], confidences: Sequence[float], keep_percent: float
 ) -> Selection:
     """Offline DeepConf: keep the samples whose confidence is at least the
-    ``(100 - keep_percent)``-th percentile (``numerics.confidence_filter``), vote with the
-    kept ones weighted by confidence; the winner's most confident member."""
+    ``(100 - keep_percent)``-th percentile (``numerics.confidence_filter``), then
+    ``confident_vote`` among the kept ones."""
     keep, threshold = numerics.confidence_filter(confidences, keep_percent)
-    answers = [c.answer if k else None for c, k in zip(candidates, keep, strict=True)]
-    clusters = cluster(answers)
+    voters = [i for i, k in enumerate(keep) if k]
+    chosen = confident_vote([c.answer for c in candidates], confidences, voters)
+    chosen.details["threshold"] = threshold
+    return chosen
+
+
+def confident_vote(
+    answers: Sequence[str | None], confidences: Sequence[float], voters: Sequence[int]
+) -> Selection:
+    """DeepConf's vote: the ``voters`` (indices; the others do not vote) vote for their
+    answers weighted by confidence; the highest total wins (ties: larger cluster, then first
+    seen); its most confident member."""
+    voting = set(voters)
+    clusters = cluster([a if i in voting else None for i, a in enumerate(answers)])
     totals = numerics.cluster_sums(clusters, confidences)
     winner = numerics.leader(totals, clusters)
     pick = None if winner is None else max(clusters[winner], key=lambda i: confidences[i])
-    voters = [i for i, k in enumerate(keep) if k]
-    return Selection(
-        pick, clusters, winner, {"threshold": threshold, "voters": voters, "vote_weights": totals}
-    )
+    return Selection(pick, clusters, winner, {"voters": sorted(voting), "vote_weights": totals})
