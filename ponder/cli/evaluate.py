@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         close()
+    for failure in summary.failures:
+        print(f"failed: {failure}", file=sys.stderr)
     graded = summary.cells_run
     acc = f"{summary.correct / graded:.3f}" if graded else "-"
     print(
