@@ -26,7 +26,7 @@ from ponder.server.main import serving_in_background
 from ponder.server.responses import split_text
 from ponder.server.schemas import ApiError, parse_model, parse_run
 from ponder.strategies import names
-from ponder.types import Completion, Request
+from ponder.types import GREEDY, Completion, Request
 
 QUESTION = [{"role": "user", "content": "What is 2 plus 3? Answer with a number."}]
 # Greedy decoding writes all 256 allowed tokens for this one (the run lasts long enough
@@ -38,9 +38,8 @@ LONG = [
         "Use at least five paragraphs.",
     }
 ]
-SETTINGS = ServerSettings(
-    model="smollm2", max_budget=4, max_tokens=256, concurrency=4, queue_size=8
-)
+SERVED = "smollm2-135m-instruct"
+SETTINGS = ServerSettings(model=SERVED, max_budget=4, max_tokens=256, concurrency=4, queue_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +202,31 @@ def test_split_text_rejoins_exactly():
 
 def test_models_list_every_registered_strategy(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == [f"ponder/{n}" for n in names()]
+    assert ids == [SERVED, "ponder"] + [f"ponder/{n}" for n in names()]
+
+
+def test_every_name_chat_accepts_can_be_retrieved(client):
+    for name, strategy, budget in [
+        (SERVED, "self-consistency", SETTINGS.default_budget),
+        ("ponder", "self-consistency", SETTINGS.default_budget),
+        ("ponder/vote", "self-consistency", SETTINGS.default_budget),
+        ("ponder/self-consistency@4", "self-consistency", 4),
+        ("ponder/greedy", "greedy", SETTINGS.default_budget),
+    ]:
+        card = client.models.retrieve(name)
+        assert card.id == name
+        assert card.model_extra["ponder"]["strategy"] == strategy
+        assert card.model_extra["ponder"]["budget"] == budget
+    with pytest.raises(openai.NotFoundError) as nf:
+        client.models.retrieve("gpt-4o")
+    assert nf.value.code == "model_not_found" and SERVED in nf.value.message
+
+
+def test_the_served_model_name_means_the_default_strategy(client):
+    r = client.chat.completions.create(model=SERVED, messages=QUESTION, max_tokens=8, seed=1)
+    p = r.model_extra["ponder"]
+    assert r.model == SERVED and p["strategy"] == SETTINGS.default_strategy
+    assert p["budget"] == SETTINGS.default_budget
 
 
 def test_chat_completion_returns_the_chosen_answer_and_evidence(client):
@@ -265,6 +288,176 @@ def test_text_completion(client):
     assert r.object == "text_completion" and p["strategy"] == "greedy"
     assert r.choices[0].text == p["best"]["text"] and p["best"]["tokens"] <= 12
     assert r.usage.completion_tokens == p["best"]["tokens"]
+
+
+def test_stop_ends_the_answer_and_every_sample(client):
+    free = client.chat.completions.create(model="ponder/greedy", messages=LONG, max_tokens=40)
+    text = free.choices[0].message.content
+    word = text.split()[len(text.split()) // 2]
+    head = text[: text.index(word)]
+    r = client.chat.completions.create(
+        model="ponder/greedy", messages=LONG, max_tokens=40, stop=[word]
+    )
+    assert r.choices[0].message.content == head and r.choices[0].finish_reason == "stop"
+    r = client.chat.completions.create(
+        model="ponder/vote@3", messages=LONG, max_tokens=24, stop=" ", seed=3
+    )
+    cands = r.model_extra["ponder"]["candidates"]
+    assert len(cands) == 3 and all(" " not in c["text"] for c in cands)
+    assert " " not in r.choices[0].message.content
+
+
+def test_logprobs_for_one_sample_strategies_and_refused_for_others(client):
+    r = client.chat.completions.create(
+        model="ponder/greedy", messages=QUESTION, max_tokens=8, logprobs=True, top_logprobs=2
+    )
+    content = r.choices[0].logprobs.content
+    greedy = r.choices[0].message.content
+    assert "".join(t.token for t in content) == greedy
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in content)
+    # greedy picks the most likely token: it is the first alternative
+    assert all(t.top_logprobs[0].token == t.token for t in content)
+    r = client.chat.completions.create(
+        model="ponder/sample@2", messages=QUESTION, max_tokens=8, logprobs=True, seed=2
+    )
+    content = r.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    stream = client.chat.completions.create(
+        model="ponder/greedy", messages=QUESTION, max_tokens=8, logprobs=True, stream=True
+    )
+    chunks = [c.choices[0] for c in stream if c.choices]
+    tokens = [t.token for c in chunks if c.logprobs for t in c.logprobs.content]
+    assert "".join(tokens) == greedy == "".join(c.delta.content or "" for c in chunks)
+    t = client.completions.create(model="ponder/greedy", prompt="Say hi.", max_tokens=6, logprobs=1)
+    assert "".join(t.choices[0].logprobs.tokens) == t.choices[0].text
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(
+            model="ponder/vote@2", messages=QUESTION, max_tokens=8, logprobs=True
+        )
+    assert br.value.param == "logprobs" and "greedy" in br.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {}},
+                }
+            },
+            "response_format",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"n": 2}, "n"),
+        ({"guided_json": {}}, "guided_json"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"continue_final_message": True}, "continue_final_message"),
+    ],
+)
+def test_fields_ponder_cannot_honour_are_refused_by_name(client, extra, param):
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(
+            model="ponder/greedy", messages=QUESTION, max_tokens=4, extra_body=extra
+        )
+    assert br.value.param == param and param in br.value.message
+
+
+def test_ignored_by_design_fields_and_text_format_are_accepted(client):
+    r = client.chat.completions.create(
+        model="ponder/greedy",
+        messages=QUESTION,
+        max_tokens=4,
+        response_format={"type": "text"},
+        user="u1",
+        store=False,
+        metadata={"k": "v"},
+        frequency_penalty=0,
+    )
+    assert r.choices[0].message.content
+
+
+def test_a_list_of_prompts_is_refused_by_name(client):
+    with pytest.raises(openai.BadRequestError) as br:
+        client.completions.create(model="ponder/greedy", prompt=["a", "b"], max_tokens=4)
+    assert br.value.param == "prompt" and "one request per prompt" in br.value.message
+
+
+def test_a_trailing_assistant_message_is_continued(client, engine):
+    prefix = "The answer is"
+    messages = [*QUESTION, {"role": "assistant", "content": prefix}]
+    [[direct]] = engine.generate_sync(
+        [Request(tuple(QUESTION), GREEDY.with_(max_tokens=12), partial=prefix)]
+    )
+    for flag in ({"continue_final_message": True}, {"add_generation_prompt": False}):
+        r = client.chat.completions.create(
+            model="ponder/greedy", messages=messages, max_tokens=12, extra_body=flag
+        )
+        assert r.choices[0].message.content == direct.text
+    # a step search client's call: sampled, with a step stop
+    r = client.chat.completions.create(
+        model=SERVED,
+        messages=messages,
+        max_tokens=12,
+        stop=["\n"],
+        extra_body={"continue_final_message": True, "ponder": {"strategy": "sample", "budget": 1}},
+    )
+    assert "\n" not in r.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as br:
+        client.chat.completions.create(
+            model="ponder/vote@2",
+            messages=messages,
+            max_tokens=4,
+            extra_body={"continue_final_message": True},
+        )
+    assert br.value.param == "messages"
+
+
+def test_every_response_carries_a_request_id(base, client):
+    r = httpx.get(base + "/v1/models", headers={"x-request-id": "mine-42"})
+    assert r.headers["x-request-id"] == "mine-42"
+    fresh = {httpx.get(base + "/health").headers["x-request-id"] for _ in range(2)}
+    assert len(fresh) == 2 and all(x.startswith("req-") for x in fresh)
+    r = httpx.post(base + "/v1/chat/completions", json={"model": "nope"})
+    assert r.status_code == 400 and r.headers["x-request-id"].startswith("req-")
+    raw = client.chat.completions.with_raw_response.create(
+        model="ponder/greedy", messages=QUESTION, max_tokens=2
+    )
+    assert raw.headers["x-request-id"]
+
+
+def test_strategies_needing_a_scorer_are_refused_before_any_stream(base, client):
+    for model in ("ponder/best-of-n@2", "ponder/beam-search@2"):
+        with pytest.raises(openai.BadRequestError) as br:
+            client.chat.completions.create(model=model, messages=QUESTION, max_tokens=4)
+        assert br.value.code == "scorer_required"
+        assert '"ponder": {"scorer": "judge"}' in br.value.message
+        assert "--scorer judge" not in br.value.message.split("ponder serve")[0]
+        body = {"model": model, "messages": QUESTION, "max_tokens": 4, "stream": True}
+        r = httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "scorer_required"
+
+
+def test_serve_scorer_is_the_default_of_requests_naming_none(engine):
+    settings = ServerSettings(
+        model=SERVED, default_budget=2, max_budget=2, max_tokens=16, scorer="judge"
+    )
+    with serving_in_background(create_app(engine, settings)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        r = c.chat.completions.create(model="ponder/best-of-n@2", messages=QUESTION, max_tokens=8)
+        p = r.model_extra["ponder"]
+        assert p["strategy"] == "best-of-n" and len(p["candidates"]) == 2
+        assert all(c["score"] is not None for c in p["candidates"])
+    bad = ServerSettings(model=SERVED, scorer="judge", scorer_options=(("no_such", 1),))
+    with serving_in_background(create_app(engine, bad)) as url:
+        body = {"model": "ponder/best-of-n@2", "messages": QUESTION, "stream": True}
+        r = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_scorer"
 
 
 def test_extra_body_selects_strategy_budget_and_config(client):
@@ -332,7 +525,7 @@ def test_errors_are_openai_shaped(base, client):
 
 def test_api_key(engine):
     settings = ServerSettings(
-        model="smollm2", api_key="s3cret", default_budget=1, max_budget=2, max_tokens=16
+        model=SERVED, api_key="s3cret", default_budget=1, max_budget=2, max_tokens=16
     )
     with serving_in_background(create_app(engine, settings)) as url:
         for key in ("wrong", ""):

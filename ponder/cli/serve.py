@@ -7,7 +7,12 @@ import os
 from typing import Any
 
 from ponder import models
-from ponder.cli.common import add_engine_arguments, engine_from_args
+from ponder.cli.common import (
+    add_engine_arguments,
+    add_scorer_arguments,
+    engine_from_args,
+    scorer_options,
+)
 from ponder.strategies import names
 
 
@@ -27,12 +32,18 @@ def add_parsers(sub: Any) -> None:
     )
     sv.add_argument("--n-parallel", type=int, default=64, help="engine sequence slots")
     add_engine_arguments(sv)
+    add_scorer_arguments(sv)
     sv.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ponder.scoring import scorer_names
     from ponder.server.main import serve
     from ponder.server.settings import ServerSettings
+
+    options = scorer_options(args)
+    if args.scorer and args.scorer not in scorer_names():
+        raise ValueError(f"unknown scorer {args.scorer!r}; known: {', '.join(scorer_names())}")
 
     settings = ServerSettings(
         model=args.model or (",".join(args.base_url) if args.base_url else models.DEFAULT_MODEL),
@@ -44,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         queue_size=args.queue_size,
         max_body_bytes=args.max_body_bytes,
+        scorer=args.scorer or None,
+        scorer_options=tuple(options.items()),
     )
     engine = engine_from_args(args, n_parallel=args.n_parallel)
     serve(settings, host=args.host, port=args.port, engine=engine)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,15 @@ from ponder.scoring import describe_scorers
 from ponder.server.metrics import Metrics
 from ponder.server.responses import completion_body, jsonable, stream_bodies
 from ponder.server.runs import Run, RunManager
-from ponder.server.schemas import ApiError, model_names, parse_run
+from ponder.server.schemas import ApiError, model_names, parse_model, parse_run
 from ponder.server.settings import ServerSettings
-from ponder.strategies import describe
+from ponder.strategies import canonical, describe
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_SECONDS = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_JSON_DEPTH = 64
+MAX_REQUEST_ID = 128
 """Deepest nesting of arrays and objects a request body may have."""
 
 
@@ -73,6 +75,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.state.metrics = metrics
     app.state.manager = manager
     app.add_middleware(CountRequests, metrics=metrics)
+    app.add_middleware(RequestId)
     _add_error_handlers(app)
     app.include_router(status_routes)
     app.include_router(api_routes)
@@ -233,17 +236,17 @@ api_routes = APIRouter(dependencies=[Depends(authorize)])
 
 
 @api_routes.get("/v1/models")
-async def list_models() -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(m) for m in model_names()]}
+async def list_models(request: Request) -> dict[str, Any]:
+    settings: ServerSettings = request.app.state.settings
+    cards = [_model_card(m, settings) for m in model_names(settings.model)]
+    return {"object": "list", "data": cards}
 
 
 @api_routes.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str) -> dict[str, Any]:
-    if model_id not in model_names():
-        raise ApiError(
-            404, f"unknown model {model_id!r}", "invalid_request_error", "model_not_found"
-        )
-    return _model_card(model_id)
+async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+    """Every name chat accepts: the served model's, ``ponder``, ``ponder/<strategy>``
+    and ``ponder/<strategy>@<budget>``."""
+    return _model_card(model_id, request.app.state.settings)
 
 
 @api_routes.post("/v1/chat/completions", response_model=None)
@@ -310,7 +313,7 @@ async def _complete(request: Request, kind: str) -> JSONResponse | StreamingResp
         )
     if run.result is None:
         raise run.error or _cancelled()
-    return JSONResponse(completion_body(spec, run.result), headers=headers)
+    return JSONResponse(completion_body(spec, run.result, chosen=run.chosen()), headers=headers)
 
 
 class CountRequests:
@@ -339,16 +342,50 @@ class CountRequests:
             self.metrics.count_request(scope["method"], path, status)
 
 
-def _model_card(model_id: str) -> dict[str, Any]:
-    name = model_id.partition("/")[2]
-    about = {n: (summary, budget) for n, summary, budget in describe()}
-    summary, budget = about[name]
+class RequestId:
+    """ASGI middleware: every HTTP response carries ``x-request-id``: the client's own
+    (when it is 1 to ``MAX_REQUEST_ID`` printable ASCII characters), else a fresh one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or ()).get(b"x-request-id", b"")
+        ok = 0 < len(given) <= MAX_REQUEST_ID and all(32 < b < 127 for b in given)
+        request_id = given if ok else f"req-{uuid.uuid4().hex}".encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
+                ]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _model_card(model_id: str, settings: ServerSettings) -> dict[str, Any]:
+    """A model object for ``model_id`` (404 for a name chat would refuse), with the
+    strategy and budget it means."""
+    strategy, budget = parse_model(model_id, settings.model)
+    name = strategy or canonical(settings.default_strategy)
+    about = {n: (summary, means) for n, summary, means in describe()}
+    summary, means = about[name]
     return {
         "id": model_id,
         "object": "model",
         "created": 0,
         "owned_by": "ponder",
-        "ponder": {"strategy": name, "summary": summary, "budget_means": budget},
+        "ponder": {
+            "strategy": name,
+            "budget": settings.default_budget if budget is None else budget,
+            "summary": summary,
+            "budget_means": means,
+        },
     }
 
 
@@ -451,7 +488,7 @@ async def _completion_stream(run: Run) -> AsyncIterator[str]:
                 progress = {"samples": event["samples"], "usage": event["usage"]}
                 yield f": progress {json.dumps(progress)}\n\n"
         if run.result is not None:
-            for body in stream_bodies(run.spec, run.result):
+            for body in stream_bodies(run.spec, run.result, run.chosen()):
                 yield _data(body)
         else:
             yield _data((run.error or _cancelled()).body())

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ponder.server.schemas import RunSpec
-from ponder.types import Result, Usage
+from ponder.types import Completion, Result, TokenLogprob, Usage
 
 CHUNK_WORDS = 8
 
@@ -25,8 +25,10 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def answer_of(result: Result) -> tuple[str, str]:
-    """The reply text and its finish reason: the chosen candidate's full text.
+def answer_of(result: Result, stop: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The reply text and its finish reason: the chosen candidate's full text, cut
+    before the first of the client's ``stop`` strings (every sample already stops at
+    them; a strategy that joins steps may not end on one).
 
     When the strategy chose none (no sample had an extractable answer), the first
     candidate's text stands in and ``ponder.answer`` stays null.
@@ -34,7 +36,38 @@ def answer_of(result: Result) -> tuple[str, str]:
     chosen = result.best or (result.candidates[0] if result.candidates else None)
     if chosen is None:
         return "", "stop"
-    return chosen.text, "length" if chosen.finish_reason == "length" else "stop"
+    text = chosen.text
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    if cuts:
+        return text[: min(cuts)], "stop"
+    return text, "length" if chosen.finish_reason == "length" else "stop"
+
+
+def logprobs_body(spec: RunSpec, chosen: Completion | None) -> dict[str, Any] | None:
+    """The answer's token log-probabilities in OpenAI's shape (chat: ``content`` with
+    ``top_logprobs`` per token; text: the legacy parallel lists), None unless asked."""
+    if not spec.logprobs or chosen is None or chosen.logprobs is None:
+        return None
+    tokens = chosen.logprobs
+    if spec.kind == "chat":
+        return {"content": [_token(t, spec.top_logprobs) for t in tokens], "refusal": None}
+    offsets, at = [], 0
+    for t in tokens:
+        offsets.append(at)
+        at += len(t.token)
+    return {
+        "tokens": [t.token for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [dict(t.top[: spec.top_logprobs]) for t in tokens],
+        "text_offset": offsets,
+    }
+
+
+def _token(t: TokenLogprob, top: int) -> dict[str, Any]:
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {**one(t.token, t.logprob), "top_logprobs": [one(k, v) for k, v in t.top[:top]]}
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -56,18 +89,22 @@ def ponder_field(spec: RunSpec, result: Result) -> dict[str, Any]:
     return jsonable(body)
 
 
-def completion_body(spec: RunSpec, result: Result, created: int | None = None) -> dict[str, Any]:
-    """A ``chat.completion`` or ``text_completion`` carrying the chosen answer."""
-    text, finish = answer_of(result)
+def completion_body(
+    spec: RunSpec, result: Result, created: int | None = None, chosen: Completion | None = None
+) -> dict[str, Any]:
+    """A ``chat.completion`` or ``text_completion`` carrying the chosen answer (and the
+    log-probabilities of ``chosen``, the sample it is, when the request asked)."""
+    text, finish = answer_of(result, spec.stop)
+    logprobs = logprobs_body(spec, chosen)
     if spec.kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
             "finish_reason": finish,
-            "logprobs": None,
+            "logprobs": logprobs,
         }
     else:
-        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}
     return {
         **_head(spec, created, chunk=False),
         "choices": [choice],
@@ -76,23 +113,28 @@ def completion_body(spec: RunSpec, result: Result, created: int | None = None) -
     }
 
 
-def stream_bodies(spec: RunSpec, result: Result) -> Iterator[dict[str, Any]]:
+def stream_bodies(
+    spec: RunSpec, result: Result, chosen: Completion | None = None
+) -> Iterator[dict[str, Any]]:
     """The answer as a sequence of stream chunks.
 
-    The text arrives in pieces of a few words, then a chunk with the finish reason and
-    the ``ponder`` field (extra fields are ignored by clients), then, when the request
-    asked for ``stream_options.include_usage``, a usage chunk with no choices.
+    The text arrives in pieces of a few words, then a chunk with the finish reason, the
+    answer's log-probabilities when asked, and the ``ponder`` field (extra fields are
+    ignored by clients), then, when the request asked for
+    ``stream_options.include_usage``, a usage chunk with no choices.
     """
     created = int(time.time())
-    text, finish = answer_of(result)
+    text, finish = answer_of(result, spec.stop)
     head = _head(spec, created, chunk=True)
     if spec.kind == "chat":
         yield {**head, "choices": [_delta(spec, {"role": "assistant", "content": ""})]}
     for piece in split_text(text):
         yield {**head, "choices": [_delta(spec, {"content": piece}, text=piece)]}
+    end = _delta(spec, {}, finish=finish)
+    end["logprobs"] = logprobs_body(spec, chosen)
     last = {
         **head,
-        "choices": [_delta(spec, {}, finish=finish)],
+        "choices": [end],
         "ponder": ponder_field(spec, result),
     }
     yield last

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ponder.api import solve_async
@@ -33,12 +34,17 @@ class ObservedEngine:
 
     Strategies run on it unchanged; ``on_batch(requests, outputs)`` sees the completions
     of every ``generate`` as soon as the batch is done, which is what makes a run's
-    progress visible while it works. Closing it leaves the shared engine open.
+    progress visible while it works. ``adjust`` rewrites each request first (the
+    client's stop strings, log-probabilities, continued assistant text). Closing it
+    leaves the shared engine open.
     """
 
-    def __init__(self, inner: Engine, on_batch: BatchHook) -> None:
+    def __init__(
+        self, inner: Engine, on_batch: BatchHook, adjust: Callable[[Request], Request] | None = None
+    ) -> None:
         self.inner = inner
         self.on_batch = on_batch
+        self.adjust = adjust or (lambda r: r)
         self.name = inner.name
 
     @property
@@ -48,6 +54,7 @@ class ObservedEngine:
     async def generate_settled(
         self, requests: Sequence[Request]
     ) -> list[list[Completion] | Exception]:
+        requests = [self.adjust(r) for r in requests]
         out = await self.inner.generate_settled(requests)
         self.on_batch(requests, out)
         return out
@@ -60,6 +67,7 @@ class ObservedEngine:
         return [r for r in out if not isinstance(r, Exception)]
 
     def generate_sync(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        requests = [self.adjust(r) for r in requests]
         out = self.inner.generate_sync(requests)
         self.on_batch(requests, out)
         return out
@@ -84,6 +92,8 @@ class Run:
         self.result: Result | None = None
         self.error: ApiError | None = None
         self.usage_seen = Usage()
+        self.completions: list[Completion] = []
+        self.scorer: Any = None
         self.samples_seen = 0
         self.batches = 0
         self.task: asyncio.Task[None] | None = None
@@ -114,6 +124,7 @@ class Run:
                 continue
             for c in out:
                 self.usage_seen = self.usage_seen + c.usage
+            self.completions.extend(out)
             self.samples_seen += len(out)
             groups.append(
                 {
@@ -133,6 +144,13 @@ class Run:
             samples=self.samples_seen,
             usage=self.usage_seen.as_dict(),
         )
+
+    def chosen(self) -> Completion | None:
+        """The sample the answer is, when it is one sample the run generated."""
+        best = self.result.best if self.result else None
+        if best is None:
+            return None
+        return next((c for c in self.completions if c.text == best.text), None)
 
     async def follow(self, heartbeat: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
         """Every event from the first, then new ones as they happen, until the run ends.
@@ -199,6 +217,7 @@ class RunManager:
                 {"Retry-After": str(self.settings.retry_after)},
             )
         run = Run(spec)
+        run.scorer = self._scorer(spec)
         self.active[run.id] = run
         run.emit(
             "queued",
@@ -218,19 +237,18 @@ class RunManager:
             async with self._slots:
                 run.status = "running"
                 run.emit("started")
-                scorer = create_scorer(spec.scorer, self.engine) if spec.scorer else None
                 result = await solve_async(
                     spec.problem,
-                    ObservedEngine(self.engine, run.record_batch),
+                    ObservedEngine(self.engine, run.record_batch, adjuster(spec)),
                     spec.strategy,
                     spec.budget,
-                    scorer,
+                    run.scorer,
                     **spec.config,
                 )
             run.result = result
             run.status = "done"
             self.metrics.count_run("completed", result.usage)
-            text, finish = answer_of(result)
+            text, finish = answer_of(result, spec.stop)
             run.emit(
                 "result", content=text, finish_reason=finish, ponder=ponder_field(spec, result)
             )
@@ -248,12 +266,46 @@ class RunManager:
             self.active.pop(run.id, None)
             self.recent.append(run)
 
+    def _scorer(self, spec: RunSpec) -> Any:
+        """The run's scorer: the one the request names, else the server's default; a
+        400 now (before any stream starts) when it cannot be made."""
+        name = spec.scorer or self.settings.scorer
+        if not name:
+            return None
+        options = dict(self.settings.scorer_options) if name == self.settings.scorer else {}
+        try:
+            return create_scorer(name, self.engine, **options)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(
+                400, f"scorer {name!r}: {exc}", code="invalid_scorer", param="ponder.scorer"
+            ) from None
+
     async def cancel_all(self) -> None:
         """Cancel every run and wait for them to stop (server shutdown)."""
         tasks = [r.task for r in self.active.values() if r.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def adjuster(spec: RunSpec) -> Callable[[Request], Request]:
+    """How each engine request of ``spec``'s run is rewritten: the client's stop strings
+    added to every sample, log-probabilities asked for when the client wants them, and a
+    continued assistant message put before the text a chat request continues."""
+
+    def adjust(req: Request) -> Request:
+        params = req.params
+        if spec.stop:
+            params = replace(params, stop=tuple(dict.fromkeys(params.stop + spec.stop)))
+        if spec.logprobs:
+            top = max(params.top_logprobs, spec.top_logprobs)
+            params = replace(params, logprobs=True, top_logprobs=top)
+        partial = req.partial
+        if spec.partial and isinstance(req.prefix, tuple):
+            partial = spec.partial + partial
+        return replace(req, params=params, partial=partial)
+
+    return adjust
 
 
 def as_api_error(exc: Exception) -> ApiError:

@@ -31,7 +31,19 @@ from ponder.types import Budget, Message, Problem
 
 MODEL_PREFIX = "ponder"
 PONDER_KEYS = ("strategy", "budget", "config", "scorer")
-SAMPLING_FIELDS = ("temperature", "top_p", "seed")
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "seed")
+ONE_SAMPLE = ("greedy", "sample")
+"""Strategies whose answer is one sampled completion: they honour ``logprobs`` and
+continue a trailing assistant message (``continue_final_message``)."""
+NEEDS_OUTCOME_SCORER = ("best-of-n", "weighted-best-of-n", "best-of-majority")
+NEEDS_PROCESS_SCORER = ("beam-search", "dvts", "astar", "particle-filter", "particle-gibbs")
+SCORER_HINT = (
+    'set one in the body, e.g. "ponder": {"scorer": "judge"}, or start the server with '
+    "a default scorer (ponder serve --scorer judge)"
+)
+MAX_STOP = 16
+IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")
+"""OpenAI fields accepted and ignored by design: they do not change the answer."""
 ROLES = ("system", "user", "assistant")
 RANDOM_SEED = -1
 """A ``seed`` of -1 (or none) asks for a fresh random seed, as in llama.cpp and Ollama."""
@@ -145,15 +157,34 @@ class PonderOptions(BaseModel):
 
 
 class _Body(BaseModel):
-    """The fields shared by chat and text completion requests. Fields of OpenAI's API
-    that ponder does not use are accepted and ignored."""
+    """The fields shared by chat and text completion requests. A field ponder does not
+    know is refused by name; the ones that would change the answer in a way ponder cannot
+    (tools, structured output, penalties) are refused by name when set; ``IGNORED_FIELDS``
+    are accepted and ignored by design."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     model: Name
     temperature: Temperature | None = None
     top_p: TopP | None = None
+    top_k: Annotated[int, Strict(), Field(ge=0)] | None = None
+    min_p: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
     seed: Seed | None = None
+    stop: Annotated[str, Strict(), Field(min_length=1)] | list[Name] | None = None
+    top_logprobs: Annotated[int, Strict(), Field(ge=0, le=20)] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] | None = None
+    logit_bias: dict[str, Any] | None = None
+    user: Any = None
+    metadata: Any = None
+    store: Any = None
+    service_tier: Any = None
+    parallel_tool_calls: Any = None
     max_tokens: PositiveInt | None = None
     max_completion_tokens: PositiveInt | None = None
     n: PositiveInt | None = None
@@ -163,21 +194,36 @@ class _Body(BaseModel):
 
 
 class ChatBody(_Body):
-    """``POST /v1/chat/completions``."""
+    """``POST /v1/chat/completions``. ``continue_final_message`` (or
+    ``add_generation_prompt: false``), as vLLM takes them, continue a trailing assistant
+    message instead of answering after it."""
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    logprobs: Annotated[bool, Strict()] | None = None
+    continue_final_message: Annotated[bool, Strict()] = False
+    add_generation_prompt: Annotated[bool, Strict()] = True
 
 
 class TextBody(_Body):
-    """``POST /v1/completions``: the prompt is the user's message."""
+    """``POST /v1/completions``: the prompt is the user's message. ``logprobs`` is the
+    number of alternatives per token, as in OpenAI's legacy API."""
 
     prompt: Any
+    logprobs: Annotated[int, Strict(), Field(ge=0, le=20)] | None = None
+    echo: Annotated[bool, Strict()] = False
+    suffix: Any = None
+    best_of: Annotated[int, Strict(), Field(ge=1)] | None = None
 
     @validator("prompt")
     @classmethod
     def _one_prompt(cls, value: Any) -> str:
         if isinstance(value, list) and len(value) == 1:
             value = value[0]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            raise ValueError(
+                "must be one string: a list of prompts is not supported, send one "
+                "request per prompt"
+            )
         if not isinstance(value, str) or not value:
             raise ValueError("must be one non-empty string")
         return value
@@ -193,6 +239,13 @@ def schema_error(exc: ValidationError, prefix: str = "") -> ApiError:
         return bad_request(f"missing field '{param}'{hint}", "missing", param)
     if kind == "extra_forbidden":
         head, _, key = param.rpartition(".")
+        if not head:
+            return bad_request(
+                f"unknown field '{key}': ponder does not support it; the fields it takes "
+                "are listed in docs/SERVER.md",
+                "unsupported_field",
+                param,
+            )
         known = ", ".join(PONDER_KEYS) if head == "ponder" else "see the docs"
         return bad_request(
             f"field '{head}' has unknown key '{key}'; known: {known}", "unknown_field", param
@@ -231,24 +284,35 @@ class RunSpec:
     stream: bool = False
     include_usage: bool = False
     seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+    partial: str = ""
 
 
-def model_names() -> list[str]:
-    """The model names ``/v1/models`` lists: one per registered strategy."""
-    return [f"{MODEL_PREFIX}/{name}" for name in names()]
+def model_names(served: str = "") -> list[str]:
+    """The model names ``/v1/models`` lists: the served model's own name (``served``,
+    when there is one), ``ponder`` (both mean the server's default strategy), then one
+    per registered strategy."""
+    head = [served] if served and served != MODEL_PREFIX else []
+    return head + [MODEL_PREFIX] + [f"{MODEL_PREFIX}/{name}" for name in names()]
 
 
-def parse_model(model: str) -> tuple[str | None, int | None]:
+def parse_model(model: str, served: str = "") -> tuple[str | None, int | None]:
     """``(strategy, budget)`` named by a model string; ``None`` where it names none.
+    The served model's own name (``served``) means the server's defaults, as ``ponder``.
 
     >>> parse_model("ponder/self-consistency@8")
     ('self-consistency', 8)
     """
+    if served and model == served:
+        return None, None
     head, sep, rest = model.partition("/")
     if head != MODEL_PREFIX or (sep and not rest):
+        also = f"{served!r}, " if served else ""
         raise ApiError(
             404,
-            f"unknown model {model!r}: use 'ponder', 'ponder/<strategy>' or "
+            f"unknown model {model!r}: use {also}'ponder', 'ponder/<strategy>' or "
             f"'ponder/<strategy>@<budget>' with a strategy from: {', '.join(names())}",
             "invalid_request_error",
             "model_not_found",
@@ -287,11 +351,15 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         req = (ChatBody if kind == "chat" else TextBody).model_validate(body)
     except ValidationError as exc:
         raise schema_error(exc) from None
-    strategy, budget = parse_model(req.model)
+    strategy, budget = parse_model(req.model, settings.model)
+    _refuse_unsupported(req)
+    partial = ""
     if isinstance(req, ChatBody):
         messages: tuple[Message, ...] = tuple(
             {"role": m.role, "content": m.content} for m in req.messages
         )
+        if req.continue_final_message or not req.add_generation_prompt:
+            messages, partial = _final_message(req, messages)
     else:
         messages = ({"role": "user", "content": req.prompt},)
     ponder = req.ponder or PonderOptions()
@@ -324,6 +392,19 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
             "unknown_scorer",
             "ponder.scorer",
         )
+    _check_scorer(strategy, config, ponder.scorer or settings.scorer)
+    logprobs, top_logprobs = _logprobs(req)
+    for what, used in (("logprobs", logprobs), ("continue_final_message", bool(partial))):
+        if used and strategy not in ONE_SAMPLE:
+            raise bad_request(
+                f"{what} needs a strategy whose answer is one sample ({', '.join(ONE_SAMPLE)}); "
+                f"{strategy!r} builds its answer from several",
+                "unsupported_for_strategy",
+                "logprobs" if what == "logprobs" else "messages",
+            )
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    if len(stop) > MAX_STOP:
+        raise bad_request(f"at most {MAX_STOP} stop strings, got {len(stop)}", param="stop")
     run_id = uuid.uuid4().hex[:16]
     return RunSpec(
         id=run_id,
@@ -337,7 +418,106 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         stream=req.stream,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
         seed=config.get("seed"),
+        stop=stop,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        partial=partial,
     )
+
+
+def _refuse_unsupported(req: _Body) -> None:
+    """A 400 naming the first field set to something ponder cannot honour."""
+    fmt = req.response_format
+    if fmt is not None and fmt.get("type", "text") != "text":
+        raise bad_request(
+            f"response_format {fmt.get('type')!r} is not supported: ponder does not "
+            "constrain decoding to a format yet (only 'text')",
+            "unsupported_field",
+            "response_format",
+        )
+    for name in ("tools", "functions"):
+        if getattr(req, name):
+            raise bad_request(
+                f"{name} are not supported: ponder does not call tools", "unsupported_field", name
+            )
+    for name in ("tool_choice", "function_call"):
+        if getattr(req, name) not in (None, "none"):
+            raise bad_request(
+                f"{name} is not supported: ponder does not call tools", "unsupported_field", name
+            )
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(req, name):
+            raise bad_request(
+                f"{name} is not supported (only 0): the sampler has no penalties",
+                "unsupported_field",
+                name,
+            )
+    if req.logit_bias:
+        raise bad_request(
+            "logit_bias is not supported: the sampler has no biases",
+            "unsupported_field",
+            "logit_bias",
+        )
+    if isinstance(req, TextBody):
+        if req.echo:
+            raise bad_request("echo is not supported", "unsupported_field", "echo")
+        if req.suffix:
+            raise bad_request("suffix is not supported", "unsupported_field", "suffix")
+        if req.best_of not in (None, 1):
+            raise bad_request(
+                "best_of is not supported: choose a strategy and budget instead, e.g. "
+                "model 'ponder/best-of-n@4'",
+                "unsupported_field",
+                "best_of",
+            )
+
+
+def _final_message(req: ChatBody, messages: tuple[Message, ...]) -> tuple[tuple[Message, ...], str]:
+    """The messages before a trailing assistant message, and that message's text (which
+    the answer continues)."""
+    if messages[-1]["role"] != "assistant":
+        field = "continue_final_message" if req.continue_final_message else "add_generation_prompt"
+        raise bad_request(
+            f"{field} continues a trailing assistant message, and the last message is "
+            f"from {messages[-1]['role']!r}",
+            "invalid_value",
+            field,
+        )
+    if len(messages) < 2:
+        raise bad_request(
+            "continue_final_message needs a message before the assistant's",
+            "invalid_value",
+            "messages",
+        )
+    return messages[:-1], str(messages[-1]["content"] or "")
+
+
+def _logprobs(req: _Body) -> tuple[bool, int]:
+    """Whether the answer's token log-probabilities were asked for, and how many
+    alternatives per token."""
+    asked = getattr(req, "logprobs", None)
+    if isinstance(req, TextBody):
+        return asked is not None, asked or 0
+    if req.top_logprobs and not asked:
+        raise bad_request("top_logprobs needs logprobs: true", "invalid_value", "top_logprobs")
+    return bool(asked), req.top_logprobs or 0
+
+
+def _check_scorer(strategy: str, config: dict[str, Any], scorer: str | None) -> None:
+    """A 400 now, before any stream starts, when ``strategy`` needs a scorer and none
+    was given (in the body or as the server's default)."""
+    if scorer is not None:
+        return
+    needs = strategy in NEEDS_OUTCOME_SCORER or strategy in NEEDS_PROCESS_SCORER
+    if strategy == "weighted-vote" and config.get("weight") == "score":
+        needs = True
+    if needs:
+        raise bad_request(
+            f"strategy {strategy!r} needs a scorer; {SCORER_HINT}; known scorers: "
+            f"{', '.join(scorer_names())}",
+            "scorer_required",
+            "ponder.scorer",
+        )
 
 
 def _config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ponder.api import DEFAULT_STRATEGY
 
@@ -17,7 +18,8 @@ class ServerSettings:
     ``max_tokens`` cap what one request may ask for (400 beyond them); ``max_tokens`` is
     also the per-sample token cap of a request that names none. ``max_body_bytes`` caps a
     request body (413 beyond it, refused before the rest is read). ``api_key``, when set,
-    must arrive as ``Authorization: Bearer <key>`` on every API call.
+    must arrive as ``Authorization: Bearer <key>`` on every API call. ``scorer`` (with
+    ``scorer_options``) is the scorer of a request that names none.
     """
 
     model: str = ""
@@ -30,6 +32,8 @@ class ServerSettings:
     queue_size: int = 32
     retry_after: int = 1
     max_body_bytes: int = 8 * 1024 * 1024
+    scorer: str | None = None
+    scorer_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
