@@ -53,6 +53,7 @@ HEARTBEAT_SECONDS = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_JSON_DEPTH = 64
 MAX_REQUEST_ID = 128
+REQUEST_ID_KEY = "ponder.request_id"
 """Deepest nesting of arrays and objects a request body may have."""
 
 
@@ -108,7 +109,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         err = ApiError(500, f"internal error: {type(exc).__name__}", "server_error", "internal")
-        return JSONResponse(err.body(), status_code=500)
+        # Answered outside the other middleware: the request id is added here.
+        rid = request.scope.get(REQUEST_ID_KEY)
+        headers = {"x-request-id": rid.decode()} if isinstance(rid, bytes) else None
+        return JSONResponse(err.body(), status_code=500, headers=headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -356,6 +360,7 @@ class RequestId:
         given = dict(scope.get("headers") or ()).get(b"x-request-id", b"")
         ok = 0 < len(given) <= MAX_REQUEST_ID and all(32 < b < 127 for b in given)
         request_id = given if ok else f"req-{uuid.uuid4().hex}".encode()
+        scope[REQUEST_ID_KEY] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

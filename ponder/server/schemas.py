@@ -202,6 +202,9 @@ class ChatBody(_Body):
     logprobs: Annotated[bool, Strict()] | None = None
     continue_final_message: Annotated[bool, Strict()] = False
     add_generation_prompt: Annotated[bool, Strict()] = True
+    prompt: Any = None
+    """Accepted and ignored: the messages are the prompt (the same body may go to both
+    endpoints)."""
 
 
 class TextBody(_Body):
@@ -213,6 +216,8 @@ class TextBody(_Body):
     echo: Annotated[bool, Strict()] = False
     suffix: Any = None
     best_of: Annotated[int, Strict(), Field(ge=1)] | None = None
+    messages: Any = None
+    """Accepted and ignored: the prompt is the user's message."""
 
     @validator("prompt")
     @classmethod
@@ -496,10 +501,10 @@ def _logprobs(req: _Body) -> tuple[bool, int]:
     """Whether the answer's token log-probabilities were asked for, and how many
     alternatives per token."""
     asked = getattr(req, "logprobs", None)
+    if req.top_logprobs and asked in (None, False):
+        raise bad_request("top_logprobs needs logprobs", "invalid_value", "top_logprobs")
     if isinstance(req, TextBody):
-        return asked is not None, asked or 0
-    if req.top_logprobs and not asked:
-        raise bad_request("top_logprobs needs logprobs: true", "invalid_value", "top_logprobs")
+        return asked is not None, max(asked or 0, req.top_logprobs or 0)
     return bool(asked), req.top_logprobs or 0
 
 
