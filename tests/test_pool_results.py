@@ -73,6 +73,8 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     assert "| self-consistency | 4 |" in text and "| best-of-n@v | 2 |" in text
     assert "| coverage | 1 |" in text and "| vote | 4 |" in text
     assert "Accuracy % by level" in text and "L1 (4)" in text and "L2 (4)" in text
+    # the vote cells next to the pool's self-consistency estimate at k = budget
+    assert "| vote | 4 | self-consistency |" in text and "fewer tokens" in text
     pngs = sorted(images.glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert all(f"images/{p.name}" in text for p in pngs)

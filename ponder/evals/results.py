@@ -28,6 +28,7 @@ from ponder.evals.export import load_results
 from ponder.evals.metrics import Summary, fit_power_law, summarize
 from ponder.evals.plots import PALETTE, Series, line_plot
 from ponder.evals.store import CellRecord, PoolRecord, Store
+from ponder.strategies import canonical, names
 
 _LEVEL_RE = re.compile(r"/L(\d+)/")
 
@@ -42,6 +43,7 @@ class Group:
     pools: dict[str, list[PoolRecord]] = field(default_factory=dict)
     scorers: dict[str, list[str]] = field(default_factory=dict)
     cells: dict[str, list[CellRecord]] = field(default_factory=lambda: defaultdict(list))
+    cell_scorers: dict[str, str | None] = field(default_factory=dict)
 
 
 def _model(run: dict[str, Any]) -> str:
@@ -66,6 +68,7 @@ def groups(store: Store) -> list[Group]:
         else:
             for cell in store.cells(run["run_id"]):
                 group.cells[f"{cell.strategy}\t{cell.budget}"].append(cell)
+                group.cell_scorers[cell.strategy] = cfg.get("scorer")
     return list(out.values())
 
 
@@ -176,6 +179,69 @@ def coverage_plot(title: str, coverage: Sequence[Estimate]) -> bytes:
     return line_plot(title, series, "k samples", "coverage (pass@k)", ylim=(0.0, 1.0))
 
 
+_NOT_SELECTION = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "mode"}
+_RULE_RE = re.compile(r"^([\w.-]+)(?:\[(.*)\])?(?:@([\w.-]+))?$")
+
+
+def rule_key(label: str, scorer: str | None = None) -> tuple[str, tuple[str, ...], str | None]:
+    """What identifies a selection rule in a label: the strategy's canonical name, its
+    settings other than sampling ones, and its scorer (``@name``, else ``scorer``)."""
+    match = _RULE_RE.match(label)
+    if not match:
+        return (label, (), scorer)
+    name, body, at = match.groups()
+    name = canonical(name) if name in names(with_aliases=True) else name
+    pairs = [p.strip() for p in (body or "").split(";") if p.strip()]
+    settings = tuple(sorted(p for p in pairs if p.split("=")[0].strip() not in _NOT_SELECTION))
+    return (name, settings, at or scorer)
+
+
+def comparison(
+    group: Group, estimates: Sequence[Estimate], cells: Sequence[tuple[str, int, Summary]]
+) -> list[str]:
+    """Cells of sampling strategies next to the pool's estimate of the same rule at
+    ``k = budget``: accuracies, whether the estimate is inside the cell's Wilson interval,
+    and the cost of the whole matched grid both ways."""
+    by_key = {(rule_key(e.label), e.k): e for e in estimates}
+    rows, matched = [], []
+    for label, budget, summary in cells:
+        scorer = group.cell_scorers.get(label)
+        e = by_key.get((rule_key(label, scorer), budget)) or by_key.get((rule_key(label), budget))
+        if e is None:
+            continue
+        matched.append((label, budget))
+        inside = summary.wilson[0] <= e.accuracy <= summary.wilson[1]
+        rows.append(
+            f"| {label} | {budget} | {e.label} | {_pct(summary.accuracy)} "
+            f"({_interval(summary.wilson)}) | {_pct(e.accuracy)} ± {100 * e.se:.2f} | "
+            f"{'yes' if inside else '**no**'} | {summary.tokens_per_problem:,.0f} | "
+            f"{e.tokens_per_problem:,.0f} |"
+        )
+    if not rows:
+        return []
+    cell_records = [c for label, budget in matched for c in group.cells[f"{label}\t{budget}"]]
+    pools = [p for ps in group.pools.values() for p in ps]
+    cell_tokens = sum(c.tokens_generated for c in cell_records)
+    pool_tokens = sum(int(p.usage.get("tokens_generated", 0)) for p in pools)
+    cell_seconds = sum(c.seconds for c in cell_records)
+    pool_seconds = sum(p.seconds for p in pools)
+    ratio = cell_tokens / pool_tokens if pool_tokens else math.nan
+    return [
+        "### Pool estimates vs cells run per budget",
+        "",
+        "| cell | budget | pool rule | cells accuracy % (95% Wilson) | pool estimate % ± s.e. "
+        "| inside | cells tokens/problem | pool tokens/problem at k |",
+        "|---|---:|---|---|---|---|---:|---:|",
+        *rows,
+        "",
+        f"The matched grid ({len(matched)} strategy × budget cells) generated {cell_tokens:,} "
+        f"tokens in {cell_seconds:,.0f} cell-seconds; the pools {pool_tokens:,} tokens in "
+        f"{pool_seconds:,.0f} pool-seconds ({ratio:.1f}× fewer tokens). Seconds are summed "
+        "over cells or pools run concurrently, not wall time.",
+        "",
+    ]
+
+
 def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
     out: dict[int, list[PoolRecord]] = defaultdict(list)
     for p in pools:
@@ -242,6 +308,8 @@ def group_section(
         )
         if len(cell_levels) > 1:
             lines += _cell_level_table(group.cells, cell_levels)
+    if all_estimates and cells:
+        lines += comparison(group, all_estimates, cells)
     if all_estimates or cells:
         name = f"{image_prefix}{group.slug}-accuracy.png"
         (images / name).write_bytes(
