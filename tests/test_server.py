@@ -21,12 +21,20 @@ import openai
 import pytest
 from scripted import ScriptedEngine
 
+from ponder.api import solve_async
+from ponder.cli.main import main as cli_main
 from ponder.server import ServerSettings, create_app
 from ponder.server.main import serving_in_background
 from ponder.server.responses import split_text
-from ponder.server.schemas import ApiError, parse_model, parse_run
+from ponder.server.schemas import (
+    NEEDS_OUTCOME_SCORER,
+    NEEDS_PROCESS_SCORER,
+    ApiError,
+    parse_model,
+    parse_run,
+)
 from ponder.strategies import names
-from ponder.types import GREEDY, Completion, Request
+from ponder.types import GREEDY, Budget, Completion, Problem, Request
 
 QUESTION = [{"role": "user", "content": "What is 2 plus 3? Answer with a number."}]
 # Greedy decoding writes all 256 allowed tokens for this one (the run lasts long enough
@@ -441,6 +449,31 @@ def test_strategies_needing_a_scorer_are_refused_before_any_stream(base, client)
         body = {"model": model, "messages": QUESTION, "max_tokens": 4, "stream": True}
         r = httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
         assert r.status_code == 400 and r.json()["error"]["code"] == "scorer_required"
+
+
+def test_the_scorer_table_is_what_the_strategies_require():
+    engine = ScriptedEngine(lambda prefix, i: "Step one.\n\nThe answer is \\boxed{5}.")
+    problem = Problem(id="p", messages=tuple(QUESTION))
+    refused = set()
+    for name in names():
+        try:
+            asyncio.run(solve_async(problem, engine, name, Budget(n=2, max_tokens=16), None))
+        except ValueError as exc:
+            if "scorer" in str(exc):
+                refused.add(name)
+    assert refused == set(NEEDS_OUTCOME_SCORER) | set(NEEDS_PROCESS_SCORER)
+    body = {"model": "ponder/weighted-vote", "messages": QUESTION}
+    with pytest.raises(ApiError) as err:
+        parse_run(body | {"ponder": {"config": {"weight": "score"}}}, "chat", SETTINGS)
+    assert err.value.code == "scorer_required"
+    assert parse_run(body, "chat", SETTINGS).strategy == "weighted-vote"
+
+
+def test_serve_scorer_flags_are_checked_before_the_model_loads(capsys):
+    assert cli_main(["serve", "--scorer", "nope"]) == 2
+    assert "unknown scorer 'nope'" in capsys.readouterr().err
+    assert cli_main(["serve", "--scorer-set", "x=1"]) == 2
+    assert "--scorer-set needs --scorer" in capsys.readouterr().err
 
 
 def test_serve_scorer_is_the_default_of_requests_naming_none(engine):

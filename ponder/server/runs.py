@@ -313,7 +313,8 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ValueError):
-        return ApiError(400, str(exc), "invalid_request_error", "invalid_request")
+        message = str(exc).replace("e.g. --scorer judge", 'e.g. "ponder": {"scorer": "judge"}')
+        return ApiError(400, message, "invalid_request_error", "invalid_request")
     if isinstance(exc, EngineError):
         return ApiError(503, f"the engine failed: {exc}", "server_error", "engine_error")
     return ApiError(500, f"{type(exc).__name__}: {exc}", "server_error", "internal_error")
