@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ponder import models
@@ -32,18 +33,38 @@ _TYPES: dict[str, Any] = {"int": int, "float": float, "str": str}
 
 
 def add_parsers(sub: Any) -> None:
-    e = sub.add_parser(
+    add_task_command(
+        sub,
         "eval",
-        help="evaluate strategies on a task (docs/EVALS.md)",
-        description=__doc__,
+        "evaluate strategies on a task (docs/EVALS.md)",
+        __doc__,
+        add_eval_arguments,
+        run,
+    )
+
+
+def add_task_command(
+    sub: Any,
+    command: str,
+    help_text: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    func: Callable[[argparse.Namespace], int],
+) -> None:
+    """``ponder COMMAND TASK``: one subcommand per registered task, each with the task's
+    own options and then the command's (``add_arguments``)."""
+    e = sub.add_parser(
+        command,
+        help=help_text,
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tasks = e.add_subparsers(dest="task", required=True, metavar="TASK")
     for name, summary in describe_tasks():
         t = tasks.add_parser(name, help=summary, description=summary)
         add_task_arguments(t, name)
-        add_eval_arguments(t)
-        t.set_defaults(func=run)
+        add_arguments(t)
+        t.set_defaults(func=func)
 
 
 def add_task_arguments(p: argparse.ArgumentParser, task: str) -> None:
@@ -57,7 +78,12 @@ def add_task_arguments(p: argparse.ArgumentParser, task: str) -> None:
         help_text = f.metadata.get("help", "") if f.metadata else ""
         help_text = f"{help_text} (default {default!r})".strip()
         g.add_argument(
-            flag, dest=_TASK_DEST + f.name, type=_TYPES.get(kind, str), default=None, help=help_text
+            flag,
+            dest=_TASK_DEST + f.name,
+            metavar=f.name.upper(),
+            type=_TYPES.get(kind, str),
+            default=None,
+            help=help_text,
         )
     g.add_argument("--task-set", action="append", metavar="KEY=VALUE", help="task option")
     g.add_argument("--task-seed", type=int, default=0, help="problem set of generated tasks")

@@ -27,23 +27,18 @@ from ponder.cli.common import (
     engine_from_args,
     scorer_options,
 )
-from ponder.cli.evaluate import add_task_arguments, task_options
-from ponder.tasks import describe_tasks
+from ponder.cli.evaluate import add_task_command, task_options
 
 
 def add_parsers(sub: Any) -> None:
-    t = sub.add_parser(
+    add_task_command(
+        sub,
         "tune",
-        help="fit a recipe for the auto strategy from sample pools (docs/EVALS.md)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "fit a recipe for the auto strategy from sample pools (docs/EVALS.md)",
+        __doc__,
+        add_tune_arguments,
+        run,
     )
-    tasks = t.add_subparsers(dest="task", required=True, metavar="TASK")
-    for name, summary in describe_tasks():
-        p = tasks.add_parser(name, help=summary, description=summary)
-        add_task_arguments(p, name)
-        add_tune_arguments(p)
-        p.set_defaults(func=run)
 
 
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
