@@ -40,7 +40,7 @@ class RadixTree:
             child = node.children.get(tokens[depth])
             if child is None:
                 break
-            m = _common(child.tokens, tokens, depth)
+            m = common_prefix(child.tokens, tokens, depth)
             best = next(iter(child.slots))
             depth += m
             if m < len(child.tokens):
@@ -59,7 +59,7 @@ class RadixTree:
                 node.children[tokens[depth]] = leaf
                 node, depth = leaf, len(tokens)
                 break
-            m = _common(child.tokens, tokens, depth)
+            m = common_prefix(child.tokens, tokens, depth)
             if m < len(child.tokens):
                 self._split(child, m)
             child.slots.add(slot)
@@ -119,9 +119,10 @@ class RadixTree:
         return n
 
 
-def _common(edge: list[int], tokens: Sequence[int], start: int) -> int:
-    n = min(len(edge), len(tokens) - start)
+def common_prefix(a: Sequence[int], b: Sequence[int], start: int = 0) -> int:
+    """How many tokens ``a`` and ``b[start:]`` share from their beginnings."""
+    n = min(len(a), len(b) - start)
     i = 0
-    while i < n and edge[i] == tokens[start + i]:
+    while i < n and a[i] == b[start + i]:
         i += 1
     return i

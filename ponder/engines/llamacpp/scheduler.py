@@ -22,7 +22,7 @@ import numpy as np
 from ponder.engines.base import ContextOverflowError, EngineError
 from ponder.engines.llamacpp import sampler
 from ponder.engines.llamacpp.native import NativeContext
-from ponder.engines.llamacpp.radix import RadixTree
+from ponder.engines.llamacpp.radix import RadixTree, common_prefix
 from ponder.types import Completion, Request, TokenLogprob, Usage
 
 # A waiting sequence is held back for a step when a sequence now being prefilled
@@ -155,7 +155,7 @@ class Scheduler:
             seq = self.waiting.popleft()
             limit = len(seq.tokens) - 1
             n_hit, src = self.tree.longest_match(seq.tokens[:limit]) if limit > 0 else (0, None)
-            if any(_shared(p.tokens, seq.tokens) > n_hit + _DEFER_GAIN for p in prefilling):
+            if any(common_prefix(p.tokens, seq.tokens) > n_hit + _DEFER_GAIN for p in prefilling):
                 deferred.append(seq)
                 continue
             slot = self._acquire_slot(src, n_hit)
@@ -394,11 +394,3 @@ class Scheduler:
 def _fail(ticket: Ticket, exc: BaseException) -> None:
     if not ticket.future.done():
         ticket.future.set_exception(exc)
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
