@@ -307,6 +307,14 @@ def test_stop_ends_the_answer_and_every_sample(client):
         model="ponder/greedy", messages=LONG, max_tokens=40, stop=[word]
     )
     assert r.choices[0].message.content == head and r.choices[0].finish_reason == "stop"
+    kept = client.chat.completions.create(
+        model="ponder/greedy",
+        messages=LONG,
+        max_tokens=40,
+        stop=[word],
+        extra_body={"include_stop_str_in_output": True},
+    )
+    assert kept.choices[0].message.content == head + word
     r = client.chat.completions.create(
         model="ponder/vote@3", messages=LONG, max_tokens=24, stop=" ", seed=3
     )
@@ -388,6 +396,14 @@ def test_ignored_by_design_fields_and_text_format_are_accepted(client):
         frequency_penalty=0,
     )
     assert r.choices[0].message.content
+
+
+def test_a_literal_extra_body_field_is_merged_into_the_body(base):
+    body = {"model": "ponder/greedy", "messages": QUESTION, "extra_body": {"max_tokens": 3}}
+    r = httpx.post(base + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200 and r.json()["ponder"]["best"]["tokens"] <= 3
+    r = httpx.post(base + "/v1/chat/completions", json=body | {"max_tokens": 5}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "extra_body.max_tokens"
 
 
 def test_a_list_of_prompts_is_refused_by_name(client):

@@ -25,10 +25,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def answer_of(result: Result, stop: tuple[str, ...] = ()) -> tuple[str, str]:
+def answer_of(result: Result, stop: tuple[str, ...] = (), kept: str = "") -> tuple[str, str]:
     """The reply text and its finish reason: the chosen candidate's full text, cut
     before the first of the client's ``stop`` strings (every sample already stops at
-    them; a strategy that joins steps may not end on one).
+    them; a strategy that joins steps may not end on one), then ``kept`` (the stop
+    string that ended it, when the client asked to keep it).
 
     When the strategy chose none (no sample had an extractable answer), the first
     candidate's text stands in and ``ponder.answer`` stays null.
@@ -39,8 +40,16 @@ def answer_of(result: Result, stop: tuple[str, ...] = ()) -> tuple[str, str]:
     text = chosen.text
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
     if cuts:
-        return text[: min(cuts)], "stop"
-    return text, "length" if chosen.finish_reason == "length" else "stop"
+        return text[: min(cuts)] + kept, "stop"
+    return text + kept, "length" if chosen.finish_reason == "length" else "stop"
+
+
+def _kept_stop(spec: RunSpec, chosen: Completion | None) -> str:
+    """The client's stop string that ended the answer, when it asked to keep it
+    (``include_stop_str_in_output``)."""
+    if not spec.include_stop or chosen is None or chosen.stop_reason not in spec.stop:
+        return ""
+    return chosen.stop_reason or ""
 
 
 def logprobs_body(spec: RunSpec, chosen: Completion | None) -> dict[str, Any] | None:
@@ -94,7 +103,7 @@ def completion_body(
 ) -> dict[str, Any]:
     """A ``chat.completion`` or ``text_completion`` carrying the chosen answer (and the
     log-probabilities of ``chosen``, the sample it is, when the request asked)."""
-    text, finish = answer_of(result, spec.stop)
+    text, finish = answer_of(result, spec.stop, _kept_stop(spec, chosen))
     logprobs = logprobs_body(spec, chosen)
     if spec.kind == "chat":
         choice: dict[str, Any] = {
@@ -124,7 +133,7 @@ def stream_bodies(
     ``stream_options.include_usage``, a usage chunk with no choices.
     """
     created = int(time.time())
-    text, finish = answer_of(result, spec.stop)
+    text, finish = answer_of(result, spec.stop, _kept_stop(spec, chosen))
     head = _head(spec, created, chunk=True)
     if spec.kind == "chat":
         yield {**head, "choices": [_delta(spec, {"role": "assistant", "content": ""})]}

@@ -202,6 +202,7 @@ class ChatBody(_Body):
     logprobs: Annotated[bool, Strict()] | None = None
     continue_final_message: Annotated[bool, Strict()] = False
     add_generation_prompt: Annotated[bool, Strict()] = True
+    include_stop_str_in_output: Annotated[bool, Strict()] = False
     prompt: Any = None
     """Accepted and ignored: the messages are the prompt (the same body may go to both
     endpoints)."""
@@ -293,6 +294,7 @@ class RunSpec:
     logprobs: bool = False
     top_logprobs: int = 0
     partial: str = ""
+    include_stop: bool = False
 
 
 def model_names(served: str = "") -> list[str]:
@@ -352,6 +354,7 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
     """Validate a chat (``kind="chat"``) or text completion request body."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    body = _merge_extra_body(body)
     try:
         req = (ChatBody if kind == "chat" else TextBody).model_validate(body)
     except ValidationError as exc:
@@ -399,13 +402,18 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         )
     _check_scorer(strategy, config, ponder.scorer or settings.scorer)
     logprobs, top_logprobs = _logprobs(req)
-    for what, used in (("logprobs", logprobs), ("continue_final_message", bool(partial))):
+    include_stop = isinstance(req, ChatBody) and req.include_stop_str_in_output
+    for what, used, param in (
+        ("logprobs", logprobs, "logprobs"),
+        ("continue_final_message", bool(partial), "messages"),
+        ("include_stop_str_in_output", include_stop, "include_stop_str_in_output"),
+    ):
         if used and strategy not in ONE_SAMPLE:
             raise bad_request(
                 f"{what} needs a strategy whose answer is one sample ({', '.join(ONE_SAMPLE)}); "
                 f"{strategy!r} builds its answer from several",
                 "unsupported_for_strategy",
-                "logprobs" if what == "logprobs" else "messages",
+                param,
             )
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     if len(stop) > MAX_STOP:
@@ -427,7 +435,29 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         logprobs=logprobs,
         top_logprobs=top_logprobs,
         partial=partial,
+        include_stop=include_stop,
     )
+
+
+def _merge_extra_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with the fields of a literal ``extra_body`` object (sent by clients that
+    build the openai SDK's arguments by hand, such as its_hub) merged in; a field given
+    both ways must agree."""
+    extra = body.get("extra_body")
+    if extra is None:
+        return body
+    if not isinstance(extra, dict):
+        raise bad_request("field 'extra_body' must be an object", "invalid_type", "extra_body")
+    merged = {k: v for k, v in body.items() if k != "extra_body"}
+    for key, value in extra.items():
+        if key in merged and merged[key] != value:
+            raise bad_request(
+                f"field {key!r} is given twice, differently, in the body and in extra_body",
+                "invalid_value",
+                f"extra_body.{key}",
+            )
+        merged[key] = value
+    return merged
 
 
 def _refuse_unsupported(req: _Body) -> None:
