@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from ponder.strategies import confidence, rpc_pruning, stopping
 from ponder.strategies import numerics as nm
 
 
@@ -45,21 +46,21 @@ def test_perplexity_consistency_counts_distinct_paths_once():
 
 
 def test_rpc_pruning_rules():
-    keep, mix = nm.rpc_prune([0.1, 0.2, 0.3, 0.4, 0.5], "quantile", 0.25)
+    keep, mix = rpc_pruning.rpc_prune([0.1, 0.2, 0.3, 0.4, 0.5], "quantile", 0.25)
     assert keep == [False, True, True, True, True] and mix is None
-    assert nm.rpc_prune([0.3, 0.1], "none")[0] == [True, True]
+    assert rpc_pruning.rpc_prune([0.3, 0.1], "none")[0] == [True, True]
     # two well separated groups: the low one goes
-    keep, mix = nm.rpc_prune([0.9, 0.88, 0.92, 0.91, 0.05, 0.06])
+    keep, mix = rpc_pruning.rpc_prune([0.9, 0.88, 0.92, 0.91, 0.05, 0.06])
     assert keep == [True, True, True, True, False, False]
     assert mix is not None and mix.lam_high > mix.lam_low
     # a low path above the mean is kept even if the low component explains it
-    keep, _ = nm.rpc_prune([0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    keep, _ = rpc_pruning.rpc_prune([0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
     assert keep == [True, True] + [False] * 6
     # nothing to fit: identical values, or fewer than 4 paths
-    assert nm.rpc_prune([0.5] * 6) == ([True] * 6, None)
-    assert nm.rpc_prune([0.9, 0.1, 0.5]) == ([True] * 3, None)
+    assert rpc_pruning.rpc_prune([0.5] * 6) == ([True] * 6, None)
+    assert rpc_pruning.rpc_prune([0.9, 0.1, 0.5]) == ([True] * 3, None)
     with pytest.raises(ValueError, match="unknown pruning"):
-        nm.rpc_prune([0.5], "median")
+        rpc_pruning.rpc_prune([0.5], "median")
 
 
 def test_rpc_pruning_leaves_empty_paths_out_of_the_fit():
@@ -67,13 +68,13 @@ def test_rpc_pruning_leaves_empty_paths_out_of_the_fit():
     # component on their own, so the unlikely real paths (0.3, 0.31) survived, and the
     # empty paths were kept. Now they are dropped and the fit sees only real paths.
     probs = [0.0, 0.0, 0.6, 0.62, 0.65, 0.3, 0.31]
-    keep, mix = nm.rpc_prune(probs)
+    keep, mix = rpc_pruning.rpc_prune(probs)
     assert keep == [False, False, True, True, True, False, False]
-    assert keep[2:] == nm.rpc_prune(probs[2:])[0] and mix is not None
-    keep, _ = nm.rpc_prune([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "quantile", 0.25)
+    assert keep[2:] == rpc_pruning.rpc_prune(probs[2:])[0] and mix is not None
+    keep, _ = rpc_pruning.rpc_prune([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "quantile", 0.25)
     assert keep == [False, False, True, True, True, True]
-    assert nm.rpc_prune([0.0, 0.0]) == ([False, False], None)
-    assert nm.rpc_prune([0.0, 0.5], "none")[0] == [True, True]
+    assert rpc_pruning.rpc_prune([0.0, 0.0]) == ([False, False], None)
+    assert rpc_pruning.rpc_prune([0.0, 0.5], "none")[0] == [True, True]
 
 
 def test_weibull_mixture_recovers_its_parameters():
@@ -81,7 +82,7 @@ def test_weibull_mixture_recovers_its_parameters():
     n = 3000
     high = rng.random(n) < 0.6
     x = np.where(high, 0.8 * rng.weibull(8.0, n), 0.2 * rng.weibull(3.0, n))
-    mix = nm.fit_weibull_mixture(x)
+    mix = rpc_pruning.fit_weibull_mixture(x)
     assert mix is not None
     assert mix.weight_high == pytest.approx(0.6, abs=0.03)
     assert mix.k_high == pytest.approx(8.0, rel=0.1)
@@ -94,78 +95,78 @@ def test_weibull_mixture_recovers_its_parameters():
 
 def test_beta_leader_probability_is_exact():
     # P(Beta(v1+1, v2+1) > 1/2) = P(Binomial(v1+v2+1, 1/2) <= v1)
-    assert nm.beta_leader_probability([3]) == 15 / 16
-    assert nm.beta_leader_probability([4]) == 31 / 32
-    assert nm.beta_leader_probability([1, 5]) == 120 / 128
-    assert nm.beta_leader_probability([6, 1]) == 247 / 256
-    assert nm.beta_leader_probability([3, 1, 1]) == 26 / 32
-    assert nm.beta_leader_probability([2, 2]) == 0.5
+    assert stopping.beta_leader_probability([3]) == 15 / 16
+    assert stopping.beta_leader_probability([4]) == 31 / 32
+    assert stopping.beta_leader_probability([1, 5]) == 120 / 128
+    assert stopping.beta_leader_probability([6, 1]) == 247 / 256
+    assert stopping.beta_leader_probability([3, 1, 1]) == 26 / 32
+    assert stopping.beta_leader_probability([2, 2]) == 0.5
 
 
 def test_dirichlet_leader_probability():
     rng = np.random.default_rng(0)
     # one seen answer against the unseen category is the Beta(v+1, 1) case: 1 - 2^-(v+1)
-    assert nm.dirichlet_leader_probability([4], rng) == pytest.approx(31 / 32, abs=0.005)
+    assert stopping.dirichlet_leader_probability([4], rng) == pytest.approx(31 / 32, abs=0.005)
     # a tie: either leader is as likely (the unseen category almost never leads)
-    assert nm.dirichlet_leader_probability([5, 5], rng) == pytest.approx(0.5, abs=0.012)
-    assert nm.dirichlet_leader_probability([30, 1], rng) > 0.99
-    assert nm.dirichlet_leader_probability([], rng) == 0.0
-    a = nm.dirichlet_leader_probability([3, 2], np.random.default_rng(1))
-    assert a == nm.dirichlet_leader_probability([3, 2], np.random.default_rng(1))
+    assert stopping.dirichlet_leader_probability([5, 5], rng) == pytest.approx(0.5, abs=0.012)
+    assert stopping.dirichlet_leader_probability([30, 1], rng) > 0.99
+    assert stopping.dirichlet_leader_probability([], rng) == 0.0
+    a = stopping.dirichlet_leader_probability([3, 2], np.random.default_rng(1))
+    assert a == stopping.dirichlet_leader_probability([3, 2], np.random.default_rng(1))
 
 
 def test_unanimous_window():
-    assert nm.unanimous_window(["a", "a"], "a")
-    assert not nm.unanimous_window(["a", "b"], "a")
-    assert not nm.unanimous_window(["a", None], "a")
-    assert not nm.unanimous_window(["b", "b"], "a")
-    assert not nm.unanimous_window([], "a")
+    assert stopping.unanimous_window(["a", "a"], "a")
+    assert not stopping.unanimous_window(["a", "b"], "a")
+    assert not stopping.unanimous_window(["a", None], "a")
+    assert not stopping.unanimous_window(["b", "b"], "a")
+    assert not stopping.unanimous_window([], "a")
 
 
 def test_deepconf_confidences():
-    conf = nm.token_confidences([[-0.1, -2.0, -3.9], [-1.0, -1.0, -1.0]])
+    conf = confidence.token_confidences([[-0.1, -2.0, -3.9], [-1.0, -1.0, -1.0]])
     assert conf.tolist() == pytest.approx([2.0, 1.0])
     with pytest.raises(ValueError, match="no top log-probabilities"):
-        nm.token_confidences([[]])
-    assert nm.group_confidences([1, 2, 3, 4], 2).tolist() == [1.5, 2.5, 3.5]
-    assert nm.group_confidences([1, 2, 3, 4], 10).tolist() == [2.5]
-    assert nm.group_confidences([], 2).size == 0
+        confidence.token_confidences([[]])
+    assert confidence.group_confidences([1, 2, 3, 4], 2).tolist() == [1.5, 2.5, 3.5]
+    assert confidence.group_confidences([1, 2, 3, 4], 10).tolist() == [2.5]
+    assert confidence.group_confidences([], 2).size == 0
     c = [4, 1, 1, 4, 4]  # groups of 2: 2.5, 1, 2.5, 4
-    assert nm.trace_confidence(c, 2, "lowest") == 1.0
-    assert nm.trace_confidence(c, 2, "bottom10") == 1.0
-    assert nm.trace_confidence(c, 2, "tail") == 4.0
-    assert nm.trace_confidence(c, 2, "mean") == 2.8
+    assert confidence.trace_confidence(c, 2, "lowest") == 1.0
+    assert confidence.trace_confidence(c, 2, "bottom10") == 1.0
+    assert confidence.trace_confidence(c, 2, "tail") == 4.0
+    assert confidence.trace_confidence(c, 2, "mean") == 2.8
     # 20 groups of one token: the bottom 10% is the two lowest
-    assert nm.trace_confidence(list(range(20)), 1, "bottom10") == 0.5
-    assert nm.trace_confidence([], 2) == 0.0
+    assert confidence.trace_confidence(list(range(20)), 1, "bottom10") == 0.5
+    assert confidence.trace_confidence([], 2) == 0.0
     with pytest.raises(ValueError, match="trace confidence"):
-        nm.trace_confidence(c, 2, "median")
+        confidence.trace_confidence(c, 2, "median")
 
 
 def test_token_confidence_counts_the_sampled_token_outside_the_top_k():
     # the sampled token (log-prob -5) is less likely than every alternative: it joins them,
     # as in the authors' vLLM logprobs (k + 1 entries)
-    assert nm.token_confidences([[-1.0, -2.0]], [-5.0]).tolist() == pytest.approx([8 / 3])
+    assert confidence.token_confidences([[-1.0, -2.0]], [-5.0]).tolist() == pytest.approx([8 / 3])
     # a sampled token inside the top-k is already counted once
-    assert nm.token_confidences([[-1.0, -2.0]], [-1.0]).tolist() == pytest.approx([1.5])
-    assert nm.token_confidences([[-1.0, -2.0]], [-2.0]).tolist() == pytest.approx([1.5])
+    assert confidence.token_confidences([[-1.0, -2.0]], [-1.0]).tolist() == pytest.approx([1.5])
+    assert confidence.token_confidences([[-1.0, -2.0]], [-2.0]).tolist() == pytest.approx([1.5])
     with pytest.raises(ValueError, match="1 sampled log-probabilities for 2 positions"):
-        nm.token_confidences([[-1.0], [-1.0]], [-1.0])
+        confidence.token_confidences([[-1.0], [-1.0]], [-1.0])
 
 
 def test_online_stop_tests_only_full_windows():
-    assert nm.lowest_full_group([4, 1, 1], 4) is None  # no full window yet
-    assert nm.lowest_full_group([], 1) is None
-    assert nm.lowest_full_group([4, 1, 1, 4, 4], 2) == 1.0
-    assert nm.lowest_full_group([4, 1, 1, 4], 4) == 2.5
+    assert confidence.lowest_full_group([4, 1, 1], 4) is None  # no full window yet
+    assert confidence.lowest_full_group([], 1) is None
+    assert confidence.lowest_full_group([4, 1, 1, 4, 4], 2) == 1.0
+    assert confidence.lowest_full_group([4, 1, 1, 4], 4) == 2.5
     with pytest.raises(ValueError, match="window must be >= 1"):
-        nm.lowest_full_group([1.0], 0)
+        confidence.lowest_full_group([1.0], 0)
 
 
 def test_confidence_filter_keeps_the_top_percent():
-    keep, cut = nm.confidence_filter([8, 8, 2, 2, 5], 50)
+    keep, cut = confidence.confidence_filter([8, 8, 2, 2, 5], 50)
     assert cut == 5.0 and keep == [True, True, False, False, True]
-    keep, cut = nm.confidence_filter([8, 8, 2, 2, 5], 100)
+    keep, cut = confidence.confidence_filter([8, 8, 2, 2, 5], 100)
     assert keep == [True] * 5 and cut == 2.0
     with pytest.raises(ValueError, match="keep_percent"):
-        nm.confidence_filter([1.0], 0)
+        confidence.confidence_filter([1.0], 0)

@@ -5,7 +5,7 @@ from scripted import ScriptedEngine
 
 from ponder import solve
 from ponder.strategies import create, names
-from ponder.strategies.self_consistency import majority
+from ponder.strategies.selection import majority
 from ponder.types import Budget, Candidate, Problem, Request
 
 PROBLEM = Problem.from_question("What is 6 times 7?")

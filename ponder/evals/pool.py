@@ -26,7 +26,7 @@ from ponder.engines.base import Engine, EngineError
 from ponder.evals.runner import Progress, describe_model
 from ponder.evals.store import PoolRecord, SampleRecord, Store
 from ponder.scoring import create_scorer, require_outcome
-from ponder.strategies import numerics
+from ponder.strategies import confidence
 from ponder.strategies.common import SamplingConfig, sample, to_candidate
 from ponder.strategies.confidence_vote import ConfidenceVoteConfig, token_confidences
 from ponder.strategies.selection import path_log_weight
@@ -94,8 +94,8 @@ def sample_stats(completion: Completion, config: PoolConfig) -> dict[str, Any]:
     if config.top_logprobs and all(t.top for t in completion.logprobs):
         conf = token_confidences(completion.logprobs)
         stats["confidence"] = {
-            kind: numerics.trace_confidence(conf, config.window, kind)
-            for kind in numerics.TRACE_CONFIDENCES
+            kind: confidence.trace_confidence(conf, config.window, kind)
+            for kind in confidence.TRACE_CONFIDENCES
         }
     return stats
 

@@ -18,9 +18,28 @@ from ponder.strategies.base import (
     settings,
 )
 
-_SUPPORT = {"base", "common", "trace", "numerics", "resampling"}
+_SUPPORT = {
+    "base",
+    "common",
+    "trace",
+    "numerics",
+    "resampling",
+    "selection",
+    "confidence",
+    "stopping",
+    "rpc_pruning",
+}
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in _SUPPORT and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["Strategy", "StrategyBase", "canonical", "create", "describe", "names", "register", "settings"]
+__all__ = [
+    "Strategy",
+    "StrategyBase",
+    "canonical",
+    "create",
+    "describe",
+    "names",
+    "register",
+    "settings",
+]

@@ -24,7 +24,7 @@ from ponder.engines.base import Engine
 from ponder.scoring.answers import answers_equivalent, extract_answer
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, usage_of
-from ponder.strategies.self_consistency import majority, with_votes
+from ponder.strategies.selection import majority, with_votes
 from ponder.types import (
     GREEDY,
     Budget,

@@ -23,7 +23,7 @@ from ponder.scoring.base import require_outcome
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
 from ponder.strategies.recipes import Recipe, from_dict, load, policy
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import with_votes
 from ponder.types import Budget, Candidate, Completion, Problem, Result, Usage
 
 

@@ -24,8 +24,8 @@ from ponder.strategies.selection import (
     frequent_answers,
     majority_survivors,
     select_best_of_majority,
+    with_votes,
 )
-from ponder.strategies.self_consistency import with_votes
 
 __all__ = ["BestOfMajority", "BestOfMajorityConfig", "frequent_answers"]
 from ponder.types import Budget, Problem, Result

@@ -20,8 +20,7 @@ from ponder.scoring.answers import cluster_answers
 from ponder.scoring.base import require_outcome
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
-from ponder.strategies.selection import best_scored, select_weighted
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import best_scored, select_weighted, with_votes
 from ponder.types import Budget, Candidate, Problem, Result, Usage
 
 

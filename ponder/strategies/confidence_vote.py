@@ -45,11 +45,10 @@ import numpy as np
 
 from ponder.engines.base import Engine
 from ponder.scoring.answers import cluster_answers, extract_answer
-from ponder.strategies import numerics
+from ponder.strategies import confidence, numerics
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample
-from ponder.strategies.selection import confident_vote
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import confident_vote, with_votes
 from ponder.types import (
     Budget,
     Candidate,
@@ -89,9 +88,9 @@ class ConfidenceVoteConfig(SamplingConfig):
             raise ValueError(f"top_logprobs must be in [1, 20], got {self.top_logprobs}")
         if self.group_window < 1:
             raise ValueError(f"group_window must be >= 1 token, got {self.group_window}")
-        if self.trace_confidence not in numerics.TRACE_CONFIDENCES:
+        if self.trace_confidence not in confidence.TRACE_CONFIDENCES:
             raise ValueError(
-                f"trace_confidence must be one of {numerics.TRACE_CONFIDENCES}, "
+                f"trace_confidence must be one of {confidence.TRACE_CONFIDENCES}, "
                 f"got {self.trace_confidence!r}"
             )
         if self.mode == "online" and self.trace_confidence != "lowest":
@@ -139,7 +138,7 @@ class _Trace:
 
 def token_confidences(logprobs: Sequence[TokenLogprob]) -> np.ndarray:
     """DeepConf token confidences of a trace from its per-token log-probabilities."""
-    return numerics.token_confidences(
+    return confidence.token_confidences(
         [[v for _, v in lp.top] for lp in logprobs], [lp.logprob for lp in logprobs]
     )
 
@@ -163,7 +162,7 @@ def leader_share(totals: Mapping[str, float]) -> float:
 def stops_early(conf: Sequence[float] | np.ndarray, window: int, threshold: float) -> bool:
     """DeepConf's online stop: some full window of ``window`` token confidences has a mean
     below ``threshold``. A trace shorter than one window is never stopped."""
-    lowest = numerics.lowest_full_group(conf, window)
+    lowest = confidence.lowest_full_group(conf, window)
     return lowest is not None and lowest < threshold
 
 
@@ -179,7 +178,7 @@ class ConfidenceVote(StrategyBase):
     def confidence(self, t: _Trace, kind: str | None = None) -> float:
         cfg = self.config
         conf = token_confidences(t.logprobs)
-        return numerics.trace_confidence(conf, cfg.group_window, kind or cfg.trace_confidence)
+        return confidence.trace_confidence(conf, cfg.group_window, kind or cfg.trace_confidence)
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
         cfg = self.config
@@ -191,7 +190,7 @@ class ConfidenceVote(StrategyBase):
             t.extend(c)
             t.status = "complete"
             t.confidence = self.confidence(t)
-        keep, threshold = numerics.confidence_filter(
+        keep, threshold = confidence.confidence_filter(
             [t.confidence for t in traces], cfg.keep_percent
         )
         voters = [i for i, k in enumerate(keep) if k]
@@ -252,7 +251,7 @@ class ConfidenceVote(StrategyBase):
                 t = traces[i]
                 t.extend(c)
                 conf = token_confidences(t.logprobs)
-                t.confidence = numerics.trace_confidence(conf, cfg.group_window, "lowest")
+                t.confidence = confidence.trace_confidence(conf, cfg.group_window, "lowest")
                 if stops_early(conf, cfg.group_window, threshold):
                     t.status = "low-confidence"
                     dropped.append(i)

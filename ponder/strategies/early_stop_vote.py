@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ponder.engines.base import Engine
-from ponder.strategies import numerics
+from ponder.strategies import stopping
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
-from ponder.strategies.self_consistency import majority, with_votes
+from ponder.strategies.selection import majority, with_votes
 from ponder.types import Budget, Candidate, Completion, Problem, Result
 
 RULES = ("unanimous", "beta", "dirichlet")
@@ -68,13 +68,13 @@ class EarlyStopVote(StrategyBase):
         """Whether the rule stops here, and the posterior probability it used (if any)."""
         cfg = self.config
         if cfg.rule == "unanimous":
-            return numerics.unanimous_window(window_keys, lead), None
+            return stopping.unanimous_window(window_keys, lead), None
         if not counts:
             return False, 0.0
         if cfg.rule == "beta":
-            p = numerics.beta_leader_probability(counts)
+            p = stopping.beta_leader_probability(counts)
         else:
-            p = numerics.dirichlet_leader_probability(counts, rng, cfg.draws)
+            p = stopping.dirichlet_leader_probability(counts, rng, cfg.draws)
         return p > cfg.confidence, p
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:

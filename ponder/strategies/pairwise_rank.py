@@ -27,7 +27,7 @@ from ponder.engines.base import Engine
 from ponder.scoring.answers import cluster_answers
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import with_votes
 from ponder.types import (
     GREEDY,
     Budget,

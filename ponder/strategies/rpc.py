@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.strategies import numerics
+from ponder.strategies import rpc_pruning
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
-from ponder.strategies.selection import rpc_choice, select_rpc
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import rpc_choice, select_rpc, with_votes
 from ponder.types import Budget, Problem, Result
 
 PRUNING = ("weibull", "quantile", "none")
@@ -60,7 +59,7 @@ class RPCVote:
     winning answer key."""
 
     keep: list[bool]
-    mixture: numerics.WeibullMixture | None
+    mixture: rpc_pruning.WeibullMixture | None
     clusters: dict[str, list[int]]
     scores: dict[str, float]
     winner: str | None

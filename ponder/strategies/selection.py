@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 from ponder.scoring.answers import cluster_answers
-from ponder.strategies import numerics
+from ponder.strategies import confidence, numerics, rpc_pruning
 from ponder.types import Candidate, Completion
 
 
@@ -137,11 +137,11 @@ def rpc_choice(
     pruning: str,
     prune_quantile: float,
 ) -> Selection:
-    """RPC: prune unlikely paths (``numerics.rpc_prune`` on the path probabilities), then
+    """RPC: prune unlikely paths (``rpc_pruning.rpc_prune`` on the path probabilities), then
     the answer with the largest sum of distinct kept paths' probabilities; its most likely
     member."""
     probs = list(probabilities)
-    keep, mix = numerics.rpc_prune(probs, pruning, prune_quantile)
+    keep, mix = rpc_pruning.rpc_prune(probs, pruning, prune_quantile)
     clusters = cluster([a if k else None for a, k in zip(answers, keep, strict=True)])
     scores = numerics.distinct_path_sums(clusters, texts, probs)
     winner = numerics.leader(scores, clusters)
@@ -209,9 +209,9 @@ def select_confident(
     candidates: Sequence[Candidate], confidences: Sequence[float], keep_percent: float
 ) -> Selection:
     """Offline DeepConf: keep the samples whose confidence is at least the
-    ``(100 - keep_percent)``-th percentile (``numerics.confidence_filter``), then
+    ``(100 - keep_percent)``-th percentile (``confidence.confidence_filter``), then
     ``confident_vote`` among the kept ones."""
-    keep, threshold = numerics.confidence_filter(confidences, keep_percent)
+    keep, threshold = confidence.confidence_filter(confidences, keep_percent)
     voters = [i for i, k in enumerate(keep) if k]
     chosen = confident_vote([c.answer for c in candidates], confidences, voters)
     chosen.details["threshold"] = threshold
@@ -230,3 +230,20 @@ def confident_vote(
     winner = numerics.leader(totals, clusters)
     pick = None if winner is None else max(clusters[winner], key=lambda i: confidences[i])
     return Selection(pick, clusters, winner, {"voters": sorted(voting), "vote_weights": totals})
+
+
+def majority(candidates: Sequence[Candidate]) -> tuple[str | None, dict[str, list[int]]]:
+    """The winning cluster key and all clusters (key -> candidate indices), by
+    ``select_majority``: most members; ties broken by the shortest member's token
+    count, then by the best mean log-probability in the cluster. ``None`` when no candidate
+    has an answer."""
+    chosen = select_majority(candidates)
+    return chosen.winner, chosen.clusters
+
+
+def with_votes(
+    candidates: Sequence[Candidate], clusters: dict[str, list[int]]
+) -> tuple[Candidate, ...]:
+    """The candidates with ``votes`` set to the size of their answer's cluster."""
+    votes = {i: len(ix) for ix in clusters.values() for i in ix}
+    return tuple(replace(c, votes=votes.get(i, 0)) for i, c in enumerate(candidates))

@@ -9,37 +9,19 @@ shorter), then to the higher mean token log-probability.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
-from ponder.strategies.selection import select_majority
-from ponder.types import Budget, Candidate, Problem, Result
+from ponder.strategies.selection import select_majority, with_votes
+from ponder.types import Budget, Problem, Result
 
 
 @dataclass(frozen=True)
 class SelfConsistencyConfig(SamplingConfig):
     pass
-
-
-def majority(candidates: Sequence[Candidate]) -> tuple[str | None, dict[str, list[int]]]:
-    """The winning cluster key and all clusters (key -> candidate indices), by
-    ``selection.select_majority``: most members; ties broken by the shortest member's token
-    count, then by the best mean log-probability in the cluster. ``None`` when no candidate
-    has an answer."""
-    chosen = select_majority(candidates)
-    return chosen.winner, chosen.clusters
-
-
-def with_votes(
-    candidates: Sequence[Candidate], clusters: dict[str, list[int]]
-) -> tuple[Candidate, ...]:
-    """The candidates with ``votes`` set to the size of their answer's cluster."""
-    votes = {i: len(ix) for ix in clusters.values() for i in ix}
-    return tuple(replace(c, votes=votes.get(i, 0)) for i, c in enumerate(candidates))
 
 
 @register

@@ -22,7 +22,7 @@ import numpy as np
 from ponder.engines.base import Engine
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, to_candidate, usage_of
-from ponder.strategies.self_consistency import majority, with_votes
+from ponder.strategies.selection import majority, with_votes
 from ponder.types import Budget, Completion, Message, Problem, Request, Result, SamplingParams
 
 CRITIQUE_PROMPT = (

@@ -31,8 +31,7 @@ from ponder.strategies.common import (
     to_candidate,
     usage_of,
 )
-from ponder.strategies.selection import path_log_weight, select_weighted
-from ponder.strategies.self_consistency import with_votes
+from ponder.strategies.selection import path_log_weight, select_weighted, with_votes
 from ponder.types import Budget, Problem, Result
 
 WEIGHTS = ("auto", "score", "path-probability")
