@@ -70,6 +70,7 @@ async function loadModels(preferred) {
   models = {};
   for (const m of body.data) {
     const name = m.ponder.strategy;
+    if (name in models) continue; // the served model's name and "ponder" repeat the default
     models[name] = m.ponder;
     select.append(el("option", { value: name }, name));
   }
