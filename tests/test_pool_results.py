@@ -7,10 +7,11 @@ from pathlib import Path
 
 from test_pool import make_engine, verifier
 
+from ponder.cli import main
 from ponder.evals import Store, run_eval
 from ponder.evals.export import export_results, import_results, load_results
 from ponder.evals.pool import PoolConfig, run_pool
-from ponder.evals.results import build, main
+from ponder.evals.results import build
 from ponder.scoring import scorer as make_scorer
 from ponder.tasks import create_task
 
@@ -79,12 +80,8 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert all(f"images/{p.name}" in text for p in pngs)
     # the command line does the same from a folder
-    assert (
-        main(
-            ["--data", str(FIXTURE), "--out", str(out), "--images", str(images), "--subsets", "50"]
-        )
-        == 0
-    )
+    argv = ["results", "build", "--data", str(FIXTURE), "--out", str(out)]
+    assert main([*argv, "--images", str(images), "--subsets", "50"]) == 0
     assert out.read_text() == text.replace("Intro line.\n\n", "")
 
 

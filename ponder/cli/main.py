@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from ponder import models
-from ponder.cli import bench, catalog, evaluate, report, serve, solve, tune
+from ponder.cli import bench, catalog, evaluate, report, results, serve, solve, tune
 from ponder.engines.base import EngineError
 from ponder.scoring import ScorerError
 
-COMMANDS = (catalog, solve, serve, evaluate, bench, report, tune)
+COMMANDS = (catalog, solve, serve, evaluate, tune, bench, report, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

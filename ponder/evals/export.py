@@ -107,37 +107,3 @@ def load_results(paths: Iterable[str | Path]) -> Store:
     store = Store(":memory:")
     import_results(paths, store)
     return store
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ponder.evals.export DB OUT`` writes DB's runs to OUT (``.jsonl.gz``);
-    ``--import FILE... --db DB`` inserts exported files into DB."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ponder.evals.export",
-        description="Export a results database to compact JSON lines, or import such files.",
-    )
-    parser.add_argument("paths", nargs="+", help="DB OUT to export; FILE... with --import")
-    parser.add_argument("--runs", default="", help="export only these run ids (comma list)")
-    parser.add_argument("--import", dest="into", default="", metavar="DB", help="import into DB")
-    args = parser.parse_args(argv)
-    if args.into:
-        with Store(args.into) as store:
-            counts = import_results(args.paths, store)
-        print(f"read {counts} into {args.into}")
-        return 0
-    if len(args.paths) != 2:
-        parser.error("export takes DB OUT")
-    if not Path(args.paths[0]).is_file():
-        parser.error(f"no results database {args.paths[0]}")
-    runs = [r for r in args.runs.split(",") if r] or None
-    with Store(args.paths[0]) as store:
-        counts = export_results(store, args.paths[1], runs)
-    size = Path(args.paths[1]).stat().st_size
-    print(f"wrote {counts} to {args.paths[1]} ({size / 1e6:.2f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
