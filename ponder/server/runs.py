@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ponder.api import solve_async
-from ponder.engines.base import Capabilities, Engine, EngineError
+from ponder.engines.base import Capabilities, Engine, EngineError, raise_first_failure
 from ponder.scoring import create_scorer
 from ponder.server.metrics import Metrics
 from ponder.server.responses import answer_of, ponder_field
@@ -60,11 +60,7 @@ class ObservedEngine:
         return out
 
     async def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        out = await self.generate_settled(requests)
-        failures = [r for r in out if isinstance(r, Exception)]
-        if failures:
-            raise failures[0]
-        return [r for r in out if not isinstance(r, Exception)]
+        return raise_first_failure(await self.generate_settled(requests))
 
     def generate_sync(self, requests: Sequence[Request]) -> list[list[Completion]]:
         requests = [self.adjust(r) for r in requests]
