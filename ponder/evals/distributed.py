@@ -22,6 +22,7 @@ from typing import Any
 from ponder.engines.base import EngineError
 from ponder.evals.runner import StrategySpec, execute_cell, strategy_for
 from ponder.evals.store import CellRecord
+from ponder.scoring import ScorerError
 from ponder.types import Problem
 
 
@@ -88,14 +89,15 @@ class CellActor:
         return f"{os.uname().nodename}:{os.getpid()}"
 
     async def run(self, problem_id: str, label: str, budget: int, seed: int) -> CellRecord | str:
-        """The cell's record, or the engine failure as text (the driver records it)."""
+        """The cell's record, or its failure as text (the driver records it), as the local
+        runner does."""
         strategy = self.strategies[(label, seed)]
         try:
             return await execute_cell(
                 self.task, self.problems[problem_id], label, budget, seed, strategy, self.engine,
                 self.scorer,
             )  # fmt: skip
-        except EngineError as exc:
+        except (EngineError, ScorerError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"
 
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 from ponder.engines.base import Engine, EngineError
 from ponder.evals.runner import Progress, describe_model
 from ponder.evals.store import PoolRecord, SampleRecord, Store
-from ponder.scoring import create_scorer, require_outcome
+from ponder.scoring import ScorerError, create_scorer, require_outcome
 from ponder.strategies import confidence
 from ponder.strategies.common import SamplingConfig, sample, to_candidate
 from ponder.strategies.confidence_vote import ConfidenceVoteConfig, token_confidences
@@ -259,7 +259,7 @@ async def run_pool_async(
         async def one(problem: Problem, seed: int) -> None:
             try:
                 record = await draw_pool(the_task, problem, seed, config, engine, built)
-            except (EngineError, ValueError) as exc:
+            except (EngineError, ScorerError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 store.add_error(run_id, (problem.id, f"pool[{config.n}]", config.n, seed), error)
                 failures.append(f"{problem.id} seed {seed}: {error}")
