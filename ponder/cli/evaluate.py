@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 def run_pools(args: argparse.Namespace, task: Any) -> int:
     """``--pool N``: draw every missing pool into the database and print what was done.
     ``--set`` and ``--max-tokens`` set the pool's sampling (``PoolConfig``)."""
-    from ponder.evals.pool import PoolConfig, run_pool
+    from ponder.evals.pool import PoolConfig
     from ponder.options import make_config
 
     if args.ray:
@@ -252,10 +252,31 @@ def run_pools(args: argparse.Namespace, task: Any) -> int:
     config = make_config(PoolConfig, {"n": args.pool, **settings}, "--pool")
     scorers = [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
+    summary = draw_pools(args, task, config, scorers)
+    print(
+        f"run {summary.run_id}: {summary.pools_run} pools drawn, {summary.pools_already_done} "
+        f"already done, {summary.pools_failed} failed, {summary.pools_total} in all; "
+        f"{summary.samples} samples, {summary.tokens_generated} tokens, "
+        f"{summary.seconds:.1f} s. Report: ponder report {args.db}"
+    )
+    return 1 if summary.pools_failed else 0
+
+
+def draw_pools(
+    args: argparse.Namespace,
+    task: Any,
+    config: Any,
+    scorers: list[str],
+    scorer_options: dict[str, Any] | None = None,
+) -> Any:
+    """Draw every missing pool of ``task`` into ``--db`` on the engine the options
+    describe (closed after); the ``PoolSummary``."""
+    from ponder.evals.pool import run_pool
+
     model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
     engine = engine_from_args(args)
     try:
-        summary = run_pool(
+        return run_pool(
             task,
             config,
             args.seeds,
@@ -266,13 +287,7 @@ def run_pools(args: argparse.Namespace, task: Any) -> int:
             concurrency=args.concurrency,
             model=model,
             task_seed=args.task_seed,
+            scorer_options=scorer_options,
         )
     finally:
         engine.close()
-    print(
-        f"run {summary.run_id}: {summary.pools_run} pools drawn, {summary.pools_already_done} "
-        f"already done, {summary.pools_failed} failed, {summary.pools_total} in all; "
-        f"{summary.samples} samples, {summary.tokens_generated} tokens, "
-        f"{summary.seconds:.1f} s. Report: ponder report {args.db}"
-    )
-    return 1 if summary.pools_failed else 0

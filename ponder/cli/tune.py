@@ -24,10 +24,9 @@ from ponder import models
 from ponder.cli.common import (
     add_engine_arguments,
     add_scorer_arguments,
-    engine_from_args,
     scorer_options,
 )
-from ponder.cli.evaluate import add_task_command, task_options
+from ponder.cli.evaluate import add_task_command, draw_pools, task_options
 
 
 def add_parsers(sub: Any) -> None:
@@ -83,7 +82,7 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Draw or reuse the pools, fit (or assess), write the recipe and the report."""
     from ponder.evals.estimators import parse_estimators
-    from ponder.evals.pool import PoolConfig, run_pool
+    from ponder.evals.pool import PoolConfig
     from ponder.evals.store import Store
     from ponder.evals.tune import assess, split, tune
     from ponder.evals.tune_report import json_report, plot_frontier, text_report
@@ -106,23 +105,13 @@ def run(args: argparse.Namespace) -> int:
     scorers = [args.scorer] if args.scorer else []
     model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
     out = Path(args.out or f"tune-{args.task}")
-    engine = engine_from_args(args)
-    try:
-        summary = run_pool(
-            task,
-            config,
-            args.seeds,
-            args.limit or None,
-            args.db,
-            engine,
-            scorers,
-            concurrency=args.concurrency,
-            model=model,
-            task_seed=args.task_seed,
-            scorer_options={args.scorer: scorer_options(args)} if args.scorer else None,
-        )
-    finally:
-        engine.close()
+    summary = draw_pools(
+        args,
+        task,
+        config,
+        scorers,
+        {args.scorer: scorer_options(args)} if args.scorer else None,
+    )
     if summary.pools_failed:
         raise ValueError(
             f"{summary.pools_failed} pools failed (see `ponder report {args.db}`); "

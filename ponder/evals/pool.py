@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ponder.engines.base import Engine, EngineError
-from ponder.evals.runner import Progress, describe_model
+from ponder.evals.runner import Progress, describe_model, drain
 from ponder.evals.store import PoolRecord, SampleRecord, Store
 from ponder.scoring import ScorerError, create_scorer, require_outcome
 from ponder.strategies import confidence
@@ -272,20 +272,9 @@ async def run_pool_async(
             if bar:
                 bar.update(any(s.correct for s in record.samples))
 
-        queue: asyncio.Queue[tuple[Problem, int]] = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
-
-        async def worker() -> None:
-            while not queue.empty():
-                await one(*queue.get_nowait())
-
-        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
         try:
-            await asyncio.gather(*workers)
+            await drain(todo, concurrency, lambda item: one(*item))
         finally:
-            for w in workers:
-                w.cancel()
             if bar:
                 bar.close()
         return PoolSummary(

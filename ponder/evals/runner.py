@@ -357,20 +357,9 @@ async def run_eval_async(
             if bar:
                 bar.update(record.correct)
 
-        queue: asyncio.Queue[tuple[Problem, StrategySpec, int, int]] = asyncio.Queue()
-        for cell in todo:
-            queue.put_nowait(cell)
-
-        async def worker() -> None:
-            while not queue.empty():
-                await run_cell(queue.get_nowait())
-
-        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
         try:
-            await asyncio.gather(*workers)
+            await drain(todo, concurrency, run_cell)
         finally:
-            for w in workers:
-                w.cancel()
             if bar:
                 bar.close()
         return EvalSummary(
@@ -386,6 +375,27 @@ async def run_eval_async(
     finally:
         if not isinstance(db, Store):
             store.close()
+
+
+async def drain(
+    items: Sequence[Any], concurrency: int, handle: Callable[[Any], Awaitable[None]]
+) -> None:
+    """``handle(item)`` for every item in order, at most ``concurrency`` at once; if one
+    raises, the others are cancelled and the error propagates."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await handle(queue.get_nowait())
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
 
 
 def run_eval(
