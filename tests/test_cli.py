@@ -129,3 +129,22 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path):
     p = ponder("solve", "hi", "--model", str(bad), "--max-tokens", "4")
     assert p.returncode == 2, p.stderr
     assert "could not load" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_pool_options_are_checked_before_any_model_loads(tmp_path):
+    db = str(tmp_path / "r.sqlite")
+    p = ponder("eval", "arithmetic", "--pool-scorers", "judge", "--db", db)
+    assert p.returncode == 2 and "--pool-scorers needs --pool N" in p.stderr
+    p = ponder("eval", "arithmetic", "--pool", "4", "--scorer", "judge", "--db", db)
+    assert p.returncode == 2 and "--pool-scorers" in p.stderr
+    p = ponder("eval", "arithmetic", "--pool", "4", "--set", "nosuch=1", "--db", db)
+    assert p.returncode == 2 and "has no setting 'nosuch'" in p.stderr
+    p = ponder("eval", "arithmetic", "--pool", "4", "--set", "temperature=-1", "--db", db)
+    assert p.returncode == 2 and "temperature" in p.stderr, p.stderr
+
+
+def test_results_commands(tmp_path):
+    p = ponder("results", "build", "--data", str(tmp_path))
+    assert p.returncode == 2 and "no *.jsonl.gz files" in p.stderr
+    p = ponder("results", "export", str(tmp_path / "none.sqlite"), str(tmp_path / "x.jsonl.gz"))
+    assert p.returncode == 2 and "no results database" in p.stderr
