@@ -299,6 +299,10 @@ def test_text_completion(client):
 
 
 def test_stop_ends_the_answer_and_every_sample(client):
+    # In the full suite the shared engine was seen to decode this prompt differently cold
+    # and forked from its cache (open question, see the closing note of this change); the
+    # reference is a run that, like the stopped ones, finds the prompt cached.
+    client.chat.completions.create(model="ponder/greedy", messages=LONG, max_tokens=40)
     free = client.chat.completions.create(model="ponder/greedy", messages=LONG, max_tokens=40)
     text = free.choices[0].message.content
     word = text.split()[len(text.split()) // 2]
