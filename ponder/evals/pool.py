@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ponder.engines.base import Engine, EngineError
-from ponder.evals.runner import Progress, describe_model, drain
+from ponder.evals.runner import Progress, describe_model, drain, seeds_of
 from ponder.evals.store import PoolRecord, SampleRecord, Store
 from ponder.scoring import ScorerError, create_scorer, require_outcome
 from ponder.strategies import confidence
@@ -211,15 +211,13 @@ async def run_pool_async(
 
     ``scorers``: registered scorer names (built against ``engine`` with
     ``scorer_options[name]``) or a mapping name -> scorer object. A pool whose engine
-    request or scorer fails (``EngineError`` or ``ValueError``) is recorded in the
+    request or scorer fails (``EngineError``, ``ScorerError`` or ``ValueError``) is recorded in the
     ``errors`` table and the run goes on (the next run retries it); bad configuration
     (checked before the first pool) raises ``ValueError`` at once.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list:
-        raise ValueError("give at least one seed")
+    seed_list = seeds_of(seeds)
     the_task = create_task(task) if isinstance(task, str) else task
     if isinstance(scorers, Mapping):
         built = dict(scorers)

@@ -265,9 +265,7 @@ async def run_eval_async(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if not budgets or any(int(b) < 1 for b in budgets):
         raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list:
-        raise ValueError("give at least one seed")
+    seed_list = seeds_of(seeds)
     the_task = create_task(task) if isinstance(task, str) else task
     if isinstance(strategies, str):
         specs = parse_strategies(strategies)
@@ -375,6 +373,14 @@ async def run_eval_async(
     finally:
         if not isinstance(db, Store):
             store.close()
+
+
+def seeds_of(seeds: int | Sequence[int]) -> list[int]:
+    """``N`` means seeds ``0..N-1``; a sequence is taken as it is. At least one."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("give at least one seed")
+    return seed_list
 
 
 async def drain(
