@@ -386,6 +386,24 @@ class Store:
                 ],
             )
 
+    def add_sample_stats(
+        self, run_id: str, problem_id: str, seed: int, stats: dict[int, dict[str, Any]]
+    ) -> None:
+        """Merge ``stats[idx]`` into the stored ``stats`` of sample ``idx`` of one pool (e.g.
+        a signal computed after the pool was drawn), in one transaction."""
+        key = (run_id, problem_id, seed)
+        where = "run_id = ? AND problem_id = ? AND seed = ? AND idx = ?"
+        with self.db:
+            for idx, extra in stats.items():
+                row = self.db.execute(f"SELECT stats FROM samples WHERE {where}", (*key, idx))
+                found = row.fetchone()
+                if found is None:
+                    raise ValueError(f"no sample {idx} of pool {key} in the store")
+                merged = {**json.loads(found[0]), **extra}
+                self.db.execute(
+                    f"UPDATE samples SET stats = ? WHERE {where}", (json.dumps(merged), *key, idx)
+                )
+
     def finished_pools(self, run_id: str) -> set[tuple[str, int]]:
         rows = self.db.execute("SELECT problem_id, seed FROM pools WHERE run_id = ?", (run_id,))
         return {(p, int(sd)) for p, sd in rows}

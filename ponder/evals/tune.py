@@ -1,20 +1,26 @@
 """Fitting a recipe for ``auto`` from sample pools, offline.
 
 A pool holds, per problem and seed, ``n`` samples with their answers, tokens, statistics,
-scores and hidden-grader verdicts. A recipe that draws ``k`` samples is simulated on a pool
-by replaying it (``ponder.strategies.recipes.replay``, the same policy functions ``auto``
-runs) over the pool's first ``k`` samples in drawing order; its cost on that pool is those
-samples' tokens (and scorer calls). Stage 0 of a live ``auto`` run with seed ``s`` draws
-exactly the first samples of the pool drawn with seed ``s``; later stages draw with seeds
-``s + 1, s + 2, ...``, i.e. fresh independent samples from the same distribution as the
-pool's next ones, so the simulated accuracy and tokens are unbiased estimates of the live
-recipe's (exactly equal when given the same samples, which the tests check).
+scores and hidden-grader verdicts. Pools may come at several sampling temperatures
+(``Pools``: temperature -> pools; a plain list is one unnamed temperature). A recipe that
+draws ``k`` samples is simulated on a problem and seed by replaying it
+(``ponder.strategies.recipes.replay``, the same policy functions ``auto`` runs) over
+samples in drawing order: stage ``j``'s samples are the next ones of the pool at that
+stage's temperature (``draw_0 + ... + draw_{j-1}`` onwards), so a recipe at one temperature
+reads its pool's first ``k`` samples. Its cost there is those samples' tokens, plus, when a
+stage names the ``no_more`` signal, the one token generated per sample the model is asked
+about (a scorer call each, as live). Stage 0 of a live ``auto`` run with seed ``s`` draws
+exactly the first samples of the pool drawn with seed ``s`` at its temperature; later stages
+draw with seeds ``s + 1, s + 2, ...``, i.e. fresh independent samples from the same
+distribution as the pool's next ones, so the simulated accuracy and tokens are unbiased
+estimates of the live recipe's (exactly equal when given the same samples, which the tests
+check).
 
-``tune`` compares every fixed pool rule at every ``k`` (``ponder.evals.estimators``) with a
-grid of recipes on the development problems, fits the recipe (most accurate within
-``max_tokens_per_problem``; or, without a budget, the cheapest that reaches the best fixed
-rule's accuracy), and measures the fitted recipe and the best fixed rule on the held-back
-problems with Wilson intervals over problems.
+``tune`` compares every fixed pool rule at every ``k`` and temperature
+(``ponder.evals.estimators``) with a grid of recipes on the development problems, fits the
+recipe (most accurate within ``max_tokens_per_problem``; or, without a budget, the cheapest
+that reaches the best fixed rule's accuracy), and measures the fitted recipe and the best
+fixed rule on the held-back problems with Wilson intervals over problems.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,11 +42,18 @@ from ponder.evals.estimators import (
     estimate,
 )
 from ponder.evals.metrics import k_grid, wilson_interval
-from ponder.evals.store import PoolRecord
+from ponder.evals.store import PoolRecord, SampleRecord
+from ponder.evals.tune_signals import STAT, TOKENS
 from ponder.strategies.recipes import Recipe, Stage, replay
+
+Pools = Mapping[float | None, Sequence[PoolRecord]]
+"""Pools by the temperature they were drawn at (None: one set, temperature unnamed)."""
 
 AGREEMENT = (0.5, 0.6, 0.75, 0.8, 1.0)
 MARGIN = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75)
+NO_MORE = (0.5, 0.65, 0.8)
+"""``no_more`` thresholds stage 0 tries, alone and with each agreement threshold, when the
+pools carry the model's P(yes) for the samples stage 0 draws."""
 SCHEDULES = (
     (1, 2),
     (1, 4),
@@ -64,7 +77,9 @@ class Point:
     ``accuracy``: mean over problems of the expected correctness; ``wilson``: its 95%
     interval over problems; ``tokens``: generated tokens per problem; ``per_problem``:
     problem id -> expected correctness; ``stages``: for a recipe, the share of problems
-    stopping at each stage."""
+    stopping at each stage; ``asked``: for a recipe, samples per problem the model was asked
+    about (``no_more``; counted in ``scorer_calls`` and, one token each, in ``tokens``);
+    ``rule``, ``k``, ``temperature``: for a fixed rule, what it is."""
 
     label: str
     kind: str
@@ -76,9 +91,13 @@ class Point:
     recipe: Recipe | None = None
     stages: tuple[float, ...] = ()
     per_problem: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    asked: float = 0.0
+    rule: str = ""
+    k: int = 0
+    temperature: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "label": self.label,
             "kind": self.kind,
             "accuracy": round(self.accuracy, 4),
@@ -87,8 +106,14 @@ class Point:
             "scorer_calls_per_problem": round(self.scorer_calls, 2),
             "problems": self.problems,
         }
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
         if self.stages:
             out["stopped_at_stage"] = [round(float(x), 4) for x in self.stages]
+        if self.asked:
+            out["asked_per_problem"] = round(self.asked, 2)
+        if self.recipe is not None:
+            out["recipe"] = self.recipe.as_dict()
         return out
 
 
@@ -99,41 +124,100 @@ def by_problem(pools: Iterable[PoolRecord]) -> dict[str, list[PoolRecord]]:
     return dict(out)
 
 
-def simulate(recipe: Recipe, pools: Sequence[PoolRecord], label: str = "auto") -> Point:
-    """``recipe`` replayed on every pool: per problem the mean over its pools (seeds) of
-    the picked sample's verdict, of the tokens of the samples drawn and of the scorer
-    calls (one per drawn sample when the recipe scores)."""
-    if not pools:
+def by_temperature(pools: Sequence[PoolRecord] | Pools) -> dict[float | None, list[PoolRecord]]:
+    """``pools`` as temperature -> pools (a plain list: ``{None: pools}``)."""
+    if isinstance(pools, Mapping):
+        return {t: list(ps) for t, ps in pools.items()}
+    return {None: list(pools)}
+
+
+def _stage_temperatures(recipe: Recipe, pools: Mapping[float | None, Any]) -> list[float | None]:
+    """The pool temperature each stage reads: its own, the recipe's, or the only one."""
+    out = []
+    for j in range(len(recipe.stages)):
+        t = recipe.temperature_of(j)
+        if t is None:
+            if len(pools) != 1:
+                raise ValueError(
+                    f"the recipe names no temperature; the pools were drawn at several "
+                    f"({', '.join(str(x) for x in pools)})"
+                )
+            t = next(iter(pools))
+        if t not in pools:
+            raise ValueError(
+                f"the recipe samples at temperature {t}; no pools at it "
+                f"(pools at {', '.join(str(x) for x in pools)})"
+            )
+        out.append(t)
+    return out
+
+
+def simulate(recipe: Recipe, pools: Sequence[PoolRecord] | Pools, label: str = "auto") -> Point:
+    """``recipe`` replayed on every problem and seed: per problem the mean over its seeds of
+    the picked sample's verdict, of the tokens (the samples drawn, and one per sample the
+    model was asked about) and of the scorer calls (one per drawn sample when the recipe
+    scores, one per sample asked)."""
+    grouped = {t: ps for t, ps in by_temperature(pools).items() if ps}
+    if not grouped:
         raise ValueError("no pools to simulate the recipe on")
     if recipe.needs_scorer and recipe.scorer is None:
         raise ValueError("the recipe scores samples; name the pool scorer in its 'scorer' field")
-    small = min(p.n for p in pools)
+    temps = _stage_temperatures(recipe, grouped)
+    small = min(p.n for t in set(temps) for p in grouped[t])
     if recipe.total_draws > small:
         raise ValueError(f"the recipe draws {recipe.total_draws} samples; the pools hold {small}")
+    index = {t: {p.key: p for p in grouped[t]} for t in set(temps)}
+    keys = sorted(index[temps[0]])
     acc: dict[str, float] = {}
-    tokens, calls = [], []
+    tokens, calls, asks = [], [], []
     stops = np.zeros(len(recipe.stages))
-    for pid, group in by_problem(pools).items():
-        hits, toks, scored = [], [], []
-        for pool in group:
-            samples = pool.samples
+    groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for key in keys:
+        groups[key[0]].append(key)
+    for pid, group in groups.items():
+        hits, toks, scored, asked = [], [], [], []
+        for key in group:
+            samples = _drawn(recipe, temps, index, key)
             scores = None
             if recipe.needs_scorer:
-                name = recipe.scorer
+                name = str(recipe.scorer)
                 if any(name not in s.scores for s in samples):
                     raise ValueError(f"the pools have no scores from scorer {name!r}")
-                scores = [s.scores[str(name)] for s in samples]
-            out = replay(recipe, candidates_of(samples), scores)
+                scores = [s.scores[name] for s in samples]
+            p_yes = [s.stats.get(STAT) for s in samples[: recipe.asks]]
+            out = replay(recipe, candidates_of(samples), scores, p_yes=p_yes)
             i = out.selection.index
             hits.append(0.0 if i is None else float(samples[i].correct))
-            toks.append(sum(s.tokens for s in samples[: out.drawn]))
-            scored.append(out.drawn if recipe.needs_scorer else 0)
+            spent = sum(s.tokens for s in samples[: out.drawn])
+            toks.append(spent + sum(int(s.stats.get(TOKENS, 1)) for s in samples[: out.asked]))
+            scored.append((out.drawn if recipe.needs_scorer else 0) + out.asked)
+            asked.append(out.asked)
             stops[out.stage] += 1 / len(group)
         acc[pid] = float(np.mean(hits))
         tokens.append(float(np.mean(toks)))
         calls.append(float(np.mean(scored)))
+        asks.append(float(np.mean(asked)))
     shares = tuple(float(x) for x in stops / len(acc))
-    return _point(label, "recipe", acc, tokens, calls, recipe, shares)
+    point = _point(label, "recipe", acc, tokens, calls, recipe, shares)
+    return replace(point, asked=float(np.mean(asks)), temperature=recipe.temperature)
+
+
+def _drawn(
+    recipe: Recipe,
+    temps: Sequence[float | None],
+    index: Mapping[float | None, Mapping[tuple[str, int], PoolRecord]],
+    key: tuple[str, int],
+) -> list[SampleRecord]:
+    """The samples the recipe would see on one problem and seed, in drawing order."""
+    if len(set(temps)) == 1:
+        return list(index[temps[0]][key].samples[: recipe.total_draws])
+    out: list[SampleRecord] = []
+    for stage, t in zip(recipe.stages, temps, strict=True):
+        pool = index[t].get(key)
+        if pool is None:
+            raise ValueError(f"no pool at temperature {t} for problem {key[0]} seed {key[1]}")
+        out.extend(pool.samples[len(out) : len(out) + stage.draw])
+    return out
 
 
 def _point(
@@ -162,34 +246,42 @@ def _point(
 
 
 def fixed_points(
-    pools: Sequence[PoolRecord],
+    pools: Sequence[PoolRecord] | Pools,
     specs: Sequence[EstimatorSpec] | None = None,
     ks: Sequence[int] | None = None,
     subsets: int = 200,
 ) -> list[Point]:
-    """Every pool rule at every ``k``. Default rules: ``default_estimators`` but coverage
+    """Every pool rule at every ``k`` and temperature (labelled ``rule@k``, and ``T=t`` when
+    the pools name their temperature). Default rules: ``default_estimators`` but coverage
     (an oracle) and rpc (its Weibull-mixture fit per subset makes it the slowest to
     estimate; give it in ``specs`` to include it), those the pools carry evidence for."""
-    if not pools:
-        return []
-    scorers = sorted({name for p in pools for s in p.samples for name in s.scores})
-    if specs is None:
-        specs = [s for s in default_estimators(scorers) if s.strategy != "rpc"]
-    specs = [s for s in specs if _usable(s, pools)]
-    ks = ks or k_grid(min(p.n for p in pools))
-    return [
-        Point(
-            f"{e.label}@{e.k}",
-            "fixed",
-            e.accuracy,
-            e.tokens_per_problem,
-            e.problems,
-            e.wilson,
-            e.scorer_calls_per_problem,
-            per_problem=e.per_problem,
-        )
-        for e in estimate(pools, specs, ks, subsets=subsets)
-    ]
+    out = []
+    for t, group in by_temperature(pools).items():
+        if not group:
+            continue
+        scorers = sorted({name for p in group for s in p.samples for name in s.scores})
+        chosen = specs
+        if chosen is None:
+            chosen = [s for s in default_estimators(scorers) if s.strategy != "rpc"]
+        chosen = [s for s in chosen if _usable(s, group)]
+        at = "" if t is None else f" T={t:g}"
+        out += [
+            Point(
+                f"{e.label}@{e.k}{at}",
+                "fixed",
+                e.accuracy,
+                e.tokens_per_problem,
+                e.problems,
+                e.wilson,
+                e.scorer_calls_per_problem,
+                per_problem=e.per_problem,
+                rule=e.label,
+                k=e.k,
+                temperature=t,
+            )
+            for e in estimate(group, chosen, ks or k_grid(min(p.n for p in group)), subsets=subsets)
+        ]
+    return out
 
 
 def _usable(spec: EstimatorSpec, pools: Sequence[PoolRecord]) -> bool:
@@ -204,11 +296,18 @@ def _usable(spec: EstimatorSpec, pools: Sequence[PoolRecord]) -> bool:
     return True
 
 
-def recipe_grid(n: int, scorers: Sequence[str] = ()) -> list[Recipe]:
+def recipe_grid(
+    n: int,
+    scorers: Sequence[str] = (),
+    temperatures: Sequence[float | None] = (None,),
+    no_more: bool = False,
+) -> list[Recipe]:
     """The recipes ``tune`` tries with pools of ``n`` samples: each schedule of
-    ``SCHEDULES`` within ``n``; stage 0 stops on ``agreement >= a`` (``AGREEMENT``), middle
-    stages on ``margin >= m`` (``MARGIN``); final rule majority, or best-of-n / weighted
-    best-of-n with each pool scorer."""
+    ``SCHEDULES`` within ``n``; stage 0 stops on ``agreement >= a`` (``AGREEMENT``) and,
+    with ``no_more``, also on ``no_more >= q`` (``NO_MORE``) alone or with each ``a``;
+    middle stages on ``margin >= m`` (``MARGIN``); final rule majority, or best-of-n /
+    weighted best-of-n with each pool scorer; each at every temperature of
+    ``temperatures`` (None: the recipe names none)."""
     finals: list[tuple[str, str | None]] = [("majority", None)]
     finals += [(f, s) for s in scorers for f in ("best-of-n", "weighted-best-of-n")]
     out = []
@@ -217,13 +316,26 @@ def recipe_grid(n: int, scorers: Sequence[str] = ()) -> list[Recipe]:
             continue
         draws = [b - a for a, b in itertools.pairwise((0, *schedule))]
         middle = [MARGIN] * (len(draws) - 2)
-        for a, *ms in itertools.product(_agreements(draws[0]), *middle):
-            for final, scorer in finals:
-                stages = [Stage(draws[0], {"agreement": a})]
-                stages += [Stage(d, {"margin": m}) for d, m in zip(draws[1:-1], ms, strict=True)]
+        for first, margins in itertools.product(
+            _first_rules(draws[0], no_more), itertools.product(*middle)
+        ):
+            for (final, scorer), t in itertools.product(finals, temperatures):
+                stages = [Stage(draws[0], dict(first))]
+                stages += [
+                    Stage(d, {"margin": m}) for d, m in zip(draws[1:-1], margins, strict=True)
+                ]
                 stages.append(Stage(draws[-1]))
-                out.append(Recipe(tuple(stages), final, scorer))
+                out.append(Recipe(tuple(stages), final, scorer, temperature=t))
     return out
+
+
+def _first_rules(k: int, no_more: bool) -> list[dict[str, float]]:
+    """Stage 0's stop rules on ``k`` samples."""
+    rules = [{"agreement": a} for a in _agreements(k)]
+    if no_more:
+        rules += [{"no_more": q} for q in NO_MORE]
+        rules += [{"agreement": a, "no_more": q} for a in _agreements(k) for q in NO_MORE]
+    return rules
 
 
 def _agreements(k: int) -> list[float]:
@@ -232,6 +344,20 @@ def _agreements(k: int) -> list[float]:
     for a in AGREEMENT:
         kept.setdefault(math.ceil(a * k - 1e-9) / k, a)
     return sorted(kept.values())
+
+
+def first_stage_draws(n: int) -> int:
+    """The most samples a grid recipe's first stage draws with pools of ``n``: how many
+    samples of each pool ``tune`` needs the model's P(yes) for."""
+    return max((s[0] for s in SCHEDULES if s[-1] <= n), default=0)
+
+
+def has_p_yes(pools: Sequence[PoolRecord] | Pools, first: int) -> bool:
+    """Whether every pool carries P(yes) for its first ``first`` samples."""
+    groups = by_temperature(pools).values()
+    return first > 0 and all(
+        STAT in s.stats for ps in groups for p in ps for s in p.samples[:first]
+    )
 
 
 def frontier(points: Sequence[Point]) -> list[Point]:
@@ -296,7 +422,9 @@ def split(
 @dataclass(frozen=True)
 class Tuning:
     """What ``tune`` found: every point on the development problems, the frontier, the
-    fitted recipe and the best fixed rule there, and both on the held-back problems."""
+    fitted recipe and the best fixed rule there, and both on the held-back problems;
+    ``temperatures``: those the pools were drawn at; ``no_more``: whether the grid had
+    recipes reading the model's P(yes)."""
 
     dev_ids: tuple[str, ...]
     held_ids: tuple[str, ...]
@@ -307,6 +435,8 @@ class Tuning:
     held_recipe: Point | None
     held_fixed: Point | None
     objective: str
+    temperatures: tuple[float | None, ...] = (None,)
+    no_more: bool = False
 
     @property
     def recipe(self) -> Recipe:
@@ -314,8 +444,13 @@ class Tuning:
         return self.chosen.recipe
 
 
+def _only(pools: Pools, ids: Sequence[str]) -> dict[float | None, list[PoolRecord]]:
+    keep = set(ids)
+    return {t: [p for p in ps if p.problem_id in keep] for t, ps in pools.items()}
+
+
 def tune(
-    pools: Sequence[PoolRecord],
+    pools: Sequence[PoolRecord] | Pools,
     dev_ids: Sequence[str],
     held_ids: Sequence[str],
     max_tokens_per_problem: float | None = None,
@@ -324,14 +459,20 @@ def tune(
     rules: Sequence[EstimatorSpec] | None = None,
 ) -> Tuning:
     """Fit a recipe on the ``dev_ids`` pools and measure it on the ``held_ids`` pools;
-    ``rules``: the fixed pool rules to compare with (``fixed_points``' default)."""
-    dev = [p for p in pools if p.problem_id in set(dev_ids)]
-    held = [p for p in pools if p.problem_id in set(held_ids)]
-    if not dev:
+    ``rules``: the fixed pool rules to compare with (``fixed_points``' default). The grid
+    (``recipe_grid``) covers every temperature of ``pools`` and reads ``no_more`` when every
+    pool carries P(yes) for the samples stage 0 may draw."""
+    grouped = by_temperature(pools)
+    dev = _only(grouped, dev_ids)
+    held = _only(grouped, held_ids)
+    if not any(dev.values()):
         raise ValueError("no pools for the development problems")
-    scorers = sorted({name for p in dev for s in p.samples for name in s.scores})
-    n = min(p.n for p in pools)
-    grid = list(recipes) if recipes is not None else recipe_grid(n, scorers)
+    every = [p for ps in dev.values() for p in ps]
+    scorers = sorted({name for p in every for s in p.samples for name in s.scores})
+    n = min(p.n for ps in grouped.values() for p in ps)
+    ask = has_p_yes(dev, first_stage_draws(n))
+    temps = tuple(grouped)
+    grid = list(recipes) if recipes is not None else recipe_grid(n, scorers, temps, ask)
     fixed = fixed_points(dev, rules, subsets=subsets)
     sims = [simulate(r, dev, f"auto[{r.describe()}]") for r in grid]
     top = best_fixed(fixed)
@@ -343,12 +484,10 @@ def tune(
         chosen = choose(sims, target=top.accuracy)
         objective = f"fewest tokens at the best fixed rule's accuracy ({top.label})"
     held_recipe = held_fixed = None
-    if held:
+    if any(held.values()):
         assert chosen.recipe is not None
         held_recipe = simulate(chosen.recipe, held, "auto (fitted)")
-        label = top.label.rsplit("@", 1)
-        spec = [e for e in (rules or _specs(held)) if e.label == label[0]]
-        held_fixed = fixed_points(held, spec, [int(label[1])], subsets)[0]
+        held_fixed = _fixed_again(top, held, rules, subsets)
     return Tuning(
         tuple(sorted(set(dev_ids))),
         tuple(sorted(set(held_ids))),
@@ -359,7 +498,18 @@ def tune(
         held_recipe,
         held_fixed,
         objective,
+        temps,
+        ask,
     )
+
+
+def _fixed_again(
+    point: Point, pools: Pools, rules: Sequence[EstimatorSpec] | None, subsets: int
+) -> Point:
+    """The fixed rule of ``point`` (same rule, k, temperature) on other pools."""
+    group = list(pools.get(point.temperature, ()))
+    spec = [e for e in (rules or _specs(group)) if e.label == point.rule]
+    return fixed_points({point.temperature: group}, spec, [point.k], subsets)[0]
 
 
 def _specs(pools: Sequence[PoolRecord]) -> list[EstimatorSpec]:
@@ -369,18 +519,19 @@ def _specs(pools: Sequence[PoolRecord]) -> list[EstimatorSpec]:
 
 def assess(
     recipe: Recipe,
-    pools: Sequence[PoolRecord],
+    pools: Sequence[PoolRecord] | Pools,
     rules: Sequence[EstimatorSpec] | None = None,
     subsets: int = 200,
 ) -> Tuning:
     """A given recipe (fitted elsewhere, e.g. on another task) against every fixed rule on
     all the pools' problems, which count as held back. The best fixed rule is picked on
     these same problems, so the comparison favours it."""
-    if not pools:
+    grouped = by_temperature(pools)
+    if not any(grouped.values()):
         raise ValueError("no pools to assess the recipe on")
-    ids = tuple(sorted({p.problem_id for p in pools}))
-    fixed = fixed_points(pools, rules, subsets=subsets)
-    point = simulate(recipe, pools, "auto (given recipe)")
+    ids = tuple(sorted({p.problem_id for ps in grouped.values() for p in ps}))
+    fixed = fixed_points(grouped, rules, subsets=subsets)
+    point = simulate(recipe, grouped, "auto (given recipe)")
     top = best_fixed(fixed)
     return Tuning(
         (),
@@ -392,4 +543,6 @@ def assess(
         point,
         top,
         "none: the recipe was given, not fitted here",
+        tuple(grouped),
+        recipe.asks > 0,
     )

@@ -6,8 +6,11 @@ Adaptive-Consistency: stop sampling once the vote is settled).
 The recipe (``ponder.strategies.recipes``; ``recipe=PATH`` or an inline object, default the
 built-in ``default.json``) lists stages. Stage ``j`` draws its samples in one engine request
 (the prompt computed once and forked) with seed ``seed + j``, so stage 0 draws exactly the
-first samples of a pool drawn with ``seed``; then the online signals over every sample so
-far (answer agreement, vote margin, mean token confidence, best verifier score) are checked
+first samples of a pool drawn with ``seed``, at the stage's temperature (the recipe's, when
+it records one; else the ``temperature`` setting); then the online signals over every
+sample so far (answer agreement, vote margin, mean token confidence, best verifier score,
+and, only when the stage's rule names it, ``no_more``: the model's own P(yes) to "would
+more attempts give a better answer?", asked once per sample, ``recipes.more``) are checked
 against the stage's thresholds. The run stops at the first stage whose rule fires and
 answers with the majority vote; when none fires, the recipe's final rule (majority,
 best-of-n or weighted best-of-n) picks from all samples. The budget caps the samples.
@@ -22,7 +25,7 @@ from ponder.engines.base import Engine
 from ponder.scoring.base import require_outcome
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
-from ponder.strategies.recipes import Recipe, from_dict, load, policy
+from ponder.strategies.recipes import Recipe, from_dict, load, more, policy
 from ponder.strategies.selection import with_votes
 from ponder.types import Budget, Candidate, Completion, Problem, Result, Usage
 
@@ -64,10 +67,15 @@ class Auto(StrategyBase):
         cands: list[Candidate] = []
         scores: list[float | None] | None = [] if outcome_scorer else None
         usage, log = Usage(), []
+        p_yes: list[float] = []
+        undecided = 0
         for j, stage in enumerate(recipe.stages):
             m = min(stage.draw, limit - len(samples))
             seed = None if cfg.seed is None else cfg.seed + j
-            params = cfg.sampling(budget, logprobs=engine.capabilities.logprobs, seed=seed)
+            temperature = recipe.temperature_of(j, cfg.temperature)
+            params = cfg.sampling(
+                budget, logprobs=engine.capabilities.logprobs, seed=seed, temperature=temperature
+            )
             new = await sample(engine, problem, params, m)
             samples.extend(new)
             fresh = [to_candidate(c, cfg.answer_kind) for c in new]
@@ -77,10 +85,15 @@ class Auto(StrategyBase):
                 scores.extend(scored.values)
                 usage = usage + scored.usage
             cands.extend(fresh)
-            entry, done = policy.step(stage, j, cands, scores)
-            log.append({**entry, "samples": m, "seed": seed})
+            if "no_more" in stage.stop_if:
+                asked = await more.ask(engine, problem, [c.text for c in samples[len(p_yes) :]])
+                p_yes.extend(asked.p_yes)
+                undecided += asked.undecided
+                usage = usage + asked.usage
+            entry, done = policy.step(stage, j, cands, scores, p_yes)
+            log.append({**entry, "samples": m, "seed": seed, "temperature": temperature})
             if done or len(samples) >= limit:
-                outcome = policy.finish(recipe, cands, scores, len(cands), j, done, log)
+                outcome = policy.finish(recipe, cands, scores, len(cands), j, done, log, len(p_yes))
                 break
         chosen = outcome.selection
         voted = with_votes(cands, chosen.clusters)
@@ -103,5 +116,6 @@ class Auto(StrategyBase):
                 "clusters": chosen.clusters,
                 "winner": chosen.winner,
                 **({"scores": scores} if scores is not None else {}),
+                **({"p_yes": p_yes, "undecided": undecided} if p_yes else {}),
             },
         )

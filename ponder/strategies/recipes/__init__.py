@@ -1,5 +1,6 @@
 """Recipes for the ``auto`` strategy: the file format (``format``), the policy's decisions
-as pure functions (``policy``) and the built-in default recipe (``default.json``)."""
+as pure functions (``policy``), the model's own "would more attempts help?" (``more``) and
+the built-in default recipe (``default.json``)."""
 
 from ponder.strategies.recipes.format import (
     FINALS,

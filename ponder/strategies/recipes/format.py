@@ -4,6 +4,8 @@ A recipe is a list of stages and a final rule. Stage ``j`` draws ``draw`` more s
 engine request); then, over every sample drawn so far, the online difficulty signals are
 computed (``ponder.strategies.recipes.policy``) and the run stops when every threshold of
 the stage's ``stop_if`` is met (``signal >= threshold``), answering with the majority vote.
+``temperature`` (of the recipe, or of one stage) is the sampling temperature its samples
+are drawn at (``ponder tune`` fits it); without one, the strategy's ``temperature`` setting.
 A stage without ``stop_if`` never stops the run early. When the last stage has drawn and no
 rule fired, the ``final`` rule picks the answer from all samples: ``majority``
 (self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer).
@@ -11,9 +13,10 @@ rule fired, the ``final`` rule picks the answer from all samples: ``majority``
 Example::
 
     {"format": "ponder-recipe/1",
-     "stages": [{"draw": 2, "stop_if": {"agreement": 1.0}},
+     "temperature": 0.7,
+     "stages": [{"draw": 2, "stop_if": {"agreement": 1.0, "no_more": 0.6}},
                 {"draw": 6, "stop_if": {"margin": 0.5}},
-                {"draw": 8}],
+                {"draw": 8, "temperature": 1.0}],
      "final": "majority"}
 
 ``scorer`` names the pool scorer a recipe was fitted with (``ponder tune``); ``about``
@@ -31,25 +34,37 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "ponder-recipe/1"
-SIGNALS = ("agreement", "margin", "confidence", "score")
+SIGNALS = ("agreement", "margin", "confidence", "score", "no_more")
 """agreement: share of the drawn samples in the largest answer cluster; margin: that share
 minus the second largest cluster's; confidence: mean over samples of the geometric-mean
-token probability ``exp(mean token logprob)``; score: the best verifier score so far."""
+token probability ``exp(mean token logprob)``; score: the best verifier score so far;
+no_more: mean over the samples of ``1 - P(yes)``, the model's own probability that more
+attempts would not give a better answer (``ponder.strategies.recipes.more``)."""
 FINALS = ("majority", "best-of-n", "weighted-best-of-n")
 SCORED_FINALS = ("best-of-n", "weighted-best-of-n")
 DEFAULT = "default.json"
 
 
+def _check_temperature(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 5:
+        raise ValueError(f"{where}'temperature' must be a number in [0, 5], got {value!r}")
+
+
 @dataclass(frozen=True)
 class Stage:
-    """Draw ``draw`` more samples, then stop if every ``stop_if[signal] >= threshold``."""
+    """Draw ``draw`` more samples (at ``temperature`` when set), then stop if every
+    ``stop_if[signal] >= threshold``."""
 
     draw: int
     stop_if: dict[str, float] = field(default_factory=dict)
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.draw, bool) or not isinstance(self.draw, int) or self.draw < 1:
             raise ValueError(f"stage 'draw' must be an integer >= 1, got {self.draw!r}")
+        _check_temperature(self.temperature, "stage ")
         if not isinstance(self.stop_if, dict):
             raise ValueError(
                 f"stage 'stop_if' must be an object signal -> threshold, got {self.stop_if!r}"
@@ -71,18 +86,31 @@ class Stage:
 
 @dataclass(frozen=True)
 class Recipe:
-    """An escalation policy: ``stages`` in order, then ``final`` over all samples."""
+    """An escalation policy: ``stages`` in order, then ``final`` over all samples;
+    ``temperature``: the stages' sampling temperature (a stage's own wins)."""
 
     stages: tuple[Stage, ...]
     final: str = "majority"
     scorer: str | None = None
     about: dict[str, Any] = field(default_factory=dict, compare=False)
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ValueError("recipe 'stages' must list at least one stage")
         if self.final not in FINALS:
             raise ValueError(f"recipe 'final' must be one of {FINALS}, got {self.final!r}")
+        _check_temperature(self.temperature, "recipe ")
+
+    def temperature_of(self, stage: int, default: float | None = None) -> float | None:
+        """The temperature stage ``stage`` samples at: its own, else the recipe's, else
+        ``default``."""
+        own = self.stages[stage].temperature
+        return (
+            own
+            if own is not None
+            else (self.temperature if self.temperature is not None else default)
+        )
 
     @property
     def total_draws(self) -> int:
@@ -95,14 +123,30 @@ class Recipe:
 
     @property
     def needs_logprobs(self) -> bool:
-        return any("confidence" in s.stop_if for s in self.stages)
+        return any("confidence" in s.stop_if or "no_more" in s.stop_if for s in self.stages)
+
+    @property
+    def asks(self) -> int:
+        """How many samples the ``no_more`` signal may ask about: the samples drawn up to
+        the last stage naming it (0 when none does)."""
+        drawn, out = 0, 0
+        for s in self.stages:
+            drawn += s.draw
+            if "no_more" in s.stop_if:
+                out = drawn
+        return out
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": FORMAT, "stages": []}
+        out: dict[str, Any] = {"format": FORMAT}
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        out["stages"] = []
         for s in self.stages:
             stage: dict[str, Any] = {"draw": s.draw}
             if s.stop_if:
                 stage["stop_if"] = dict(s.stop_if)
+            if s.temperature is not None:
+                stage["temperature"] = s.temperature
             out["stages"].append(stage)
         out["final"] = self.final
         if self.scorer is not None:
@@ -117,16 +161,18 @@ class Recipe:
         parts = []
         for s in self.stages:
             rule = " and ".join(f"{k}>={v:g}" for k, v in s.stop_if.items())
-            parts.append(f"draw {s.draw}" + (f", stop if {rule}" if rule else ""))
+            at = f" at T={s.temperature:g}" if s.temperature is not None else ""
+            parts.append(f"draw {s.draw}{at}" + (f", stop if {rule}" if rule else ""))
         final = self.final if self.final == "majority" else f"{self.final}@{self.scorer or '?'}"
-        return "; ".join(parts) + f"; else {final}"
+        at = f"T={self.temperature:g}: " if self.temperature is not None else ""
+        return at + "; ".join(parts) + f"; else {final}"
 
 
 def from_dict(data: Any, source: str = "recipe") -> Recipe:
     """A validated recipe from parsed JSON; ``ValueError`` naming the bad field."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: a recipe is a JSON object, got {type(data).__name__}")
-    known = {"format", "stages", "final", "scorer", "about"}
+    known = {"format", "stages", "final", "scorer", "about", "temperature"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(
@@ -142,16 +188,18 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
     for j, stage in enumerate(stages):
         if not isinstance(stage, dict):
             raise ValueError(f"{source}: stages[{j}] must be an object, got {stage!r}")
-        extra = sorted(set(stage) - {"draw", "stop_if"})
+        extra = sorted(set(stage) - {"draw", "stop_if", "temperature"})
         if extra:
             raise ValueError(
                 f"{source}: stages[{j}] has unknown field(s) "
-                f"{', '.join(map(repr, extra))}; fields: draw, stop_if"
+                f"{', '.join(map(repr, extra))}; fields: draw, stop_if, temperature"
             )
         if "draw" not in stage:
             raise ValueError(f"{source}: stages[{j}] needs 'draw' (samples to draw)")
         try:
-            built.append(Stage(stage["draw"], dict(stage.get("stop_if") or {})))
+            built.append(
+                Stage(stage["draw"], dict(stage.get("stop_if") or {}), stage.get("temperature"))
+            )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{source}: stages[{j}]: {exc}") from None
     scorer = data.get("scorer")
@@ -161,7 +209,9 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
     if not isinstance(about, dict):
         raise ValueError(f"{source}: 'about' must be an object, got {about!r}")
     try:
-        return Recipe(tuple(built), data.get("final", "majority"), scorer, about)
+        return Recipe(
+            tuple(built), data.get("final", "majority"), scorer, about, data.get("temperature")
+        )
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
 

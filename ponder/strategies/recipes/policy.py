@@ -2,8 +2,9 @@
 
 The live ``auto`` strategy and the offline simulation in ``ponder.evals.tune`` call these
 same functions on the same evidence (answers, token counts, mean token log-probabilities,
-scores), so a recipe simulated on stored samples answers exactly what ``auto`` answers
-from those samples. The answers are clustered and voted by ``ponder.strategies.selection``.
+scores, the model's P(yes) to "would more attempts give a better answer?"), so a recipe
+simulated on stored samples answers exactly what ``auto`` answers from those samples.
+The answers are clustered and voted by ``ponder.strategies.selection``.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from ponder.types import Candidate
 
 
 def signals(
-    candidates: Sequence[Candidate], scores: Sequence[float | None] | None = None
+    candidates: Sequence[Candidate],
+    scores: Sequence[float | None] | None = None,
+    p_yes: Sequence[float] = (),
 ) -> dict[str, float | None]:
     """The online difficulty signals over ``candidates`` (all samples drawn so far).
 
     With ``c1 >= c2`` the sizes of the two largest answer clusters and ``k`` samples:
     ``agreement = c1 / k``, ``margin = (c1 - c2) / k`` (samples without an answer count in
     ``k`` only); ``confidence = mean_i exp(mean token logprob_i)`` (None without
-    log-probabilities); ``score = max_i score_i`` (None without scores)."""
+    log-probabilities); ``score = max_i score_i`` (None without scores); ``no_more =
+    mean_i (1 - p_yes_i)`` over the samples asked so far (``p_yes``: the first of them, in
+    drawing order; None when none was asked)."""
     k = len(candidates)
     sizes = sorted((len(ix) for ix in select_majority(candidates).clusters.values()), reverse=True)
     c1 = sizes[0] if sizes else 0
@@ -43,6 +48,7 @@ def signals(
         "margin": (c1 - c2) / k if k else 0.0,
         "confidence": confidence,
         "score": best,
+        "no_more": sum(1 - p for p in p_yes) / len(p_yes) if p_yes else None,
     }
 
 
@@ -81,7 +87,8 @@ def pick(
 class Outcome:
     """What a recipe did on one problem: the samples it drew (``drawn``), the stage it
     stopped after (``stage``, 0-based), whether a rule fired (``stopped_early``), each
-    stage's signal values, and the selection."""
+    stage's signal values, the selection, and how many samples the model was asked
+    about for the ``no_more`` signal (``asked``)."""
 
     drawn: int
     stage: int
@@ -89,6 +96,7 @@ class Outcome:
     rule: str
     selection: Selection
     stages: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    asked: int = 0
 
 
 def replay(
@@ -96,21 +104,38 @@ def replay(
     candidates: Sequence[Candidate],
     scores: Sequence[float | None] | None = None,
     cap: int | None = None,
+    p_yes: Sequence[float | None] = (),
 ) -> Outcome:
     """Run ``recipe`` over samples already drawn, in order: stage ``j`` sees the first
-    ``draw_0 + ... + draw_j`` of them (cut to ``cap`` samples). This is the whole policy
-    of ``auto`` with the drawing taken out; ``auto`` itself draws stage by stage and calls
-    ``step`` after each."""
+    ``draw_0 + ... + draw_j`` of them (cut to ``cap`` samples). ``p_yes[i]``: the model's
+    P(yes) about sample ``i`` (needed for every sample drawn by a stage whose rule names
+    ``no_more``: that stage asks about every sample not yet asked). This is the whole
+    policy of ``auto`` with the drawing taken out; ``auto`` itself draws stage by stage,
+    asks when a stage needs it, and calls ``step`` after each."""
     limit = min(recipe.total_draws, cap or recipe.total_draws)
     if len(candidates) < limit:
         raise ValueError(f"the recipe draws {limit} samples; only {len(candidates)} given")
-    drawn, log = 0, []
+    drawn, asked, log = 0, 0, []
     for j, stage in enumerate(recipe.stages):
         drawn = min(drawn + stage.draw, limit)
-        entry, done = step(stage, j, candidates[:drawn], None if scores is None else scores[:drawn])
+        if "no_more" in stage.stop_if:
+            asked = drawn
+        known = list(p_yes[:asked])
+        if len(known) < asked or any(p is None for p in known):
+            raise ValueError(
+                f"stage {j} reads the no_more signal over {asked} samples; P(yes) is known "
+                f"for {sum(p is not None for p in known)} of them"
+            )
+        entry, done = step(
+            stage,
+            j,
+            candidates[:drawn],
+            None if scores is None else scores[:drawn],
+            [p for p in known if p is not None],
+        )
         log.append(entry)
         if done or drawn >= limit:
-            return finish(recipe, candidates[:drawn], scores, drawn, j, done, log)
+            return finish(recipe, candidates[:drawn], scores, drawn, j, done, log, asked)
     raise AssertionError("unreachable: the last stage always finishes")
 
 
@@ -119,10 +144,11 @@ def step(
     index: int,
     candidates: Sequence[Candidate],
     scores: Sequence[float | None] | None,
+    p_yes: Sequence[float] = (),
 ) -> tuple[dict[str, Any], bool]:
     """After stage ``index`` has drawn: its trace entry (signals vs thresholds) and whether
-    its rule fired."""
-    values = signals(candidates, scores)
+    its rule fired; ``p_yes``: the P(yes) of the samples asked so far."""
+    values = signals(candidates, scores, p_yes)
     done = fires(stage, values)
     entry = {
         "stage": index,
@@ -131,6 +157,8 @@ def step(
         "thresholds": dict(stage.stop_if),
         "fired": done,
     }
+    if p_yes:
+        entry["asked"] = len(p_yes)
     return entry, done
 
 
@@ -142,11 +170,12 @@ def finish(
     stage: int,
     stopped_early: bool,
     log: Sequence[dict[str, Any]],
+    asked: int = 0,
 ) -> Outcome:
     chosen, rule = pick(
         recipe, candidates[:drawn], None if scores is None else scores[:drawn], stopped_early
     )
-    return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log))
+    return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log), asked)
 
 
 def reason(outcome: Outcome, stages: int) -> str:
