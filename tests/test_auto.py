@@ -11,8 +11,17 @@ from scripted import ScriptedEngine
 
 from ponder.scoring import scorer
 from ponder.strategies import create
-from ponder.strategies.recipes import Recipe, Stage, from_dict, load, replay, save, signals
-from ponder.types import Budget, Candidate, Problem
+from ponder.strategies.recipes import (
+    Recipe,
+    Stage,
+    from_dict,
+    load,
+    more,
+    replay,
+    save,
+    signals,
+)
+from ponder.types import Budget, Candidate, Completion, Problem, TokenLogprob, Usage
 
 PROBLEM = Problem.from_question("What is 6 times 7?")
 RECIPE = {
@@ -226,3 +235,190 @@ def test_auto_through_the_server_with_the_openai_client(engine):
         )
     assert r.model == "ponder/auto@8" and r.choices[0].message.content
     assert r.usage is not None and 0 < r.usage.completion_tokens <= 8 * 16
+
+
+# The model's own "would more attempts help?" (the no_more signal) and recipe temperatures.
+
+NO_MORE = {
+    "stages": [{"draw": 2, "stop_if": {"no_more": 0.6}}, {"draw": 4, "stop_if": {"margin": 0.5}}],
+}
+
+
+def yes_no(p_yes, other=0.0):
+    """A first token whose top alternatives give P(yes) = ``p_yes`` over yes/no (spellings
+    split as 'Yes' / ' yes'), with ``other`` mass on a third token."""
+    rest = 1 - other
+    top = (
+        ("Yes", math.log(rest * p_yes / 2 or 1e-30)),
+        (" yes", math.log(rest * p_yes / 2 or 1e-30)),
+        ("No", math.log(rest * (1 - p_yes) or 1e-30)),
+        ("Maybe", math.log(other or 1e-30)),
+    )
+    best = max(top, key=lambda kv: kv[1])
+    return TokenLogprob(best[0], best[1], top)
+
+
+class Asking(Waves):
+    """``Waves``, and the question of ``recipes.more`` about a sample answered with P(yes) =
+    ``p_yes(sample text)`` (one token, its top log-probabilities)."""
+
+    def __init__(self, table, p_yes, **kw):
+        super().__init__(table, **kw)
+        self.p_yes = p_yes
+        self.asked: list[str] = []
+
+    def _one(self, r):
+        if isinstance(r.prefix, tuple) and r.prefix[-1]["content"] == more.QUESTION:
+            assert r.params == more.PARAMS and r.prefix[-2]["role"] == "assistant"
+            text = r.prefix[-2]["content"]
+            self.asked.append(text)
+            first = self.p_yes(text)
+            usage = Usage(tokens_generated=1, prompt_tokens_computed=3, engine_calls=1)
+            return [Completion(first.token, 1, "length", usage, (first,), 10)]
+        return super()._one(r)
+
+
+def test_no_more_stops_when_the_model_says_more_attempts_would_not_help():
+    eng = Asking({0: ["42", "41"]}, lambda text: yes_no(0.25))
+    r = run(eng, recipe=NO_MORE)
+    assert r.trace["stopped_at"] == 0 and r.trace["stopped"] == "rule"
+    first = r.trace["rounds"][0]
+    assert first["signals"]["no_more"] == pytest.approx(0.75) and first["asked"] == 2
+    assert r.trace["p_yes"] == pytest.approx([0.25, 0.25]) and r.trace["undecided"] == 0
+    assert r.trace["reason"] == "stage 0 rule fired: no_more 0.75 >= 0.6"
+    assert eng.asked == [c.text for c in r.candidates]
+    # The samples' tokens, plus one generated token and one scorer call per sample asked.
+    assert r.usage.tokens_generated == tokens(0, "42") + tokens(1, "41") + 2
+    assert r.usage.scorer_calls == 2 and r.usage.engine_calls == 1 + 2
+    assert r.answer == "42"
+
+
+def test_no_more_low_escalates_and_a_later_stage_without_it_asks_nothing_more():
+    eng = Asking({0: ["42", "41"], 1: ["42", "42", "42", "40"]}, lambda text: yes_no(0.9))
+    r = run(eng, recipe=NO_MORE)
+    first, second = r.trace["rounds"]
+    assert first["fired"] is False and first["signals"]["no_more"] == pytest.approx(0.1)
+    assert second["fired"] is True and second["signals"]["no_more"] == pytest.approx(0.1)
+    assert len(eng.asked) == 2 and r.usage.scorer_calls == 2
+    assert r.usage.tokens_generated == sum(c.tokens for c in r.candidates) + 2
+
+
+def test_a_later_stage_naming_no_more_asks_only_about_the_new_samples():
+    recipe = {
+        "stages": [
+            {"draw": 2, "stop_if": {"no_more": 0.9}},
+            {"draw": 3, "stop_if": {"no_more": 0.5}},
+            {"draw": 3},
+        ]
+    }
+    p = {"1": 0.8, "2": 0.8, "3": 0.1, "4": 0.1, "5": 0.1}
+    eng = Asking(
+        {0: ["1", "2"], 1: ["3", "4", "5"]}, lambda text: yes_no(p[text.rsplit(" ", 1)[1]])
+    )
+    r = run(eng, recipe=recipe)
+    assert [q.n for q in eng.requests if q.params.max_tokens > 1] == [2, 3]
+    assert [t.rsplit(" ", 1)[1] for t in eng.asked] == ["1", "2", "3", "4", "5"]
+    assert r.trace["rounds"][1]["signals"]["no_more"] == pytest.approx((0.2 * 2 + 0.9 * 3) / 5)
+    assert r.trace["stopped_at"] == 1 and r.usage.scorer_calls == 5
+
+
+def test_a_recipe_without_no_more_never_asks():
+    eng = Asking({0: ["1", "2"], 1: ["3", "3", "4", "4"], 2: ["4", "5"]}, lambda t: yes_no(0.1))
+    r = run(eng)
+    assert eng.asked == [] and "p_yes" not in r.trace and r.usage.scorer_calls == 0
+    assert all("no_more" not in e["signals"] for e in r.trace["rounds"])
+
+
+def test_no_more_reads_every_yes_spelling_normalised_against_no_and_undecided_is_half():
+    eng = Asking({0: ["7", "7"]}, lambda text: yes_no(0.3, other=0.5))
+    r = run(eng, recipe=NO_MORE)
+    assert r.trace["p_yes"] == pytest.approx([0.3, 0.3]) and r.trace["stopped_at"] == 0
+    blank = TokenLogprob("Maybe", -0.1, (("Maybe", -0.1), ("Perhaps", -2.0)))
+    eng = Asking({0: ["7", "7"], 1: ["7"] * 4}, lambda text: blank)
+    r = run(eng, recipe=NO_MORE)
+    assert r.trace["p_yes"] == [0.5, 0.5] and r.trace["undecided"] == 2
+    assert r.trace["stopped_at"] == 1
+
+
+def test_no_more_needs_an_engine_with_logprobs():
+    with pytest.raises(ValueError, match="needs token log-probabilities"):
+        run(Asking({0: ["1", "2"]}, lambda t: yes_no(0.1), logprobs=False), recipe=NO_MORE)
+
+
+def test_replay_with_the_asked_p_yes_equals_the_live_run():
+    table = {0: ["7", "8"], 1: ["7", "7", "9", "8"]}
+    p = {"7": 0.3, "8": 0.6, "9": 0.2}
+    recipe = {
+        "stages": [
+            {"draw": 2, "stop_if": {"agreement": 1.0}},
+            {"draw": 4, "stop_if": {"no_more": 0.6, "margin": 0.3}},
+        ]
+    }
+
+    def answer(text):
+        return yes_no(p[text.rsplit(" ", 1)[1]])
+
+    live = run(Asking(table, answer), recipe=recipe)
+    every = run(Asking(table, answer), recipe={"stages": [{"draw": 2}, {"draw": 4}]})
+    p_yes = [p[c.answer] for c in every.candidates]
+    out = replay(load_dict(recipe), every.candidates, p_yes=p_yes)
+    assert out.asked == len(live.trace["p_yes"]) == 6
+    assert out.drawn == live.trace["samples_drawn"] and out.stage == live.trace["stopped_at"]
+    assert [e["signals"] for e in out.stages] == [e["signals"] for e in live.trace["rounds"]]
+    with pytest.raises(ValueError, match="P\\(yes\\) is known for 2 of them"):
+        replay(load_dict(recipe), every.candidates, p_yes=p_yes[:2])
+
+
+def test_recipe_and_stage_temperatures_set_the_sampling_temperature():
+    recipe = {
+        "temperature": 0.3,
+        "stages": [{"draw": 2, "stop_if": {"agreement": 1.0}}, {"draw": 2, "temperature": 1.1}],
+    }
+    eng = Waves({0: ["1", "2"], 1: ["3", "4"]})
+    r = run(eng, recipe=recipe, temperature=0.9)
+    assert [q.params.temperature for q in eng.requests] == [0.3, 1.1]
+    assert [e["temperature"] for e in r.trace["rounds"]] == [0.3, 1.1]
+    eng = Waves({0: ["1", "2"], 1: ["3", "4", "5", "6"], 2: ["5", "6"]})
+    run(eng, temperature=0.9)
+    assert {q.params.temperature for q in eng.requests} == {0.9}
+    parsed = load_dict(recipe)
+    assert parsed.temperature_of(0) == 0.3 and parsed.temperature_of(1) == 1.1
+    assert "T=0.3: " in parsed.describe() and "at T=1.1" in parsed.describe()
+    assert from_dict(parsed.as_dict()) == parsed
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stages": [{"draw": 2}], "temperature": -1}, r"recipe 'temperature' must be"),
+        ({"stages": [{"draw": 2, "temperature": "hot"}]}, r"stages\[0\].*'temperature' must be"),
+        ({"stages": [{"draw": 2, "stop_if": {"no_more": 1.5}}]}, "no_more' must be in"),
+    ],
+)
+def test_bad_temperatures_and_no_more_thresholds_are_clear_errors(data, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(data)
+
+
+def test_the_recipe_says_how_many_samples_no_more_may_ask_about():
+    assert load_dict(NO_MORE).asks == 2 and load_dict(NO_MORE).needs_logprobs
+    assert load_dict(RECIPE).asks == 0
+    late = {"stages": [{"draw": 2}, {"draw": 3, "stop_if": {"no_more": 0.5}}, {"draw": 1}]}
+    assert load_dict(late).asks == 5
+
+
+def test_auto_with_no_more_on_the_real_model(engine):
+    problem = Problem.from_question("What is 2 plus 2? Answer with a number.")
+    strategy = create("auto", max_tokens=24, recipe=NO_MORE)
+    r = asyncio.run(strategy.run(problem, engine, None, Budget(n=6)))
+    asked = r.trace["p_yes"]
+    assert len(asked) == 2 and all(0 <= p <= 1 for p in asked)
+    assert r.trace["rounds"][0]["signals"]["no_more"] == pytest.approx(
+        sum(1 - p for p in asked) / 2
+    )
+    assert r.usage.scorer_calls == 2
+    assert r.usage.tokens_generated == sum(c.tokens for c in r.candidates) + 2
+    # The same question asked again reads the same P(yes) (one greedy token).
+    again = asyncio.run(more.ask(engine, problem, [c.text for c in r.candidates[:2]]))
+    assert again.p_yes == pytest.approx(asked, abs=1e-3)
+    print("p_yes", asked, "usage of asking again", again.usage)

@@ -1,15 +1,19 @@
 """``ponder tune TASK``: fit a recipe for the ``auto`` strategy from sample pools
 (docs/EVALS.md, "Tuning a recipe").
 
-It draws one pool of ``--pool`` samples per problem and seed (reusing every pool already in
-``--db`` for the same settings), splits the problems into a development and a held-back
-part (a seeded random split, written into the report), simulates every fixed pool rule at
-every k and a grid of recipes on the development part, fits the recipe, and measures it and
-the best fixed rule on the held-back part. ``--pools-from RUN_ID`` adds the pools of
-other runs in the same database (e.g. other levels of a generated task). It writes
-``recipe.json``, ``report.txt``, ``report.json`` and ``frontier.png`` into ``--out``.
-With ``--recipe FILE`` it fits nothing: it measures that recipe against the fixed rules on
-all the problems (e.g. a recipe tuned on another task).
+It draws one pool of ``--pool`` samples per problem and seed at each of ``--temperatures``
+(and each of ``--levels``), reusing every pool already in ``--db`` for the same settings;
+asks the model, once per sample and only for the first samples a recipe's first stage may
+draw, its P(yes) to "would more attempts give a better answer?" (the ``no_more`` signal;
+stored with the sample, so never asked twice); splits the problems into a development and a
+held-back part (a seeded random split, written into the report); simulates every fixed pool
+rule at every k and temperature and a grid of recipes on the development part; fits the
+recipe, and measures it and the best fixed rule on the held-back part. ``--pools-from
+RUN_ID`` adds the pools of other runs in the same database. It writes ``recipe.json``,
+``report.txt``, ``report.json``, ``report.md`` (a section for docs/RESULTS.md),
+``report.html`` and ``frontier.png`` into ``--out``. With ``--recipe FILE`` it fits nothing:
+it measures that recipe against the fixed rules on all the problems (e.g. a recipe tuned on
+another task).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from ponder import models
 from ponder.cli.common import (
     add_engine_arguments,
     add_scorer_arguments,
+    engine_from_args,
     scorer_options,
 )
-from ponder.cli.evaluate import add_task_command, draw_pools, task_options
+from ponder.cli.evaluate import add_task_command, task_options
 
 
 def add_parsers(sub: Any) -> None:
@@ -40,6 +45,28 @@ def add_parsers(sub: Any) -> None:
     )
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.5,0.7,1.0, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,2,3, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pools")
     g.add_argument("--pool", type=int, default=16, help="samples per problem and seed")
@@ -49,6 +76,31 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, default=4, help="pools in flight")
     g.add_argument("--max-tokens", type=int, default=512, help="per-sample token cap")
     g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    g.add_argument(
+        "--temperatures",
+        type=_floats,
+        default=None,
+        metavar="T1,T2,...",
+        help="one pool per problem and seed at each temperature; the fit chooses the "
+        "recipe's (default: --temperature only)",
+    )
+    g.add_argument(
+        "--levels",
+        type=_ints,
+        default=None,
+        metavar="L1,L2,...",
+        help="for a task with a level option (arithmetic): pools at each level, tuned as "
+        "one mixed set (--limit problems per level)",
+    )
+    g.add_argument(
+        "--self-eval",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="ask the model's P(yes) to 'would more attempts help?' about each pool's first "
+        "N samples (default: what the grid's first stages draw, 4 with pools of 16; 0: "
+        "no no_more recipes); stored, never asked twice",
+    )
     g.add_argument(
         "--top-logprobs", type=int, default=20, help="0 skips confidence-vote's statistics"
     )
@@ -75,98 +127,257 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         help="also use this pool run's pools from --db (repeatable), e.g. other levels",
     )
     f.add_argument("--out", default="", help="output folder (default tune-TASK)")
+    f.add_argument(
+        "--md-image",
+        default="frontier.png",
+        help="the frontier plot's path as report.md links it (e.g. images/tune-arith.png)",
+    )
     add_scorer_arguments(p)
     add_engine_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Draw or reuse the pools, fit (or assess), write the recipe and the report."""
+    """Draw or reuse the pools, ask or reuse P(yes), fit (or assess), write the recipe and
+    the report."""
     from ponder.evals.estimators import parse_estimators
-    from ponder.evals.pool import PoolConfig
-    from ponder.evals.store import Store
-    from ponder.evals.tune import assess, split, tune
-    from ponder.evals.tune_report import json_report, plot_frontier, text_report
-    from ponder.strategies.recipes import load, save
-    from ponder.tasks import create_task
-
-    task = create_task(args.task, **task_options(args))
-    config = PoolConfig(
-        n=args.pool,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_logprobs=args.top_logprobs,
+    from ponder.evals.tune import assess, first_stage_draws, split, tune
+    from ponder.evals.tune_report import (
+        html_report,
+        json_report,
+        markdown_report,
+        plot_frontier,
+        text_report,
     )
+    from ponder.strategies.recipes import load, save
+
+    temps = args.temperatures or [args.temperature]
+    if len(set(temps)) != len(temps):
+        raise ValueError(f"--temperatures repeats a value: {temps}")
     given = load(args.recipe) if args.recipe else None
     if given is not None and given.total_draws > args.pool:
         raise ValueError(f"the recipe draws {given.total_draws} samples; --pool is {args.pool}")
     if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
         raise ValueError("--max-tokens-per-problem must be > 0")
-    task.problems(args.limit or None, seed=args.task_seed)
+    tasks = _tasks(args)
     scorers = [args.scorer] if args.scorer else []
+    options = {args.scorer: scorer_options(args)} if args.scorer else None
     model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    first = first_stage_draws(args.pool) if args.self_eval < 0 else args.self_eval
+    if given is not None:
+        first = max(first, given.asks) if args.self_eval else given.asks
     out = Path(args.out or f"tune-{args.task}")
-    summary = draw_pools(
-        args,
-        task,
-        config,
-        scorers,
-        {args.scorer: scorer_options(args)} if args.scorer else None,
-    )
-    if summary.pools_failed:
-        raise ValueError(
-            f"{summary.pools_failed} pools failed (see `ponder report {args.db}`); "
-            "run the same command again to retry them"
-        )
-    with Store(args.db) as store:
-        pools = store.pools(summary.run_id)
-        for run_id in args.pools_from:
-            more = store.pools(run_id)
-            if not more:
-                raise ValueError(f"--pools-from {run_id}: no pools of that run in {args.db}")
-            pools += more
+    drawn = _draw(args, tasks, temps, scorers, options, model, first)
+    pools = drawn["pools"]
     rules = parse_estimators(args.rules, scorers) if args.rules else None
+    every = [p for ps in pools.values() for p in ps]
     if given is not None:
         result = assess(given, pools, rules, args.subsets)
         recipe = given
     else:
-        dev, held = split([p.problem_id for p in pools], args.dev_fraction, args.split_seed)
+        dev, held = split([p.problem_id for p in every], args.dev_fraction, args.split_seed)
         result = tune(pools, dev, held, args.max_tokens_per_problem, None, args.subsets, rules)
-        recipe = dataclasses.replace(result.recipe, about=_about(args, model, result, summary))
+        recipe = dataclasses.replace(
+            result.recipe, about=_about(args, model, result, drawn["run_ids"])
+        )
+    asked = drawn["asked"]
     header = (
-        f"ponder tune {args.task}: pool run {summary.run_id} ({len(pools)} pools of "
-        f"{args.pool}; {summary.pools_already_done} reused, {summary.pools_run} drawn); "
-        f"model {model or '(server default)'}; temperature {args.temperature}, "
-        f"max_tokens {args.max_tokens}"
+        f"ponder tune {args.task}: pool runs {', '.join(drawn['run_ids'])} ({len(every)} "
+        f"pools of {args.pool}; {drawn['reused']} reused, {drawn['drawn']} drawn); model "
+        f"{model or '(server default)'}; temperatures {', '.join(f'{t:g}' for t in temps)}, "
+        f"max_tokens {args.max_tokens}\n"
+        f"P(yes) asked about {asked['asked']} samples now ({asked['tokens']} tokens generated, "
+        f"{asked['prompt']} prompt tokens computed), {asked['cached']} found stored"
     )
+    command = _command(args)
     out.mkdir(parents=True, exist_ok=True)
     written = [save(recipe, out / "recipe.json")] if given is None else []
-    (out / "report.txt").write_text(text_report(result, header))
+    text = text_report(result, header)
+    (out / "report.txt").write_text(text)
     (out / "report.json").write_text(json.dumps(json_report(result), indent=2) + "\n")
-    written += [out / "report.txt", out / "report.json"]
-    written.append(plot_frontier(result, out / "frontier.png", f"ponder tune {args.task}"))
-    print(text_report(result, header), end="")
+    png = plot_frontier(result, out / "frontier.png", f"ponder tune {args.task}")
+    (out / "report.md").write_text(markdown_report(result, command, header, args.md_image))
+    (out / "report.html").write_text(html_report(result, command, header, png.read_bytes()))
+    written += [out / n for n in ("report.txt", "report.json", "report.md", "report.html")]
+    written.append(png)
+    print(text, end="")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
+def _tasks(args: argparse.Namespace) -> list[Any]:
+    """The task, or one per ``--levels`` level; their problems checked now."""
+    from ponder.tasks import create_task
+
+    options = task_options(args)
+    if args.levels:
+        if "level" in options:
+            raise ValueError("give either --level or --levels")
+        tasks = [create_task(args.task, **options, level=level) for level in args.levels]
+        if "level" not in tasks[0].options():
+            raise ValueError(f"--levels: task {args.task!r} has no level option")
+    else:
+        tasks = [create_task(args.task, **options)]
+    for task in tasks:
+        task.problems(args.limit or None, seed=args.task_seed)
+    return tasks
+
+
+def _draw(
+    args: argparse.Namespace,
+    tasks: list[Any],
+    temps: list[float],
+    scorers: list[str],
+    options: dict[str, Any] | None,
+    model: str | None,
+    first: int,
+) -> dict[str, Any]:
+    """Every missing pool drawn and every missing P(yes) asked, on one engine; the pools
+    by temperature (with those of ``--pools-from``), the run ids and the counts."""
+    from ponder.evals.pool import PoolConfig, run_pool
+    from ponder.evals.store import Store
+    from ponder.evals.tune_signals import ask_pools
+
+    pools: dict[float | None, list[Any]] = {t: [] for t in temps}
+    problems: dict[str, Any] = {}
+    run_ids, reused, drawn = [], 0, 0
+    asked = {"asked": 0, "cached": 0, "tokens": 0, "prompt": 0}
+    engine = engine_from_args(args)
+    try:
+        with Store(args.db) as store:
+            for task in tasks:
+                for p in task.problems(args.limit or None, seed=args.task_seed):
+                    problems[p.id] = p
+                for t in temps:
+                    config = PoolConfig(
+                        n=args.pool,
+                        max_tokens=args.max_tokens,
+                        temperature=t,
+                        top_logprobs=args.top_logprobs,
+                    )
+                    summary = run_pool(
+                        task,
+                        config,
+                        args.seeds,
+                        args.limit or None,
+                        store,
+                        engine,
+                        scorers,
+                        concurrency=args.concurrency,
+                        model=model,
+                        task_seed=args.task_seed,
+                        scorer_options=options,
+                    )
+                    if summary.pools_failed:
+                        raise ValueError(
+                            f"{summary.pools_failed} pools failed (see `ponder report "
+                            f"{args.db}`); run the same command again to retry them"
+                        )
+                    run_ids.append(summary.run_id)
+                    reused += summary.pools_already_done
+                    drawn += summary.pools_run
+                    pools[t] += store.pools(summary.run_id)
+            for run_id in args.pools_from:
+                t, more = _pools_from(store, run_id, problems)
+                pools.setdefault(t, []).extend(more)
+                run_ids.append(run_id)
+            if first and engine.capabilities.logprobs:
+                every = [p for ps in pools.values() for p in ps]
+                done = ask_pools(store, every, problems, engine, first, args.concurrency)
+                asked = {
+                    "asked": done.asked,
+                    "cached": done.cached,
+                    "tokens": done.usage.tokens_generated,
+                    "prompt": done.usage.prompt_tokens_computed,
+                }
+                if done.asked:
+                    pools = {t: _reread(store, ps) for t, ps in pools.items()}
+    finally:
+        engine.close()
+    return {"pools": pools, "run_ids": run_ids, "reused": reused, "drawn": drawn, "asked": asked}
+
+
+def _reread(store: Any, pools: list[Any]) -> list[Any]:
+    """The same pools as stored now (with the P(yes) just added)."""
+    wanted = {(p.run_id, p.key) for p in pools}
+    out = []
+    for run_id in dict.fromkeys(p.run_id for p in pools):
+        out += [p for p in store.pools(run_id) if (run_id, p.key) in wanted]
+    return out
+
+
+def _pools_from(store: Any, run_id: str, problems: dict[str, Any]) -> tuple[float, list[Any]]:
+    """Another run's pools, its temperature, and its problems added to ``problems``."""
+    from ponder.tasks import create_task
+
+    runs = {r["run_id"]: r for r in store.runs()}
+    pools = store.pools(run_id)
+    if run_id not in runs or not pools:
+        raise ValueError(f"--pools-from {run_id}: no pools of that run in the database")
+    config = runs[run_id]["config"]
+    task = create_task(config["task"], **config.get("task_options", {}))
+    limit = runs[run_id]["grid"].get("limit")
+    for p in task.problems(limit, seed=config.get("task_seed", 0)):
+        problems.setdefault(p.id, p)
+    return float(config["pool"]["temperature"]), pools
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this report (the options that change it)."""
+    parts = ["ponder tune", args.task]
+    for key, value in sorted(task_options(args).items()):
+        parts.append(f"--task-set {key}={value}")
+    if args.levels:
+        parts.append("--levels " + ",".join(map(str, args.levels)))
+    if args.limit:
+        parts.append(f"--limit {args.limit}")
+    parts.append(f"--pool {args.pool}")
+    if args.seeds != 1:
+        parts.append(f"--seeds {args.seeds}")
+    temps = args.temperatures or [args.temperature]
+    parts.append("--temperatures " + ",".join(f"{t:g}" for t in temps))
+    parts.append(f"--max-tokens {args.max_tokens}")
+    if args.top_logprobs != 20:
+        parts.append(f"--top-logprobs {args.top_logprobs}")
+    if args.self_eval >= 0:
+        parts.append(f"--self-eval {args.self_eval}")
+    if args.scorer:
+        parts.append(f"--scorer {args.scorer}")
+    if args.max_tokens_per_problem is not None:
+        parts.append(f"--max-tokens-per-problem {args.max_tokens_per_problem:g}")
+    if args.dev_fraction != 0.5 or args.split_seed:
+        parts.append(f"--dev-fraction {args.dev_fraction:g} --split-seed {args.split_seed}")
+    if args.rules:
+        parts.append(f"--rules {args.rules}")
+    if args.recipe:
+        parts.append(f"--recipe {args.recipe}")
+    parts += [f"--pools-from {r}" for r in args.pools_from]
+    if args.model:
+        parts.append(f"--model {args.model}")
+    return " ".join(parts)
+
+
 def _about(
-    args: argparse.Namespace, model: str | None, result: Any, summary: Any
+    args: argparse.Namespace, model: str | None, result: Any, run_ids: list[str]
 ) -> dict[str, Any]:
     """Where a fitted recipe came from, and the figures it was fitted to."""
     held = result.held_recipe
     return {
         "fitted_by": "ponder tune",
+        "command": _command(args),
         "task": args.task,
+        "levels": args.levels,
         "model": model,
-        "pool_run": summary.run_id,
+        "pool_runs": run_ids,
         "pool": args.pool,
-        "temperature": args.temperature,
+        "temperatures": args.temperatures or [args.temperature],
         "max_tokens": args.max_tokens,
         "objective": result.objective,
         "dev_problems": len(result.dev_ids),
         "dev_accuracy": round(result.chosen.accuracy, 4),
         "dev_tokens_per_problem": round(result.chosen.tokens, 1),
         "best_fixed": result.best_fixed.label,
+        "held_problems": len(result.held_ids),
         "held_accuracy": None if held is None else round(held.accuracy, 4),
+        "held_wilson": None if held is None else [round(x, 4) for x in held.wilson],
         "held_tokens_per_problem": None if held is None else round(held.tokens, 1),
     }

@@ -1,12 +1,18 @@
-"""The tuning report: text, JSON and the frontier plot of accuracy against tokens per
-problem (every fixed rule at every ``k``, every recipe tried, the frontier, the fitted
-recipe), with the held-back figures and their Wilson intervals."""
+"""The tuning report: text, JSON, Markdown (a section for docs/RESULTS.md), a
+self-contained HTML page and the frontier plot of accuracy against tokens per problem
+(every fixed rule at every ``k``, every recipe tried, the frontier, the fitted recipe), with
+the recipe, its stages' thresholds and temperatures, and the held-back figures with their
+Wilson intervals."""
 
 from __future__ import annotations
 
+import html
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ponder.evals.plots import img_tag
 from ponder.evals.tune import Point, Tuning
 
 
@@ -26,8 +32,7 @@ def text_report(t: Tuning, header: str = "") -> str:
         f"objective: {t.objective}",
         "",
         "fitted recipe: " + t.recipe.describe(),
-        "  stopped at stage (development): "
-        + ", ".join(f"{j}: {s:.0%}" for j, s in enumerate(t.chosen.stages)),
+        *(f"  {line}" for line in _stage_lines(t)),
         "",
         "development split (accuracy, 95% Wilson interval over problems, tokens per problem):",
         _row(t.chosen),
@@ -37,16 +42,180 @@ def text_report(t: Tuning, header: str = "") -> str:
         *(_row(p) for p in t.frontier),
     ]
     if t.held_recipe is not None and t.held_fixed is not None:
-        ratio = t.held_recipe.tokens / t.held_fixed.tokens if t.held_fixed.tokens else float("nan")
-        diff = t.held_recipe.accuracy - t.held_fixed.accuracy
         lines += [
             "",
             "held-back split (never seen by the fit):",
             _row(t.held_recipe),
             _row(t.held_fixed),
-            f"  recipe vs best fixed rule: {diff:+.1%} accuracy at {ratio:.0%} of its tokens",
+            f"  {_comparison(t)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def thresholds(t: Tuning) -> list[dict[str, Any]]:
+    """The fitted recipe stage by stage: samples drawn (and cumulative), temperature, the
+    stop rule's thresholds, and the share of development problems that stopped there."""
+    rows, total = [], 0
+    for j, stage in enumerate(t.recipe.stages):
+        total += stage.draw
+        share = t.chosen.stages[j] if j < len(t.chosen.stages) else None
+        rows.append(
+            {
+                "stage": j,
+                "draw": stage.draw,
+                "drawn": total,
+                "temperature": t.recipe.temperature_of(j),
+                "stop_if": dict(stage.stop_if),
+                "stopped_here": share,
+            }
+        )
+    return rows
+
+
+def _rule(stop_if: dict[str, float]) -> str:
+    return " and ".join(f"{k} >= {v:g}" for k, v in stop_if.items()) or "(none: draw on)"
+
+
+def _stage_lines(t: Tuning) -> list[str]:
+    out = []
+    for r in thresholds(t):
+        temp = "" if r["temperature"] is None else f" at T={r['temperature']:g}"
+        share = "" if r["stopped_here"] is None else f"; {r['stopped_here']:.0%} stop here (dev)"
+        out.append(
+            f"stage {r['stage']}: draw {r['draw']}{temp} ({r['drawn']} so far), "
+            f"stop if {_rule(r['stop_if'])}{share}"
+        )
+    if t.chosen.asked:
+        out.append(f"P(yes) asked about {t.chosen.asked:.2f} samples per problem (dev)")
+    return out
+
+
+def _comparison(t: Tuning) -> str | None:
+    if t.held_recipe is None or t.held_fixed is None:
+        return None
+    ratio = t.held_recipe.tokens / t.held_fixed.tokens if t.held_fixed.tokens else float("nan")
+    diff = t.held_recipe.accuracy - t.held_fixed.accuracy
+    return f"recipe vs best fixed rule: {diff:+.1%} accuracy at {ratio:.0%} of its tokens"
+
+
+def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") -> str:
+    """A Markdown section for docs/RESULTS.md: the command, the recipe and its thresholds,
+    development and held-back accuracy (95% Wilson) and tokens, the frontier (every
+    candidate on it) and the plot ``image`` (every candidate)."""
+    title = command.split(" --")[0]
+    lines = [f"### {title}", "", "```sh", command, "```", ""]
+    if header:
+        lines += [f"{line}  " for line in header.splitlines()] + [""]
+    lines += [
+        f"Objective: {t.objective}. Development problems: {len(t.dev_ids)}; held-back "
+        f"problems: {len(t.held_ids)}.",
+        "",
+        f"**Recipe:** `{t.recipe.describe()}`",
+        "",
+        "| stage | draw (total) | temperature | stop if | stopped here (dev) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in thresholds(t):
+        temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
+        share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
+        lines.append(
+            f"| {r['stage']} | {r['draw']} ({r['drawn']}) | {temp} | {_rule(r['stop_if'])} "
+            f"| {share} |"
+        )
+    lines += ["", *_md_table("Development split", [t.chosen, t.best_fixed])]
+    if t.held_recipe is not None and t.held_fixed is not None:
+        lines += [
+            "",
+            *_md_table("Held-back split (never seen by the fit)", [t.held_recipe, t.held_fixed]),
+            "",
+            f"{_comparison(t)}.",
+        ]
+    lines += ["", *_md_table("Frontier (development)", t.frontier)]
+    if image:
+        lines += ["", f"![accuracy vs tokens per problem, every candidate]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(title: str, points: Sequence[Point]) -> list[str]:
+    rows = [
+        f"**{title}**",
+        "",
+        "| candidate | accuracy | 95% Wilson | tokens / problem | scorer calls / problem |",
+        "|---|---|---|---|---|",
+    ]
+    for p in points:
+        lo, hi = p.wilson
+        rows.append(
+            f"| {p.label.replace('|', '/')} | {p.accuracy:.1%} | {lo:.1%}–{hi:.1%} "
+            f"| {p.tokens:.0f} | {p.scorer_calls:.1f} |"
+        )
+    return rows
+
+
+def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = None) -> str:
+    """One self-contained HTML page: the command, the frontier plot (inline), the recipe
+    and its thresholds, development and held-back accuracy with 95% Wilson intervals and
+    tokens, the frontier and every candidate tried."""
+    e = html.escape
+    parts = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(command)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "pre{background:#f5f5f5;padding:8px;overflow-x:auto}</style></head><body>",
+        f"<h1>{e(command.split(' --')[0])}</h1>",
+        f"<pre>{e(command)}</pre>",
+        f"<p>{e(header).replace(chr(10), '<br>')}</p>" if header else "",
+        f"<p>Objective: {e(t.objective)}. Development problems: {len(t.dev_ids)}; held-back "
+        f"problems: {len(t.held_ids)}.</p>",
+    ]
+    if png is not None:
+        parts.append(img_tag(png, "accuracy vs tokens per problem"))
+    parts += [
+        "<h2>Recipe</h2>",
+        f"<p><code>{e(t.recipe.describe())}</code></p>",
+        "<table><tr><th>stage</th><th>draw (total)</th><th>temperature</th><th>stop if</th>"
+        "<th>stopped here (dev)</th></tr>",
+    ]
+    for r in thresholds(t):
+        temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
+        share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
+        parts.append(
+            f"<tr><td>{r['stage']}</td><td>{r['draw']} ({r['drawn']})</td><td>{temp}</td>"
+            f"<td>{e(_rule(r['stop_if']))}</td><td>{share}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(f"<pre>{e(json.dumps(t.recipe.as_dict(), indent=2))}</pre>")
+    parts += _html_table("Development split", [t.chosen, t.best_fixed])
+    if t.held_recipe is not None and t.held_fixed is not None:
+        parts += _html_table(
+            "Held-back split (never seen by the fit)", [t.held_recipe, t.held_fixed]
+        )
+        parts.append(f"<p>{e(str(_comparison(t)))}</p>")
+    parts += _html_table("Frontier (development)", t.frontier)
+    ranked = sorted(t.dev_points, key=lambda p: (p.tokens, -p.accuracy))
+    parts.append(f"<details><summary>Every candidate ({len(ranked)})</summary>")
+    parts += _html_table("", ranked)
+    parts.append("</details></body></html>")
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def _html_table(title: str, points: Sequence[Point]) -> list[str]:
+    e = html.escape
+    rows = [f"<h2>{e(title)}</h2>"] if title else []
+    rows.append(
+        "<table><tr><th>candidate</th><th>kind</th><th>accuracy</th><th>95% Wilson</th>"
+        "<th>tokens / problem</th><th>scorer calls / problem</th></tr>"
+    )
+    for p in points:
+        lo, hi = p.wilson
+        rows.append(
+            f"<tr><td>{e(p.label)}</td><td>{p.kind}</td><td>{p.accuracy:.1%}</td>"
+            f"<td>{lo:.1%}–{hi:.1%}</td><td>{p.tokens:.0f}</td><td>{p.scorer_calls:.1f}</td></tr>"
+        )
+    rows.append("</table>")
+    return rows
 
 
 def json_report(t: Tuning) -> dict[str, Any]:
@@ -56,6 +225,9 @@ def json_report(t: Tuning) -> dict[str, Any]:
         "dev_problems": list(t.dev_ids),
         "held_problems": list(t.held_ids),
         "recipe": t.recipe.as_dict(),
+        "thresholds": thresholds(t),
+        "temperatures": list(t.temperatures),
+        "no_more": t.no_more,
         "chosen": t.chosen.as_dict(),
         "best_fixed": t.best_fixed.as_dict(),
         "frontier": [p.as_dict() for p in t.frontier],
