@@ -3,7 +3,9 @@ same samples, the fit finds a known optimum on a synthetic pool, and ``ponder tu
 end to end on the small model."""
 
 import asyncio
+import dataclasses
 import json
+import math
 
 import pytest
 from scripted import ScriptedEngine
@@ -15,6 +17,7 @@ from ponder.evals.tune import (
     Point,
     best_fixed,
     choose,
+    first_stage_draws,
     fixed_points,
     frontier,
     recipe_grid,
@@ -22,10 +25,11 @@ from ponder.evals.tune import (
     split,
     tune,
 )
+from ponder.evals.tune_signals import ask_pools
 from ponder.strategies import create
-from ponder.strategies.recipes import from_dict, load
+from ponder.strategies.recipes import from_dict, load, more
 from ponder.tasks import create_task
-from ponder.types import Budget
+from ponder.types import Budget, Completion, TokenLogprob, Usage
 
 RECIPE = {
     "stages": [
@@ -181,27 +185,250 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     from ponder.cli import main
 
     db, out = tmp_path / "runs.sqlite", tmp_path / "out"
-    common = ["--model", small_model, "--limit", "4", "--pool", "2", "--max-tokens", "16"]
-    common += ["--top-logprobs", "5", "--n-ctx", "2048", "--db", str(db), "--subsets", "20"]
+    common = ["--model", small_model, "--levels", "1,2", "--limit", "2", "--pool", "2"]
+    common += ["--max-tokens", "16", "--temperatures", "0.5,1.0", "--top-logprobs", "5"]
+    common += ["--n-ctx", "2048", "--db", str(db), "--subsets", "20"]
     assert main(["tune", "arithmetic", *common, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "(4 pools of 2; 0 reused, 4 drawn)" in text
+    assert "(8 pools of 2; 0 reused, 8 drawn)" in text
+    assert "P(yes) asked about 8 samples now (8 tokens generated" in text
     assert "development problems: 2; held-back problems: 2" in text
     assert "held-back split (never seen by the fit):" in text
     recipe = load(out / "recipe.json")
     assert recipe.total_draws <= 2 and recipe.about["task"] == "arithmetic"
+    assert recipe.temperature in (0.5, 1.0) and recipe.about["temperatures"] == [0.5, 1.0]
     report = json.loads((out / "report.json").read_text())
     assert len(report["dev_problems"]) == 2 and report["held_recipe"]["problems"] == 2
+    assert report["no_more"] and report["temperatures"] == [0.5, 1.0]
+    assert {p["temperature"] for p in report["points"]} == {0.5, 1.0}
     lo, hi = report["held_recipe"]["wilson"]
     assert lo <= report["held_recipe"]["accuracy"] <= hi
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "report.md").read_text()
+    assert md.startswith("### ponder tune arithmetic\n") and "--temperatures 0.5,1" in md
+    assert "| stage | draw (total) | temperature | stop if |" in md and "95% Wilson" in md
+    assert "**Held-back split (never seen by the fit)**" in md and "![" in md
+    page = (out / "report.html").read_text()
+    assert '<img class="plot"' in page and "Every candidate (" in page
+    assert page.count("<tr>") > len(report["points"])
+    # The same command again draws nothing and asks nothing: every pool and P(yes) is stored.
+    assert main(["tune", "arithmetic", *common, "--out", str(tmp_path / "same")]) == 0
+    text = capsys.readouterr().out
+    assert "(8 pools of 2; 8 reused, 0 drawn)" in text
+    assert "P(yes) asked about 0 samples now (0 tokens generated, 0 prompt tokens" in text
+    assert "computed), 8 found stored" in text
+    assert load(tmp_path / "same" / "recipe.json") == recipe
     again = tmp_path / "again"
     args = ["tune", "arithmetic", *common, "--recipe", str(out / "recipe.json")]
     assert main([*args, "--out", str(again)]) == 0
     text = capsys.readouterr().out
-    assert "(4 pools of 2; 4 reused, 0 drawn)" in text
+    assert "(8 pools of 2; 8 reused, 0 drawn)" in text
     assert "objective: none: the recipe was given" in text and not (again / "recipe.json").exists()
     bad = tmp_path / "big.json"
     bad.write_text(json.dumps({"stages": [{"draw": 16}]}))
     assert main([*args[:-1], str(bad), "--out", str(again)]) == 2
     assert "the recipe draws 16 samples; --pool is 2" in capsys.readouterr().err
+
+
+def test_ponder_tune_rejects_bad_sweeps_before_loading_a_model(tmp_path, capsys):
+    from ponder.cli import main
+
+    base = ["tune", "arithmetic", "--model", "no-such-model", "--db", str(tmp_path / "x")]
+    assert main([*base, "--temperatures", "0.5,0.5"]) == 2
+    assert "--temperatures repeats a value" in capsys.readouterr().err
+    assert main([*base, "--levels", "1,2", "--level", "3"]) == 2
+    assert "either --level or --levels" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--temperatures", "hot"])
+    assert "expected numbers like 0.5,0.7,1.0" in capsys.readouterr().err
+
+
+# The no_more signal from pools, and pools at several temperatures.
+
+NO_MORE_RECIPE = {
+    "stages": [
+        {"draw": 2, "stop_if": {"no_more": 0.5}},
+        {"draw": 4, "stop_if": {"margin": 0.5}},
+        {"draw": 2},
+    ]
+}
+
+
+def p_yes_of(text):
+    """The scripted model's P(yes) about one sample: low for the short ones."""
+    return 0.2 if " step" not in text else 0.7
+
+
+def answer_question(engine, r):
+    """The scripted answer to ``recipes.more``'s question, or None for other requests."""
+    if not (isinstance(r.prefix, tuple) and r.prefix[-1]["content"] == more.QUESTION):
+        return None
+    engine.asked.append(r.prefix[-2]["content"])
+    p = p_yes_of(r.prefix[-2]["content"])
+    top = (("Yes", math.log(p)), ("No", math.log(1 - p)))
+    first = TokenLogprob(*max(top, key=lambda kv: kv[1]), top)
+    usage = Usage(tokens_generated=1, prompt_tokens_computed=4, engine_calls=1)
+    return [Completion(first.token, 1, "length", usage, (first,), 12)]
+
+
+class AskingEngine(ScriptedEngine):
+    def __init__(self, script):
+        super().__init__(script)
+        self.asked = []
+
+    def _one(self, r):
+        return answer_question(self, r) or super()._one(r)
+
+
+class AskingStageEngine(StageEngine):
+    def __init__(self, script):
+        super().__init__(script)
+        self.asked = []
+
+    def _one(self, r):
+        return answer_question(self, r) or super()._one(r)
+
+
+def test_offline_simulation_with_no_more_equals_the_live_auto_run(tmp_path):
+    task = create_task("arithmetic", level=2)
+    problems = task.problems(12)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
+    db = tmp_path / "runs.sqlite"
+    engine = AskingEngine(pool_script(refs))
+    summary = run_pool(task, PoolConfig(n=8), [0], 12, db, engine, progress=False)
+    with Store(db) as store:
+        asked = ask_pools(
+            store, store.pools(summary.run_id), {p.id: p for p in problems}, engine, 2
+        )
+        assert asked.asked == 24 and asked.cached == 0 and asked.usage.tokens_generated == 24
+        pools = store.pools(summary.run_id)
+    assert all(
+        s.stats["p_yes"] == pytest.approx(p_yes_of(s.text)) for p in pools for s in p.samples[:2]
+    )
+    assert all("p_yes" not in s.stats for p in pools for s in p.samples[2:])
+    recipe = from_dict(NO_MORE_RECIPE)
+    sim = simulate(recipe, pools)
+    auto = create("auto", recipe=NO_MORE_RECIPE, seed=0)
+    live_acc, live_tokens, live_calls, stages = {}, [], [], [0, 0, 0]
+    for p in problems:
+        r = asyncio.run(auto.run(p, AskingStageEngine(pool_script(refs)), None, Budget(n=8)))
+        live_acc[p.id] = float(asyncio.run(task.grade(p, r)))
+        live_tokens.append(r.usage.tokens_generated)
+        live_calls.append(r.usage.scorer_calls)
+        stages[r.trace["stopped_at"]] += 1
+    assert sim.per_problem == live_acc
+    assert sim.tokens == pytest.approx(sum(live_tokens) / len(live_tokens))
+    assert sim.scorer_calls == pytest.approx(sum(live_calls) / len(live_calls)) == sim.asked == 2
+    assert sim.stages == pytest.approx(tuple(s / len(problems) for s in stages))
+    assert 0 < stages[0] < len(problems), "the script should make some problems escalate"
+
+
+def test_a_second_pass_over_the_same_pools_generates_nothing(tmp_path):
+    task = create_task("arithmetic", level=1)
+    problems = task.problems(5)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
+    db = tmp_path / "runs.sqlite"
+    by_id = {p.id: p for p in problems}
+    first = AskingEngine(pool_script(refs))
+    run_pool(task, PoolConfig(n=4), [0], 5, db, first, progress=False)
+    with Store(db) as store:
+        ask_pools(store, store.pools(store.runs()[0]["run_id"]), by_id, first, 4)
+    assert len(first.requests) == 5 + 5 * 4
+    again = AskingEngine(pool_script(refs))
+    summary = run_pool(task, PoolConfig(n=4), [0], 5, db, again, progress=False)
+    with Store(db) as store:
+        asked = ask_pools(store, store.pools(summary.run_id), by_id, again, 4)
+    assert summary.pools_run == 0 and summary.pools_already_done == 5
+    assert asked.asked == 0 and asked.cached == 20 and asked.usage == Usage()
+    assert again.requests == [] and again.asked == []
+
+
+def tempered(t, answers, tokens=10):
+    """One pool per problem at temperature ``t``: sample i answers ``answers[i]``."""
+    return [
+        PoolRecord(
+            "r" + str(t),
+            f"p{i}",
+            0,
+            "1",
+            tuple(sample(a, a == "1", tokens) for a in answers),
+            {},
+            {},
+            0,
+        )
+        for i in range(10)
+    ]
+
+
+def test_tune_chooses_the_temperature_and_compares_fixed_rules_at_each():
+    pools = {
+        0.5: tempered(0.5, ["2", "1", "2", "1", "2", "1", "2", "2"]),
+        1.0: tempered(1.0, ["1", "1", "1", "1", "1", "1", "1", "1"], tokens=12),
+    }
+    ids = [f"p{i}" for i in range(10)]
+    t = tune(pools, ids[:5], ids[5:])
+    assert t.temperatures == (0.5, 1.0)
+    labels = {p.label for p in t.dev_points if p.kind == "fixed"}
+    assert {"self-consistency@1 T=0.5", "self-consistency@1 T=1"} <= labels
+    assert t.chosen.recipe is not None and t.chosen.recipe.temperature == 1.0
+    assert t.chosen.accuracy == 1.0 and t.chosen.tokens == 12
+    assert t.held_fixed is not None and t.held_fixed.temperature == t.best_fixed.temperature
+    assert t.held_fixed.label == t.best_fixed.label and t.held_fixed.problems == 5
+    assert t.held_recipe is not None and t.held_recipe.accuracy == 1.0
+    grid = recipe_grid(8, [], (0.5, 1.0))
+    assert {r.temperature for r in grid} == {0.5, 1.0} and not any(r.asks for r in grid)
+
+
+def test_a_stage_temperature_reads_the_next_samples_of_that_temperatures_pool():
+    def pools_at(t, base):
+        return [
+            PoolRecord(
+                "r",
+                "p0",
+                0,
+                "1",
+                tuple(sample(str(i), False, base + i) for i in range(8)),
+                {},
+                {},
+                0,
+            )
+        ]
+
+    pools = {0.5: pools_at(0.5, 100), 1.0: pools_at(1.0, 200)}
+    recipe = from_dict(
+        {"temperature": 0.5, "stages": [{"draw": 2}, {"draw": 3, "temperature": 1.0}]}
+    )
+    point = simulate(recipe, pools)
+    assert point.tokens == 100 + 101 + 202 + 203 + 204
+    with pytest.raises(ValueError, match="names no temperature; the pools were drawn at several"):
+        simulate(from_dict({"stages": [{"draw": 2}]}), pools)
+    with pytest.raises(ValueError, match="temperature 0.7; no pools at it"):
+        simulate(from_dict({"temperature": 0.7, "stages": [{"draw": 2}]}), pools)
+
+
+def test_the_grid_reads_no_more_only_when_every_pool_carries_p_yes():
+    pools = synthetic(12, 8)
+    ids = sorted({p.problem_id for p in pools})
+    t = tune(pools, ids[:10], ids[10:])
+    assert not t.no_more and not any(p.recipe and p.recipe.asks for p in t.dev_points)
+    asked = [
+        dataclasses.replace(
+            p,
+            samples=tuple(
+                dataclasses.replace(s, stats={**s.stats, "p_yes": 0.1, "p_yes_tokens": 1})
+                if i < first_stage_draws(8)
+                else s
+                for i, s in enumerate(p.samples)
+            ),
+        )
+        for p in pools
+    ]
+    assert first_stage_draws(8) == 2 and first_stage_draws(16) == 4
+    t = tune(asked, ids[:10], ids[10:])
+    assert t.no_more and any(p.recipe and p.recipe.asks for p in t.dev_points)
+    rules = [p.recipe.stages[0].stop_if for p in t.dev_points if p.recipe and p.recipe.asks]
+    assert {"no_more": 0.8} in rules and {"agreement": 0.6, "no_more": 0.5} in rules
+    point = simulate(
+        from_dict({"stages": [{"draw": 2, "stop_if": {"no_more": 0.8}}, {"draw": 6}]}), asked
+    )
+    assert point.stages == (1.0, 0.0) and point.asked == 2 and point.tokens == 20 + 2

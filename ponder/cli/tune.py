@@ -93,6 +93,13 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         "one mixed set (--limit problems per level)",
     )
     g.add_argument(
+        "--pool-scorers",
+        default="",
+        metavar="A,B",
+        help="score every sample with each scorer, as `ponder eval --pool-scorers` does (the "
+        "same scorers reuse that command's pools); recipes may use any of them",
+    )
+    g.add_argument(
         "--self-eval",
         type=int,
         default=-1,
@@ -159,7 +166,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
         raise ValueError("--max-tokens-per-problem must be > 0")
     tasks = _tasks(args)
-    scorers = [args.scorer] if args.scorer else []
+    scorers = [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
+    if args.scorer and scorers:
+        raise ValueError("give either --scorer (with --scorer-set) or --pool-scorers")
+    scorers = scorers or ([args.scorer] if args.scorer else [])
     options = {args.scorer: scorer_options(args)} if args.scorer else None
     model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
     first = first_stage_draws(args.pool) if args.self_eval < 0 else args.self_eval
@@ -342,6 +352,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--self-eval {args.self_eval}")
     if args.scorer:
         parts.append(f"--scorer {args.scorer}")
+    if args.pool_scorers:
+        parts.append(f"--pool-scorers {args.pool_scorers}")
     if args.max_tokens_per_problem is not None:
         parts.append(f"--max-tokens-per-problem {args.max_tokens_per_problem:g}")
     if args.dev_fraction != 0.5 or args.split_seed:
