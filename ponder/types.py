@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -62,6 +63,56 @@ class SamplingParams:
 
 GREEDY = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0)
 
+RESPONSE_FORMATS = ("json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """A format every continuation must take, enforced while sampling.
+
+    ``type`` is ``"json_object"`` (any JSON object) or ``"json_schema"`` (JSON valid
+    against ``schema``, a JSON Schema given as JSON text, so that the value is hashable
+    and keeps its property order). ``name`` and ``strict`` are passed on to a remote
+    server as OpenAI's ``response_format.json_schema`` has them.
+    """
+
+    type: str
+    schema: str | None = None
+    name: str = "output"
+    strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in RESPONSE_FORMATS:
+            raise ValueError(
+                f"response format type must be one of {', '.join(RESPONSE_FORMATS)}, "
+                f"got {self.type!r}"
+            )
+        if self.type == "json_object" and self.schema is not None:
+            raise ValueError("a json_object format takes no schema (use json_schema)")
+        if self.type == "json_schema":
+            if self.schema is None:
+                raise ValueError("a json_schema format needs a schema")
+            try:
+                parsed = json.loads(self.schema)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"the schema is not valid JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError(f"the schema must be a JSON object, got {self.schema[:40]!r}")
+
+    @staticmethod
+    def json_schema(schema: dict[str, Any], name: str = "output") -> ResponseFormat:
+        """The format of JSON valid against ``schema``."""
+        return ResponseFormat("json_schema", json.dumps(schema), name)
+
+    def as_openai(self) -> dict[str, Any]:
+        """OpenAI's ``response_format`` field for this format."""
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": self.name, "schema": json.loads(self.schema or "{}")}
+        if self.strict is not None:
+            spec["strict"] = self.strict
+        return {"type": "json_schema", "json_schema": spec}
+
 
 @dataclass(frozen=True)
 class Request:
@@ -71,12 +122,15 @@ class Request:
     the engine renders with the model's chat template and opens an assistant turn. For
     chat prefixes, ``partial`` is text the assistant has already written: the engine
     continues it (this is how step-level search extends a partial solution).
+    ``response_format``, when set, constrains every continuation (``partial`` included:
+    it must be a beginning of the format) to that format.
     """
 
     prefix: str | tuple[Message, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     partial: str = ""
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.prefix, list):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ponder.engines.base import ContextOverflowError, EngineError
 from ponder.engines.llamacpp import sampler
+from ponder.engines.llamacpp.grammar import Grammar
 from ponder.engines.llamacpp.native import NativeContext
 from ponder.engines.llamacpp.radix import RadixTree, common_prefix
 from ponder.types import Completion, Request, TokenLogprob, Usage
@@ -60,6 +61,7 @@ class Seq:
     prompt_cached: int = 0
     finish: str | None = None
     stop_reason: str | None = None
+    grammar: Grammar | None = None
 
     @property
     def generated(self) -> int:
@@ -113,6 +115,15 @@ class Scheduler:
             )
             for i in range(n)
         ]
+        fmt, partial = ticket.request.response_format, ticket.request.partial
+        if fmt is not None:
+            try:
+                state = Grammar.start(self.nx, fmt, self.nx.tokenize(partial, False))
+            except ValueError as exc:
+                _fail(ticket, exc)
+                return
+            for seq in seqs:
+                seq.grammar = state.clone()
         for follower in seqs[1:]:
             follower.leader = seqs[0]
         seqs[0].followers = seqs[1:]
@@ -298,7 +309,10 @@ class Scheduler:
         if params.ignore_eos:
             row = row.copy()
             row[self.nx.eog_ids] = -np.inf
-        tok = sampler.sample(row, params, s.rng)
+        if s.grammar is None:
+            tok = sampler.sample(row, params, s.rng)
+        else:
+            tok = s.grammar.sample(row, params, s.rng)
         if params.logprobs:
             lp = sampler.log_softmax(row)
             top: tuple[tuple[str, float], ...] = ()
