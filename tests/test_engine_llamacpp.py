@@ -2,7 +2,8 @@
 
 Most tests here run the engine in its exact mode (``flash_attn=True``, also what
 llama.cpp picks by default on a CPU), in which an output does not depend on what it was
-batched with or served from: that is the guarantee they check bit for bit. The fast
+batched with or served from: that is the guarantee they check bit for bit, in each KV
+layout (``layout.LAYOUTS``: the ``engine`` fixture is parametrized over them). The fast
 one-problem mode (flash attention off) is checked at the end for what it promises.
 """
 
@@ -49,10 +50,19 @@ def token_ids(c):
     return [t.token for t in c.logprobs]
 
 
-@pytest.fixture(scope="module")
-def engine(small_model: str) -> Iterator[LlamaCppEngine]:
-    """The exact (batch- and cache-invariant) engine this module checks."""
-    eng = LlamaCppEngine(small_model, n_ctx=8192, n_parallel=48, seed=0, flash_attn=True)
+# Per layout: the shared cache as the library sizes it; 32 streams of 768 cells each.
+SIZES = {"shared": (8192, 48), "streams": (32 * 768, 32)}
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def engine(small_model: str, request: pytest.FixtureRequest) -> Iterator[LlamaCppEngine]:
+    """The exact (batch- and cache-invariant) engine this module checks, in each layout."""
+    n_ctx, n_parallel = SIZES[request.param]
+    eng = LlamaCppEngine(
+        small_model, n_ctx=n_ctx, n_parallel=n_parallel, seed=0, flash_attn=True,
+        layout=request.param,
+    )  # fmt: skip
+    assert eng.layout == request.param
     yield eng
     eng.close()
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from ponder import models
 from ponder.engines.base import Capabilities, EngineError, raise_first_failure
-from ponder.engines.llamacpp.native import NativeContext
+from ponder.engines.llamacpp.layout import choose_layout
+from ponder.engines.llamacpp.native import NativeContext, NativeModel
 from ponder.engines.llamacpp.scheduler import Scheduler, Ticket
 from ponder.types import Completion, Request
 
@@ -26,8 +27,13 @@ class LlamaCppEngine:
     """Runs a GGUF model in-process with continuous batching and prefix sharing.
 
     ``model`` is a registry name (see ``ponder models list``) or a path to a GGUF file.
-    ``n_ctx`` is the size of the KV cache shared by all sequences; ``n_parallel`` the
-    number of KV sequence slots (running sequences plus cached branches).
+    ``n_ctx`` is the number of KV cells in all; ``n_parallel`` the number of KV sequence
+    slots (running sequences plus cached branches). ``layout`` places them
+    (``layout.py``): ``"shared"``, one unified cache in which forks share cells and every
+    query's attention runs over all sequences' cells; ``"streams"``, one KV stream of
+    ``n_ctx // n_parallel`` cells per slot, in which a query attends only its own
+    sequence and a fork copies its parent's stream; ``None``, the engine's choice from
+    that sizing (``layout.choose_layout``).
     ``flash_attn``: llama.cpp's flash attention; ``None`` (llama.cpp's choice: on, on a
     CPU) is the exact mode, in which an output does not depend on its batch or cache;
     ``False`` is faster for one problem's long shared prefixes on a CPU
@@ -47,6 +53,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         seed: int = 0,
         flash_attn: bool | None = None,
+        layout: str | None = None,
     ) -> None:
         if n_parallel < 1 or n_parallel > 256:
             raise ValueError(f"n_parallel must be in [1, 256], got {n_parallel}")
@@ -59,14 +66,22 @@ class LlamaCppEngine:
             raise ValueError(f"n_ctx must be >= 64, got {n_ctx}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        self.layout = choose_layout(layout, n_ctx, n_parallel)
         self.path: Path = models.resolve(model)
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)
-        self._nx = NativeContext(self.path, n_ctx, n_parallel, n_batch, threads, flash_attn)
-        import llama_cpp as ll
-
-        n_train = ll.llama_model_n_ctx_train(self._nx.model)
-        self.max_seq_len = min(self._nx.n_ctx, n_train) if n_train > 0 else self._nx.n_ctx
+        self._weights = NativeModel(self.path)
+        try:
+            self._nx = NativeContext(
+                self._weights, n_ctx, n_parallel, n_batch, threads, flash_attn,
+                streams=self.layout == "streams",
+            )  # fmt: skip
+        except BaseException:
+            self._weights.close()
+            raise
+        n_train = self._weights.n_ctx_train
+        per_seq = self._nx.n_ctx_seq
+        self.max_seq_len = min(per_seq, n_train) if n_train > 0 else per_seq
         self._sched = Scheduler(self._nx, self.max_seq_len)
         self._seed = seed
         self._inbox: queue.SimpleQueue[list[Ticket] | _Call | None] = queue.SimpleQueue()
@@ -169,6 +184,7 @@ class LlamaCppEngine:
     def stats(self) -> dict[str, Any]:
         s = self._sched
         return {
+            "layout": self.layout,
             "steps": s.steps,
             "preemptions": s.preemptions,
             "running": len(s.running),
@@ -191,6 +207,7 @@ class LlamaCppEngine:
             self._inbox.put(None)
         self._thread.join()
         self._nx.close()
+        self._weights.close()
 
     def __enter__(self) -> LlamaCppEngine:
         return self

@@ -1,8 +1,10 @@
 """The few llama.cpp C calls the engine needs, behind plain Python methods.
 
-One ``NativeContext`` owns a model, a context with a unified KV cache (so that
-``llama_memory_seq_cp`` shares cells between sequences instead of copying them) and
-one reusable batch. Only the scheduler thread touches it.
+A ``NativeModel`` holds the loaded weights, vocabulary and chat template; a
+``NativeContext`` on it holds one KV cache (a unified one, in which
+``llama_memory_seq_cp`` shares cells between sequences, or one stream per sequence)
+and one reusable batch. Several contexts may share one model. Only the scheduler
+thread touches a context.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import llama_cpp as ll
 import numpy as np
 
 from ponder.engines.base import EngineError
+from ponder.engines.llamacpp.streams import StreamMap
 from ponder.types import Message
 
 _LOG_CALLBACK = None
@@ -121,46 +124,19 @@ def guard_llama_cpp() -> None:
     bindings.llama_model_default_params = model_params
 
 
-class NativeContext:
-    def __init__(
-        self,
-        path: Path,
-        n_ctx: int,
-        n_seq_max: int,
-        n_batch: int,
-        n_threads: int,
-        flash_attn: bool | None = None,
-    ) -> None:
+class NativeModel:
+    """A loaded GGUF model: its weights (in memory once, however many contexts use them),
+    vocabulary and chat template. Contexts (``NativeContext``) are made on it."""
+
+    def __init__(self, path: Path) -> None:
         _quiet_logs()
         ll.llama_backend_init()
-        mparams = model_params()
-        self.model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+        self.model = ll.llama_model_load_from_file(str(path).encode(), model_params())
         if not self.model:
             raise NativeError(f"llama.cpp could not load {path} (corrupt or unsupported GGUF?)")
-        cparams = ll.llama_context_default_params()
-        cparams.n_ctx = n_ctx
-        cparams.n_batch = n_batch
-        cparams.n_ubatch = n_batch
-        cparams.n_seq_max = n_seq_max
-        cparams.n_threads = n_threads
-        cparams.n_threads_batch = n_threads
-        cparams.kv_unified = True
-        cparams.flash_attn_type = flash_attn_type(flash_attn)
-        cparams.no_perf = True
-        self.ctx = ll.llama_init_from_model(self.model, cparams)
-        if not self.ctx:
-            ll.llama_model_free(self.model)
-            raise NativeError(
-                f"llama.cpp could not create a context (n_ctx={n_ctx}, n_seq_max={n_seq_max})"
-            )
         self.vocab = ll.llama_model_get_vocab(self.model)
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx = ll.llama_n_ctx(self.ctx)
-        self.n_batch = n_batch
-        self.n_seq_max = n_seq_max
-        self.memory = ll.llama_get_memory(self.ctx)
-        self._batch = ll.llama_batch_init(n_batch, 0, 1)
-        self._n = 0
+        self.n_ctx_train = ll.llama_model_n_ctx_train(self.model)
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         tmpl = ll.llama_model_chat_template(self.model, None)
@@ -168,12 +144,6 @@ class NativeContext:
         self.description = self._meta("general.name") or path.name
 
     def close(self) -> None:
-        if self._batch is not None:
-            ll.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx:
-            ll.llama_free(self.ctx)
-            self.ctx = None
         if self.model:
             ll.llama_model_free(self.model)
             self.model = None
@@ -182,8 +152,6 @@ class NativeContext:
         buf = ctypes.create_string_buffer(512)
         n = ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
         return buf.value.decode("utf-8", "replace") if n >= 0 else None
-
-    # ---- text <-> tokens -------------------------------------------------------------
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         data = text.encode("utf-8")
@@ -234,22 +202,152 @@ class NativeContext:
             size = n + 1
         raise NativeError("chat template output kept growing")
 
+
+class NativeContext:
+    """One llama.cpp context (a KV cache and a batch) on a ``NativeModel``.
+
+    ``streams=False``: one unified KV cache of ``n_ctx`` cells shared by ``n_seq_max``
+    sequences; ``seq_copy`` shares cells (no data moves) and every query's attention
+    runs over the used range of all sequences' cells. ``streams=True``: one KV stream of
+    ``n_ctx // n_seq_max`` cells per sequence (plus a spare stream); a query attends its
+    own stream only, ``seq_copy`` copies the source's stream (the whole stream buffer,
+    once, on the next decode), and sequence ids are slots that ``streams.StreamMap``
+    keeps on consecutive streams so that a step stays one micro-batch.
+    ``model`` may be a path: the context then loads the model and owns it.
+    """
+
+    def __init__(
+        self,
+        model: NativeModel | Path,
+        n_ctx: int,
+        n_seq_max: int,
+        n_batch: int,
+        n_threads: int,
+        flash_attn: bool | None = None,
+        streams: bool = False,
+    ) -> None:
+        self._owns_model = not isinstance(model, NativeModel)
+        self.native_model = model if isinstance(model, NativeModel) else NativeModel(model)
+        nm = self.native_model
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = (n_ctx // n_seq_max) * (n_seq_max + 1) if streams else n_ctx
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max + 1 if streams else n_seq_max
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        cparams.kv_unified = not streams
+        cparams.flash_attn_type = flash_attn_type(flash_attn)
+        cparams.no_perf = True
+        self.ctx = ll.llama_init_from_model(nm.model, cparams)
+        if not self.ctx:
+            if self._owns_model:
+                nm.close()
+            raise NativeError(
+                f"llama.cpp could not create a context (n_ctx={n_ctx}, n_seq_max={n_seq_max})"
+            )
+        self.model = nm.model
+        self.vocab = nm.vocab
+        self.n_vocab = nm.n_vocab
+        self.chat_template = nm.chat_template
+        self.description = nm.description
+        self.streams = streams
+        self.n_ctx = ll.llama_n_ctx(self.ctx)
+        self.n_ctx_seq = ll.llama_n_ctx_seq(self.ctx)
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.memory = ll.llama_get_memory(self.ctx)
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        self._n = 0
+        self._map = StreamMap(n_seq_max) if streams else None
+        # streams: the batch as added (token, pos, slot, logits) and each entry's row
+        self._entries: list[tuple[int, int, int, bool]] = []
+        self._row: list[int] = []
+
+    def close(self) -> None:
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if self._owns_model:
+            self.native_model.close()
+        self.model = None
+
+    # ---- text <-> tokens (the model's) -----------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self.native_model.tokenize(text, add_special)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for; special tokens (end of turn…) render as nothing."""
+        return self.native_model.piece(token)
+
+    def is_eog(self, token: int) -> bool:
+        return self.native_model.is_eog(token)
+
+    @property
+    def eog_ids(self) -> np.ndarray:
+        """Every end-of-generation token id."""
+        return self.native_model.eog_ids
+
+    def apply_chat_template(self, messages: Sequence[Message]) -> str:
+        return self.native_model.apply_chat_template(messages)
+
     # ---- KV memory -------------------------------------------------------------------
 
     def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
-        ll.llama_memory_seq_cp(self.memory, src, dst, 0, n_tokens)
+        """Give ``dst`` the KV of ``src``'s first ``n_tokens`` tokens (``dst`` is empty)."""
+        if self._map is None:
+            ll.llama_memory_seq_cp(self.memory, src, dst, 0, n_tokens)
+            return
+        a, b = self._map.stream(src), self._map.stream(dst)
+        ll.llama_memory_seq_cp(self.memory, a, b, -1, -1)
+        ll.llama_memory_seq_rm(self.memory, b, n_tokens, -1)
 
     def memory_clear(self) -> None:
         """Empty the whole KV cache and reset its placement to the first cell."""
         ll.llama_memory_clear(self.memory, True)
+        if self._map is not None:
+            self._map.reset()
 
     def seq_remove(self, seq: int, start: int = 0) -> None:
-        ll.llama_memory_seq_rm(self.memory, seq, start, -1)
+        stream = seq if self._map is None else self._map.stream(seq)
+        ll.llama_memory_seq_rm(self.memory, stream, start, -1)
+
+    def _stream_empty(self, stream: int) -> bool:
+        return int(ll.llama_memory_seq_pos_max(self.memory, stream)) < 0
+
+    def _gather_streams(self) -> None:
+        """Move the batch's slots onto consecutive streams, then fill the C batch sorted
+        by stream and position (one micro-batch), remembering each entry's row."""
+        assert self._map is not None
+        for op, src, dst in self._map.gather({e[2] for e in self._entries}, self._stream_empty):
+            if op == "copy":
+                ll.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+            else:
+                ll.llama_memory_seq_rm(self.memory, src, -1, -1)
+        stream = self._map.stream
+        order = sorted(
+            range(self._n), key=lambda i: (stream(self._entries[i][2]), self._entries[i][1])
+        )
+        self._row = [0] * self._n
+        b = self._batch
+        for row, i in enumerate(order):
+            token, pos, slot, want = self._entries[i]
+            b.token[row] = token
+            b.pos[row] = pos
+            b.n_seq_id[row] = 1
+            b.seq_id[row][0] = stream(slot)
+            b.logits[row] = want
+            self._row[i] = row
 
     # ---- batches ---------------------------------------------------------------------
 
     def batch_clear(self) -> None:
         self._n = 0
+        self._entries.clear()
 
     @property
     def batch_size(self) -> int:
@@ -257,6 +355,10 @@ class NativeContext:
 
     def batch_add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
         """Add one token; return its index in the batch (for reading its logits)."""
+        if self._map is not None:
+            self._entries.append((token, pos, seq, want_logits))
+            self._n += 1
+            return self._n - 1
         b, i = self._batch, self._n
         b.token[i] = token
         b.pos[i] = pos
@@ -268,9 +370,13 @@ class NativeContext:
 
     def decode(self) -> int:
         """Run the batch. 0 = ok, 1 = no room in the KV cache (nothing was applied)."""
+        if self._map is not None:
+            self._gather_streams()
         self._batch.n_tokens = self._n
         return int(ll.llama_decode(self.ctx, self._batch))
 
     def logits(self, index: int) -> np.ndarray:
-        ptr = ll.llama_get_logits_ith(self.ctx, index)
+        """The logits of the token that ``batch_add`` put at ``index``."""
+        row = index if self._map is None else self._row[index]
+        ptr = ll.llama_get_logits_ith(self.ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))

@@ -1,0 +1,139 @@
+"""The engine's KV layouts (``ponder/engines/llamacpp/layout.py``) on the real small model:
+how one is chosen, that the streams layout (one KV stream per sequence) computes exactly
+what the shared one does in exact mode, forks by copying a stream, and stops a sequence
+at its stream's end; and that contexts share one loaded model."""
+
+from __future__ import annotations
+
+import pytest
+
+from ponder import models
+from ponder.engines.llamacpp.engine import LlamaCppEngine
+from ponder.engines.llamacpp.layout import STREAM_MIN_CELLS, choose_layout
+from ponder.engines.llamacpp.native import NativeContext, NativeModel
+from ponder.types import GREEDY, Request, SamplingParams
+
+
+def chat(q: str) -> tuple[dict[str, str], ...]:
+    return ({"role": "user", "content": q},)
+
+
+def test_the_engine_chooses_streams_when_each_can_hold_a_long_sequence():
+    assert choose_layout(None, 16384, 64) == "shared"
+    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64) == "streams"
+    assert choose_layout(None, 64 * STREAM_MIN_CELLS - 1, 64) == "shared"
+    assert choose_layout("shared", 64 * STREAM_MIN_CELLS, 64) == "shared"
+    assert choose_layout("streams", 1024, 8) == "streams"
+
+
+def test_a_bad_layout_is_refused_before_the_model_loads():
+    with pytest.raises(ValueError, match="layout must be one of shared, streams"):
+        LlamaCppEngine("/no/such/model.gguf", layout="paged")
+    with pytest.raises(ValueError, match="needs >= 64: raise n_ctx or lower n_parallel"):
+        LlamaCppEngine("/no/such/model.gguf", n_ctx=1024, n_parallel=32, layout="streams")
+
+
+def _run(small_model: str, layout: str, reqs: list[Request]) -> list[list[tuple[str, int]]]:
+    with LlamaCppEngine(
+        small_model, n_ctx=16 * 512, n_parallel=16, seed=0, flash_attn=True, layout=layout
+    ) as eng:
+        assert eng.layout == layout
+        if layout == "streams":
+            assert eng.max_seq_len == 512
+        first = eng.generate_sync(reqs)
+        # the same continuation again: its prompt now comes from the cache (a fork)
+        again = eng.generate_sync(reqs[:1])
+    assert again[0][0].usage.prompt_tokens_cached > 0
+    return [[(c.text, c.usage.prompt_tokens_computed) for c in r] for r in first + again]
+
+
+def test_streams_compute_what_the_shared_cache_computes(small_model):
+    """Exact mode: the layout changes neither an output nor what is computed."""
+    reqs = [
+        Request(chat("What is the capital of France?"), GREEDY.with_(max_tokens=24)),
+        Request(chat("Name three colours."), GREEDY.with_(max_tokens=24)),
+        Request(chat("Write a haiku about the sea."), SamplingParams(max_tokens=24, seed=5), n=4),
+    ]
+    streams = _run(small_model, "streams", reqs)
+    shared = _run(small_model, "shared", reqs)
+    assert streams == shared
+    samples = streams[2]
+    assert len({text for text, _ in samples}) > 1
+    # the 4 samples' prompt was computed once and copied to the other 3 streams
+    assert [computed for _, computed in samples][1:] == [0, 0, 0]
+
+
+def test_a_sequence_stops_at_the_end_of_its_stream(small_model):
+    """A stream holds ``n_ctx // n_parallel`` tokens: a sequence reaching its end finishes
+    with "length" there; the others, shorter, are untouched."""
+    p = GREEDY.with_(max_tokens=400, ignore_eos=True)
+    with LlamaCppEngine(
+        small_model, n_ctx=8 * 128, n_parallel=8, seed=0, flash_attn=True, layout="streams"
+    ) as eng:
+        assert eng.max_seq_len == 128
+        long, short = eng.generate_sync(
+            [Request("Once upon a time", p), Request("Counting: 1 2 3", p.with_(max_tokens=8))]
+        )
+    assert long[0].finish_reason == "length"
+    assert long[0].prompt_tokens + long[0].tokens == 128
+    assert short[0].tokens == 8 and short[0].finish_reason == "length"
+
+
+def test_contexts_share_one_loaded_model(small_model):
+    """Closing a context leaves the model it was made on loaded for the next one."""
+    weights = NativeModel(models.resolve(small_model))
+    try:
+        prompt = weights.tokenize("The sea is")
+        logits = []
+        for streams in (False, True, False):
+            ctx = NativeContext(weights, 1024, 4, 64, 2, flash_attn=True, streams=streams)
+            try:
+                assert ctx.n_ctx_seq == (256 if streams else 1024)
+                ctx.batch_clear()
+                for i, t in enumerate(prompt):
+                    ctx.batch_add(t, i, 2, i == len(prompt) - 1)
+                assert ctx.decode() == 0
+                logits.append(ctx.logits(len(prompt) - 1).copy())
+            finally:
+                ctx.close()
+        assert weights.model
+        assert (logits[0] == logits[1]).all() and (logits[0] == logits[2]).all()
+    finally:
+        weights.close()
+
+
+def _apply(ops, content):
+    """Run StreamMap operations on a model of the streams: stream -> what it holds."""
+    for op, a, b in ops:
+        if op == "copy":
+            content[b] = content[a]
+        else:
+            content[a] = None
+
+
+@pytest.mark.parametrize(
+    ("holding", "active"),
+    [
+        ({0, 1, 2, 3, 4, 5}, {0, 1, 5}),  # slot 5 swaps with cached slot 2
+        ({0, 1, 5}, {0, 1, 5}),  # slot 5 moves into the empty stream 2
+        ({0, 3, 4, 5, 6, 7}, {7, 3, 6}),
+        ({2}, {2}),
+        (set(range(8)), set(range(8))),
+    ],
+)
+def test_the_batch_s_slots_are_gathered_onto_consecutive_streams(holding, active):
+    """llama.cpp makes one micro-batch (one pass over the weights) only of consecutive
+    stream ids: the slots in a step are moved onto streams 0..k-1, and every slot, moved
+    or not, still finds its own cells."""
+    from ponder.engines.llamacpp.streams import StreamMap
+
+    m = StreamMap(8)
+    content: dict[int, int | None] = {s: (s if s in holding else None) for s in range(9)}
+    ops = m.gather(active, lambda s: content[s] is None)
+    _apply(ops, content)
+    assert sorted(m.stream(a) for a in active) == list(range(len(active)))
+    for slot in holding:
+        assert content[m.stream(slot)] == slot
+    assert content[8] is None  # the spare is left empty
+    again = m.gather(active, lambda s: content[s] is None)
+    assert again == []
