@@ -117,23 +117,37 @@ def _apply(ops, content):
         ({0, 1, 2, 3, 4, 5}, {0, 1, 5}),  # slot 5 swaps with cached slot 2
         ({0, 1, 5}, {0, 1, 5}),  # slot 5 moves into the empty stream 2
         ({0, 3, 4, 5, 6, 7}, {7, 3, 6}),
+        ({0, 1, 2, 3, 4, 5, 6, 7}, {4, 5, 6}),  # already consecutive: nothing moves
+        ({1, 6, 7}, {1, 6, 7}),
         ({2}, {2}),
         (set(range(8)), set(range(8))),
     ],
 )
 def test_the_batch_s_slots_are_gathered_onto_consecutive_streams(holding, active):
     """llama.cpp makes one micro-batch (one pass over the weights) only of consecutive
-    stream ids: the slots in a step are moved onto streams 0..k-1, and every slot, moved
-    or not, still finds its own cells."""
+    stream ids: the slots in a step are moved onto consecutive streams, and every slot,
+    moved or not, still finds its own cells."""
     from ponder.engines.llamacpp.streams import StreamMap
 
     m = StreamMap(8)
     content: dict[int, int | None] = {s: (s if s in holding else None) for s in range(9)}
     ops = m.gather(active, lambda s: content[s] is None)
     _apply(ops, content)
-    assert sorted(m.stream(a) for a in active) == list(range(len(active)))
+    streams = sorted(m.stream(a) for a in active)
+    assert streams == list(range(streams[0], streams[0] + len(active)))
     for slot in holding:
         assert content[m.stream(slot)] == slot
     assert content[8] is None  # the spare is left empty
     again = m.gather(active, lambda s: content[s] is None)
     assert again == []
+
+
+def test_slots_already_consecutive_do_not_move():
+    from ponder.engines.llamacpp.streams import StreamMap
+
+    m = StreamMap(8)
+    assert m.gather({4, 5, 6}, lambda s: False) == []
+    assert m.gather({3, 4, 5, 6}, lambda s: False) == []
+    ops = m.gather({1, 5, 6}, lambda s: False)  # one swap: slot 1 into stream 4
+    assert sum(op == "copy" for op, _, _ in ops) == 3
+    assert sorted(m.stream(a) for a in (1, 5, 6)) == [4, 5, 6]

@@ -5,9 +5,9 @@ micro-batches (ubatches) whose sequence ids run consecutively (s, s+1, s+2, ...;
 ``split_equal`` with ``sequential``), and each micro-batch is one pass over the weights.
 Decoding slots 0, 1 and 5 would be two passes. The scheduler's slots are therefore
 logical: ``StreamMap`` maps them to llama.cpp's streams and, before each decode, moves
-the sequences in the batch onto the streams ``0..k-1`` (k = how many there are), by
-copying streams through one spare stream. A move copies whole stream buffers, far
-cheaper than a second pass over the weights.
+the sequences in the batch onto k consecutive streams (k = how many there are; the
+window that needs the fewest moves), by copying streams through one spare stream. A
+move copies whole stream buffers, far cheaper than a second pass over the weights.
 """
 
 from __future__ import annotations
@@ -33,13 +33,25 @@ class StreamMap:
         return self._stream[slot]
 
     def gather(self, active: Iterable[int], is_empty: Callable[[int], bool]) -> list[Op]:
-        """Move the ``active`` slots onto streams ``0..k-1``; return the stream operations
-        that do it, in order. ``is_empty(stream)``: whether a stream holds no cells (then
+        """Move the ``active`` slots onto ``k = len(active)`` consecutive streams (the
+        window that already holds the most of them); return the stream operations that
+        do it, in order. ``is_empty(stream)``: whether a stream holds no cells (then
         its slot is moved by one copy instead of a swap through the spare)."""
         want = set(active)
         k = len(want)
-        holes = [s for s in range(k) if self._slot[s] not in want]
-        movers = sorted(a for a in want if self._stream[a] >= k)
+        if k == 0:
+            return []
+        inside = [self._slot[s] in want for s in range(self.n)]
+        # the window of k streams that already holds the most of them
+        held = best = sum(inside[:k])
+        start = 0
+        for w in range(1, self.n - k + 1):
+            held += inside[w + k - 1] - inside[w - 1]
+            if held > best:
+                best, start = held, w
+        end = start + k
+        holes = [s for s in range(start, end) if not inside[s]]
+        movers = sorted(a for a in want if not start <= self._stream[a] < end)
         ops: list[Op] = []
         spare = self.n
         for a, hole in zip(movers, holes, strict=True):
