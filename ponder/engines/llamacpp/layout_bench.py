@@ -7,7 +7,9 @@ or busy machine slows them alike (read the ratios):
   steps), timed on ``NativeContext`` directly, for the "evaluation" layout of
   ``ponder bench attention`` (8 prompts of 100 tokens, 8 sequences forked from each,
   each 128 tokens into its own answer) and its floor "64-short" (64 sequences of 16
-  tokens), in the shared cache and in streams, flash attention on and off;
+  tokens), in the shared cache and in streams, flash attention on and off (a lighter
+  pair, "32-independent", 32 unrelated sequences 128 tokens deep, and its floor
+  "32-short", with ``--layouts``);
 * ``throughput``: generated tokens/s of the whole engine (``LlamaCppEngine``) on three
   workloads: ``many`` (8 chat prompts × 8 samples, flash attention llama.cpp's choice,
   as evaluations run), ``n32`` (one prompt, 32 samples, as ``ponder bench engine``'s
@@ -36,7 +38,12 @@ from ponder.engines.llamacpp.native import NativeContext, NativeModel
 from ponder.types import Request, SamplingParams
 
 # name: (prompts, prompt tokens, sequences per prompt, own tokens per sequence)
-STEP_LAYOUTS = {"evaluation": (8, 100, 8, 128), "64-short": (64, 16, 1, 0)}
+STEP_LAYOUTS = {
+    "evaluation": (8, 100, 8, 128),
+    "64-short": (64, 16, 1, 0),
+    "32-independent": (32, 16, 1, 112),
+    "32-short": (32, 16, 1, 0),
+}
 STEPS = 4
 
 
@@ -130,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-cells", type=int, default=1536, help="cells per stream")
     ap.add_argument("--skip", default="", help="comma list of: steps,many,n32,search")
     ap.add_argument("--flash", default="on,off", help="steps: flash attention on, off or both")
+    ap.add_argument(
+        "--layouts", default="evaluation,64-short", help=f"steps: of {', '.join(STEP_LAYOUTS)}"
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     skip = set(args.skip.split(","))
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         weights = NativeModel(path)
         try:
             for rnd in range(args.rounds):
-                for name in STEP_LAYOUTS:
+                for name in args.layouts.split(","):
                     for flash in [f == "on" for f in args.flash.split(",")]:
                         for layout in ("shared", "streams")[:: 1 if rnd % 2 == 0 else -1]:
                             ms = step_ms(weights, name, layout == "streams", flash, args.threads)
