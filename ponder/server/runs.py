@@ -286,8 +286,9 @@ class RunManager:
 
 def adjuster(spec: RunSpec) -> Callable[[Request], Request]:
     """How each engine request of ``spec``'s run is rewritten: the client's stop strings
-    added to every sample, log-probabilities asked for when the client wants them, and a
-    continued assistant message put before the text a chat request continues."""
+    added to every sample, log-probabilities asked for when the client wants them, a
+    continued assistant message put before the text a chat request continues, and the
+    client's response format imposed on every sample."""
 
     def adjust(req: Request) -> Request:
         params = req.params
@@ -299,7 +300,8 @@ def adjuster(spec: RunSpec) -> Callable[[Request], Request]:
         partial = req.partial
         if spec.partial and isinstance(req.prefix, tuple):
             partial = spec.partial + partial
-        return replace(req, params=params, partial=partial)
+        fmt = spec.response_format or req.response_format
+        return replace(req, params=params, partial=partial, response_format=fmt)
 
     return adjust
 

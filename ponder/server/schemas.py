@@ -24,10 +24,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 from pydantic import field_validator as validator
 
+from ponder.engines.llamacpp import grammar
 from ponder.scoring import scorer_names
 from ponder.server.settings import ServerSettings
 from ponder.strategies import canonical, create, names
-from ponder.types import Budget, Message, Problem
+from ponder.types import Budget, Message, Problem, ResponseFormat
 
 MODEL_PREFIX = "ponder"
 PONDER_KEYS = ("strategy", "budget", "config", "scorer")
@@ -35,6 +36,17 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "seed")
 ONE_SAMPLE = ("greedy", "sample")
 """Strategies whose answer is one sampled completion: they honour ``logprobs`` and
 continue a trailing assistant message (``continue_final_message``)."""
+FORMAT_REFUSED = (
+    "answer-convergence",
+    "auto",
+    "fusion",
+    "generate-rank-fuse",
+    "pairwise-rank",
+    "self-refine",
+)
+"""Strategies that also ask the model for text other than the answer (critiques,
+rankings, verdicts, answer cues): ``response_format``, imposed on every call of a run,
+would constrain those too, so they refuse it."""
 NEEDS_OUTCOME_SCORER = ("best-of-n", "weighted-best-of-n", "best-of-majority")
 NEEDS_PROCESS_SCORER = ("beam-search", "dvts", "astar", "particle-filter", "particle-gibbs")
 SCORER_HINT = (
@@ -159,8 +171,9 @@ class PonderOptions(BaseModel):
 class _Body(BaseModel):
     """The fields shared by chat and text completion requests. A field ponder does not
     know is refused by name; the ones that would change the answer in a way ponder cannot
-    (tools, structured output, penalties) are refused by name when set; ``IGNORED_FIELDS``
-    are accepted and ignored by design."""
+    (tools, penalties, biases) are refused by name when set; ``IGNORED_FIELDS`` are
+    accepted and ignored by design. ``response_format`` (``json_object``,
+    ``json_schema``) constrains every sample of the run to the format."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -295,6 +308,7 @@ class RunSpec:
     top_logprobs: int = 0
     partial: str = ""
     include_stop: bool = False
+    response_format: ResponseFormat | None = None
 
 
 def model_names(served: str = "") -> list[str]:
@@ -361,6 +375,7 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         raise schema_error(exc) from None
     strategy, budget = parse_model(req.model, settings.model)
     _refuse_unsupported(req)
+    response_format = _response_format(req.response_format)
     partial = ""
     if isinstance(req, ChatBody):
         messages: tuple[Message, ...] = tuple(
@@ -415,6 +430,14 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
                 "unsupported_for_strategy",
                 param,
             )
+    if response_format is not None and strategy in FORMAT_REFUSED:
+        raise bad_request(
+            f"response_format needs a strategy whose every model call writes the answer; "
+            f"{strategy!r} also asks the model for other text (critiques, rankings or "
+            "verdicts), which the format would constrain too",
+            "unsupported_for_strategy",
+            "response_format",
+        )
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     if len(stop) > MAX_STOP:
         raise bad_request(f"at most {MAX_STOP} stop strings, got {len(stop)}", param="stop")
@@ -436,6 +459,7 @@ def parse_run(body: Any, kind: str, settings: ServerSettings) -> RunSpec:
         top_logprobs=top_logprobs,
         partial=partial,
         include_stop=include_stop,
+        response_format=response_format,
     )
 
 
@@ -462,14 +486,6 @@ def _merge_extra_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def _refuse_unsupported(req: _Body) -> None:
     """A 400 naming the first field set to something ponder cannot honour."""
-    fmt = req.response_format
-    if fmt is not None and fmt.get("type", "text") != "text":
-        raise bad_request(
-            f"response_format {fmt.get('type')!r} is not supported: ponder does not "
-            "constrain decoding to a format yet (only 'text')",
-            "unsupported_field",
-            "response_format",
-        )
     for name in ("tools", "functions"):
         if getattr(req, name):
             raise bad_request(
@@ -505,6 +521,65 @@ def _refuse_unsupported(req: _Body) -> None:
                 "unsupported_field",
                 "best_of",
             )
+
+
+def _response_format(fmt: dict[str, Any] | None) -> ResponseFormat | None:
+    """The format every sample must take: None for ``text``; ``json_object`` (with a
+    ``schema``, as llama.cpp's server takes it, that schema); ``json_schema`` with its
+    ``json_schema.schema``. A 400 naming the field at fault, the schema's included when
+    llama.cpp's grammar converter cannot handle it."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    if kind is None:
+        raise bad_request(
+            "missing field 'response_format.type' (text, json_object or json_schema)",
+            "missing",
+            "response_format.type",
+        )
+    if kind == "text":
+        return None
+    param = "response_format.schema"
+    spec: dict[str, Any] = {}
+    if kind == "json_object":
+        schema = fmt.get("schema")
+    elif kind == "json_schema":
+        given = fmt.get("json_schema")
+        if not isinstance(given, dict):
+            raise bad_request(
+                "field 'response_format.json_schema' must be an object with the 'schema'",
+                "invalid_type" if given is not None else "missing",
+                "response_format.json_schema",
+            )
+        spec, param = given, "response_format.json_schema.schema"
+        schema = spec.get("schema")
+        if schema is None:
+            raise bad_request(f"missing field '{param}': the JSON Schema", "missing", param)
+    else:
+        raise bad_request(
+            f"field 'response_format.type' must be text, json_object or json_schema, got "
+            f"{kind!r}",
+            "invalid_value",
+            "response_format.type",
+        )
+    if schema is not None and not isinstance(schema, dict):
+        raise bad_request(f"field '{param}' must be a JSON Schema object", "invalid_type", param)
+    name, strict = spec.get("name"), spec.get("strict")
+    try:
+        out = (
+            ResponseFormat("json_object")
+            if schema is None
+            else ResponseFormat(
+                "json_schema",
+                json.dumps(schema),
+                name if isinstance(name, str) and name else "output",
+                strict if isinstance(strict, bool) else None,
+            )
+        )
+        grammar.check(out)
+    except ValueError as exc:
+        raise bad_request(f"field '{param}': {exc}", "invalid_schema", param) from None
+    return out
 
 
 def _final_message(req: ChatBody, messages: tuple[Message, ...]) -> tuple[tuple[Message, ...], str]:
