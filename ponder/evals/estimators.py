@@ -29,6 +29,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -39,10 +40,11 @@ from ponder.evals.metrics import k_grid, pass_at_k, wilson_interval
 from ponder.evals.runner import _split_top_level
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.options import parse_pairs
-from ponder.strategies import canonical, create
+from ponder.strategies import canonical, create, rpc_pruning
 from ponder.strategies.selection import (
     best_scored,
     majority_survivors,
+    path_probability,
     select_best_of_majority,
     select_confident,
     select_first_accepted,
@@ -329,36 +331,66 @@ def estimate(
             )
             for p in pools
         }
-        for spec in specs:
-            per_problem, var_sum, all_exact = {}, 0.0, True
-            tokens, calls = [], []
-            for pid, group in by_problem.items():
-                values = []
-                for p in group:
-                    subs, exact = draws[(p.problem_id, p.seed)]
-                    mean, var, ex = pool_estimate(spec, p, k, subs, exact, cands[(pid, p.seed)])
-                    values.append(mean)
-                    var_sum += var / len(group) ** 2
-                    all_exact &= ex
-                per_problem[pid] = float(np.mean(values))
-                tokens.append(np.mean([k * np.mean([s.tokens for s in p.samples]) for p in group]))
-                calls.append(k if spec.scorer else 0)
-            count = len(per_problem)
-            acc = float(np.mean(list(per_problem.values())))
-            out.append(
-                Estimate(
-                    label=spec.label,
-                    strategy=spec.strategy,
-                    scorer=spec.scorer,
-                    k=k,
-                    problems=count,
-                    accuracy=acc,
-                    se=math.sqrt(var_sum) / count,
-                    wilson=wilson_interval(acc * count, count, confidence),
-                    tokens_per_problem=float(np.mean(tokens)),
-                    scorer_calls_per_problem=float(np.mean(calls)),
-                    exact=all_exact,
-                    per_problem=per_problem,
-                )
+        with _rpc_fits(specs, draws, cands):
+            out.extend(_estimates_at(k, specs, by_problem, draws, cands, confidence))
+    return out
+
+
+def _rpc_fits(
+    specs: Sequence[EstimatorSpec],
+    draws: dict[tuple[str, int], tuple[list[tuple[int, ...]], bool]],
+    cands: dict[tuple[str, int], list[Candidate]],
+) -> AbstractContextManager[None]:
+    """RPC's Weibull fits of every drawn subset of every pool, in one batch
+    (``rpc_pruning.prefitted``), when a rule needs them."""
+    if not any(s.strategy == "rpc" and s.config.pruning == "weibull" for s in specs):
+        return nullcontext()
+    rows: list[list[float]] = []
+    for key, (subs, _) in draws.items():
+        probs = [path_probability(c) for c in cands[key]]
+        rows.extend([probs[j] for j in s] for s in subs)
+    return rpc_pruning.prefitted(rows)
+
+
+def _estimates_at(
+    k: int,
+    specs: Sequence[EstimatorSpec],
+    by_problem: dict[str, list[PoolRecord]],
+    draws: dict[tuple[str, int], tuple[list[tuple[int, ...]], bool]],
+    cands: dict[tuple[str, int], list[Candidate]],
+    confidence: float,
+) -> list[Estimate]:
+    out = []
+    for spec in specs:
+        per_problem, var_sum, all_exact = {}, 0.0, True
+        tokens, calls = [], []
+        for pid, group in by_problem.items():
+            values = []
+            for p in group:
+                subs, exact = draws[(p.problem_id, p.seed)]
+                mean, var, ex = pool_estimate(spec, p, k, subs, exact, cands[(pid, p.seed)])
+                values.append(mean)
+                var_sum += var / len(group) ** 2
+                all_exact &= ex
+            per_problem[pid] = float(np.mean(values))
+            tokens.append(np.mean([k * np.mean([s.tokens for s in p.samples]) for p in group]))
+            calls.append(k if spec.scorer else 0)
+        count = len(per_problem)
+        acc = float(np.mean(list(per_problem.values())))
+        out.append(
+            Estimate(
+                label=spec.label,
+                strategy=spec.strategy,
+                scorer=spec.scorer,
+                k=k,
+                problems=count,
+                accuracy=acc,
+                se=math.sqrt(var_sum) / count,
+                wilson=wilson_interval(acc * count, count, confidence),
+                tokens_per_problem=float(np.mean(tokens)),
+                scorer_calls_per_problem=float(np.mean(calls)),
+                exact=all_exact,
+                per_problem=per_problem,
             )
+        )
     return out

@@ -4,6 +4,9 @@ two-component Weibull mixture fitted to the path probabilities, and the paths it
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +16,9 @@ from ponder.strategies.numerics import Floats
 __all__ = [
     "WeibullMixture",
     "fit_weibull_mixture",
+    "fit_weibull_mixtures",
+    "fitted_values",
+    "prefitted",
     "rpc_prune",
 ]
 
@@ -54,83 +60,183 @@ class WeibullMixture:
 
 _K_RANGE = (1e-2, 1e3)
 _W_RANGE = (0.2, 0.8)  # the RPC authors bound the mixing weight to [0.2, 0.8] as well
+_K_TOL = 1e-12  # Newton stops when a step moves log k by less than this
+_K_STEPS = 200  # safeguard; every step at least halves the bracket when Newton leaves it
 
 
-def _weibull_logpdf(x: np.ndarray, k: float, lam: float) -> np.ndarray:
+def _weibull_logpdf(x: np.ndarray, k: np.ndarray | float, lam: np.ndarray | float) -> np.ndarray:
     z = np.log(x) - np.log(lam)
     with np.errstate(over="ignore"):
         return np.log(k) - np.log(lam) + (k - 1) * z - np.exp(k * z)
 
 
-def _weibull_weighted_mle(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood ``(k, lam)`` of a Weibull with per-point weights ``w``.
+def _weibull_weighted_mle(
+    lx: np.ndarray, w: np.ndarray, start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood ``(k, lam)`` of a Weibull for each row of ``lx`` (log values)
+    with per-point weights ``w``, both shaped (rows, n).
 
     ``lam^k = sum w x^k / sum w`` in closed form; ``k`` is the root of the profile score
-    ``sum w x^k ln x / sum w x^k - 1/k - sum w ln x / sum w``, which increases in ``k``, so
-    bisection on ``log k`` finds it (clamped to a wide range when the data are all equal).
+    ``g(k) = sum w x^k (ln x - m) / sum w x^k - 1/k`` (``m`` the weighted mean of ``ln x``),
+    which increases in ``k``. Safeguarded Newton on ``log k`` from ``start`` (else the
+    moment estimate ``pi / (sqrt 6 sd(ln x))``), inside a sign bracket that starts at
+    ``_K_RANGE`` (``k`` is clamped to its ends when the root lies outside) and falls back to
+    bisection when a step leaves it; a row stops when its step is below ``_K_TOL``.
     """
-    lx = np.log(x)
-    wsum = w.sum()
-    mean_lx = float((w * lx).sum() / wsum)
+    wsum = w.sum(axis=1)
+    m = (w * lx).sum(axis=1) / wsum
+    c = lx - m[:, None]
+    d = lx - lx.max(axis=1, keepdims=True)  # x^k scaled by max(x)^-k: ratios unchanged
 
-    def score(k: float) -> float:
-        a = k * (lx - lx.max())  # shifted for stability; the ratio is unchanged
-        e = w * np.exp(a)
-        return float((e * lx).sum() / e.sum() - 1.0 / k - mean_lx)
+    def score(t: np.ndarray, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        k = np.exp(t)
+        e = w[rows] * np.exp(k[:, None] * d[rows])
+        s0 = e.sum(axis=1)
+        mean_c = (e * c[rows]).sum(axis=1) / s0
+        var = (e * (c[rows] - mean_c[:, None]) ** 2).sum(axis=1) / s0
+        return mean_c - 1.0 / k, k * var + 1.0 / k  # g and dg / dlog k
 
-    lo, hi = math.log(_K_RANGE[0]), math.log(_K_RANGE[1])
-    if score(math.exp(hi)) <= 0:
-        k = math.exp(hi)
-    elif score(math.exp(lo)) >= 0:
-        k = math.exp(lo)
+    rows = d.shape[0]
+    lo = np.full(rows, math.log(_K_RANGE[0]))
+    hi = np.full(rows, math.log(_K_RANGE[1]))
+    g_hi, g_lo = score(hi, slice(None))[0], score(lo, slice(None))[0]
+    t = np.where(g_hi <= 0, hi, lo)
+    active = np.flatnonzero((g_hi > 0) & (g_lo < 0))
+    if start is None:
+        sd = np.sqrt((w * c**2).sum(axis=1) / wsum)
+        with np.errstate(divide="ignore"):
+            guess = np.log(math.pi / math.sqrt(6.0) / sd)
     else:
-        for _ in range(80):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if score(math.exp(mid)) < 0 else (lo, mid)
-        k = math.exp((lo + hi) / 2)
-    top = lx.max()
-    lam = math.exp(top + math.log(float((w * np.exp(k * (lx - top))).sum() / wsum)) / k)
+        guess = np.log(start)
+    cur = np.clip(guess, lo, hi)
+    for _ in range(_K_STEPS):
+        if active.size == 0:
+            break
+        ta = cur[active]
+        g, dg = score(ta, active)
+        lo[active] = np.where(g < 0, ta, lo[active])
+        hi[active] = np.where(g > 0, ta, hi[active])
+        step = np.where(g == 0, 0.0, -g / dg)
+        nxt = ta + step
+        done = np.abs(step) < _K_TOL
+        outside = ~((nxt > lo[active]) & (nxt < hi[active]) | done)
+        cur[active] = np.where(outside, (lo[active] + hi[active]) / 2, nxt)
+        t[active] = cur[active]
+        active = active[~done]
+    k = np.exp(t)
+    lam = np.exp(lx.max(axis=1) + np.log((w * np.exp(k[:, None] * d)).sum(axis=1) / wsum) / k)
     return k, lam
 
 
 def fit_weibull_mixture(values: Floats, iterations: int = 200) -> WeibullMixture | None:
-    """Fit a two-component Weibull mixture to positive ``values`` by maximum likelihood (EM).
+    """Fit a two-component Weibull mixture to positive ``values`` by maximum likelihood (EM):
+    ``fit_weibull_mixtures`` on one row, so a fit alone equals the same fit in a batch."""
+    return fit_weibull_mixtures([values], iterations)[0]
+
+
+def fit_weibull_mixtures(
+    rows: Sequence[Floats], iterations: int = 200
+) -> list[WeibullMixture | None]:
+    """``fit_weibull_mixture`` of each row, computed together: rows of equal length share
+    every array operation, and each row's arithmetic is its own (its result does not depend
+    on the other rows).
 
     Start: the values above the median form the high component. Each EM step computes the
-    posterior memberships, then the weighted Weibull MLE of each component; the mixing
-    weight stays in [0.2, 0.8]. Returns ``None`` when fewer than 4 values or fewer than 2
-    distinct values make a two-component fit meaningless.
+    weighted Weibull MLE of each component (``_weibull_weighted_mle``, warm-started from the
+    previous step's shapes), then the posterior memberships; the mixing weight stays in
+    [0.2, 0.8]; a row stops when its log-likelihood changes by less than 1e-9 (relative).
+    ``None`` for a row with fewer than 4 values or fewer than 2 distinct values, where a
+    two-component fit is meaningless.
     """
-    x = np.maximum(np.asarray(values, dtype=float), 1e-300)
-    if x.size < 4 or np.unique(x).size < 2:
-        return None
-    resp = (x > np.median(x)).astype(float)
-    if resp.sum() in (0, x.size):
-        resp = (x >= np.median(x)).astype(float)
+    out: list[WeibullMixture | None] = [None] * len(rows)
+    by_size: dict[int, list[int]] = {}
+    arrays = [np.maximum(np.asarray(r, dtype=float).ravel(), 1e-300) for r in rows]
+    for i, x in enumerate(arrays):
+        if x.size >= 4 and np.unique(x).size >= 2:
+            by_size.setdefault(x.size, []).append(i)
+    for idx in by_size.values():
+        fits = _fit_rows(np.stack([arrays[i] for i in idx]), iterations)
+        for i, mix in zip(idx, fits, strict=True):
+            out[i] = mix
+    return out
+
+
+def _fit_rows(x: np.ndarray, iterations: int) -> list[WeibullMixture]:
+    """EM for each row of ``x`` (rows, n), as ``fit_weibull_mixtures`` describes."""
+    rows = x.shape[0]
+    lx = np.log(x)
+    med = np.median(x, axis=1, keepdims=True)
+    resp = (x > med).astype(float)
+    flat = np.isin(resp.sum(axis=1), (0, x.shape[1]))
+    resp[flat] = (x[flat] >= med[flat]).astype(float)
     resp = np.clip(resp, 1e-6, 1 - 1e-6)
-    prev = -math.inf
-    mix = None
+    prev = np.full(rows, -math.inf)
+    params = np.zeros((rows, 5))  # weight_high, k_high, lam_high, k_low, lam_low
+    active = np.arange(rows)
+    shapes: np.ndarray | None = None
     for _ in range(iterations):
-        w_hi = float(np.clip(resp.mean(), *_W_RANGE))
-        k_hi, lam_hi = _weibull_weighted_mle(x, resp)
-        k_lo, lam_lo = _weibull_weighted_mle(x, 1 - resp)
-        mix = WeibullMixture(w_hi, k_hi, lam_hi, k_lo, lam_lo)
-        hi, lo = mix.log_components(x)
+        r, xa, la = resp[active], x[active], lx[active]
+        w_hi = np.clip(r.mean(axis=1), *_W_RANGE)
+        k, lam = _weibull_weighted_mle(np.vstack([la, la]), np.vstack([r, 1 - r]), shapes)
+        n = active.size
+        params[active] = np.column_stack([w_hi, k[:n], lam[:n], k[n:], lam[n:]])
+        hi = np.log(w_hi)[:, None] + _weibull_logpdf(xa, k[:n, None], lam[:n, None])
+        lo = np.log1p(-w_hi)[:, None] + _weibull_logpdf(xa, k[n:, None], lam[n:, None])
         both = np.logaddexp(hi, lo)
-        ll = float(both.sum())
+        ll = both.sum(axis=1)
         with np.errstate(invalid="ignore"):
-            resp = np.clip(np.where(np.isneginf(both), 0.5, np.exp(hi - both)), 1e-9, 1 - 1e-9)
-        if abs(ll - prev) < 1e-9 * max(1.0, abs(ll)):
+            post = np.where(np.isneginf(both), 0.5, np.exp(hi - both))
+        resp[active] = np.clip(post, 1e-9, 1 - 1e-9)
+        going = ~(np.abs(ll - prev[active]) < 1e-9 * np.maximum(1.0, np.abs(ll)))
+        prev[active] = ll
+        active = active[going]
+        shapes = np.concatenate([k[:n][going], k[n:][going]])
+        if active.size == 0:
             break
-        prev = ll
-    assert mix is not None
-    if _weibull_mean(mix.k_high, mix.lam_high) < _weibull_mean(mix.k_low, mix.lam_low):
-        mix = WeibullMixture(1 - mix.weight_high, mix.k_low, mix.lam_low, mix.k_high, mix.lam_high)
-    return mix
+    out = []
+    for w, k_hi, lam_hi, k_lo, lam_lo in params.tolist():
+        mix = WeibullMixture(w, k_hi, lam_hi, k_lo, lam_lo)
+        if _weibull_mean(k_hi, lam_hi) < _weibull_mean(k_lo, lam_lo):
+            mix = WeibullMixture(1 - w, k_lo, lam_lo, k_hi, lam_hi)
+        out.append(mix)
+    return out
 
 
 def _weibull_mean(k: float, lam: float) -> float:
     return lam * math.gamma(1 + 1 / k)
+
+
+_PREFIT: ContextVar[dict[bytes, WeibullMixture | None] | None] = ContextVar(
+    "rpc_prefit", default=None
+)
+
+
+def fitted_values(probabilities: Floats) -> np.ndarray:
+    """The probabilities the Weibull fit sees: the finite, positive ones, in order."""
+    p = np.asarray(probabilities, dtype=float)
+    return p[np.isfinite(p) & (p > 0)]
+
+
+@contextmanager
+def prefitted(probability_lists: Iterable[Floats]) -> Iterator[None]:
+    """Within the block, ``rpc_prune`` takes the mixture of each of these probability lists
+    from one batched ``fit_weibull_mixtures`` of them all (the same mixture a fit alone
+    gives, bit for bit) instead of fitting it again; other lists are fitted as usual.
+    The pool estimators use it to fit thousands of subsets at once."""
+    rows = [fitted_values(p) for p in probability_lists]
+    table = dict(zip((r.tobytes() for r in rows), fit_weibull_mixtures(rows), strict=True))
+    token = _PREFIT.set(table)
+    try:
+        yield
+    finally:
+        _PREFIT.reset(token)
+
+
+def _mixture_of(q: np.ndarray) -> WeibullMixture | None:
+    table = _PREFIT.get()
+    if table is not None and (key := q.tobytes()) in table:
+        return table[key]
+    return fit_weibull_mixture(q)
 
 
 def rpc_prune(
@@ -155,13 +261,13 @@ def rpc_prune(
     keep = [False] * int(p.size)
     if not usable.any():
         return keep, None
-    q = p[usable]
+    q = fitted_values(p)
     mix = None
     if method == "quantile":
         cut = float(np.quantile(q, quantile))
         kept = [bool(v >= cut) for v in q]
     else:
-        mix = fit_weibull_mixture(q)
+        mix = _mixture_of(q)
         if mix is None:
             kept = [True] * int(q.size)
         else:
