@@ -157,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from ponder.strategies.recipes import load, save
 
-    temps = args.temperatures or [args.temperature]
+    given = load(args.recipe) if args.recipe else None
+    temps = args.temperatures or _recipe_temperatures(given) or [args.temperature]
     if len(set(temps)) != len(temps):
         raise ValueError(f"--temperatures repeats a value: {temps}")
-    given = load(args.recipe) if args.recipe else None
     if given is not None and given.total_draws > args.pool:
         raise ValueError(f"the recipe draws {given.total_draws} samples; --pool is {args.pool}")
     if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
@@ -212,6 +212,14 @@ def run(args: argparse.Namespace) -> int:
     print(text, end="")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _recipe_temperatures(recipe: Any) -> list[float]:
+    """The temperatures a given recipe samples at (none when it names none)."""
+    if recipe is None:
+        return []
+    temps = {recipe.temperature_of(j) for j in range(len(recipe.stages))}
+    return sorted(t for t in temps if t is not None)
 
 
 def _tasks(args: argparse.Namespace) -> list[Any]:
@@ -333,6 +341,8 @@ def _pools_from(store: Any, run_id: str, problems: dict[str, Any]) -> tuple[floa
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this report (the options that change it)."""
+    from ponder.strategies.recipes import load
+
     parts = ["ponder tune", args.task]
     for key, value in sorted(task_options(args).items()):
         parts.append(f"--task-set {key}={value}")
@@ -343,7 +353,11 @@ def _command(args: argparse.Namespace) -> str:
     parts.append(f"--pool {args.pool}")
     if args.seeds != 1:
         parts.append(f"--seeds {args.seeds}")
-    temps = args.temperatures or [args.temperature]
+    temps = (
+        args.temperatures
+        or _recipe_temperatures(load(args.recipe) if args.recipe else None)
+        or [args.temperature]
+    )
     parts.append("--temperatures " + ",".join(f"{t:g}" for t in temps))
     parts.append(f"--max-tokens {args.max_tokens}")
     if args.top_logprobs != 20:
