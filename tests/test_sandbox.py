@@ -313,23 +313,31 @@ def marker_in(value):
         found = re.findall(rb"b'\\\\n([0-9a-f]{32})\\\\n'", text)
         return b"\\n" + found[-1] + b"\\n" if found else None
     return None
+def forge_from(value):
+    if marker_in(value):
+        os.write(1, marker_in(value))
+        os._exit(0)
 """
-_FIND_MARKER = textwrap.indent(_FIND_MARKER, " " * 8)
+WRONG_ADD = "def add(a, b):\n    return 0\n"
+
+
+def forgery(body: str, tests: str = ADD_TESTS, find_marker: bool = False) -> tuple[str, str]:
+    """A wrong program: ``body``, then an ``add`` that returns 0 (with ``marker_in`` and
+    ``forge_from``, which prints a marker it finds and exits 0, defined first when
+    ``find_marker``); and the tests it must not pass."""
+    return (_FIND_MARKER if find_marker else "") + textwrap.dedent(body) + WRONG_ADD, tests
+
 
 FORGERIES: dict[str, tuple[str, str]] = {
     # from issue 15: overriding exec, forging the completion marker, reading the tests on stdin
-    "exec_override": (
+    "exec_override": forgery(
         """
         import builtins
         builtins.exec = lambda *a, **k: None
-        def add(a, b):
-            return 0
         """,
-        ADD_TESTS,
     ),
-    "marker_from_caller_frame": (
-        _FIND_MARKER
-        + """
+    "marker_from_caller_frame": forgery(
+        """
         frame = sys._getframe(0)
         while frame is not None:
             for value in list(frame.f_locals.values()):
@@ -337,24 +345,17 @@ FORGERIES: dict[str, tuple[str, str]] = {
                     os.write(1, marker_in(value))
             frame = frame.f_back
         os._exit(0)
-        def add(a, b):
-            return 0
         """,
-        ADD_TESTS,
+        find_marker=True,
     ),
-    "stdin_rewind": (
-        _FIND_MARKER
-        + """
+    "stdin_rewind": forgery(
+        """
         os.lseek(0, 0, 0)
         text = os.read(0, 10**7)
         print(text.decode(errors="replace"))
-        if marker_in(text):
-            os.write(1, marker_in(text))
-            os._exit(0)
-        def add(a, b):
-            return 0
+        forge_from(text)
         """,
-        ADD_TESTS,
+        find_marker=True,
     ),
     # results whose __eq__ says yes to everything
     "custom_eq": (
@@ -380,7 +381,7 @@ FORGERIES: dict[str, tuple[str, str]] = {
         ADD_TESTS,
     ),
     # builtins the tests use, patched or shadowed; __import__ handing the tests a fake module
-    "patched_builtins_and_import": (
+    "patched_builtins_and_import": forgery(
         """
         import builtins, types
         real_import = builtins.__import__
@@ -390,12 +391,10 @@ FORGERIES: dict[str, tuple[str, str]] = {
         builtins.__import__ = fake_import
         builtins.abs = lambda x: 0
         builtins.round = lambda *a: 3
-        def add(a, b):
-            return 0
         """,
         BUILTIN_TESTS,
     ),
-    "shadowed_builtins": (
+    "shadowed_builtins": forgery(
         """
         import types
         math = types.SimpleNamespace(isclose=lambda *a, **k: True)
@@ -403,22 +402,18 @@ FORGERIES: dict[str, tuple[str, str]] = {
             return 0
         def round(x, n=None):
             return 3
-        def add(a, b):
-            return 0
         """,
         BUILTIN_TESTS.replace("import math\n", ""),
     ),
     # signal handlers and atexit: forge the ending while or after the tests run
     "signal_handler": (
         _FIND_MARKER
-        + """
+        + textwrap.dedent("""
         import signal
         def forge(signum, frame):
             while frame is not None:
                 for value in list(frame.f_locals.values()):
-                    if marker_in(value):
-                        os.write(1, marker_in(value))
-                        os._exit(0)
+                    forge_from(value)
                 frame = frame.f_back
         signal.signal(signal.SIGALRM, forge)
         def add(a, b):
@@ -427,12 +422,11 @@ FORGERIES: dict[str, tuple[str, str]] = {
             for i in range(10**6):
                 total += i
             return 0
-        """,
+        """),
         ADD_TESTS,
     ),
-    "atexit": (
-        _FIND_MARKER
-        + """
+    "atexit": forgery(
+        """
         import atexit
         frame, found = sys._getframe(0), []
         while frame is not None:
@@ -443,29 +437,21 @@ FORGERIES: dict[str, tuple[str, str]] = {
                 os.write(1, marker)
             os._exit(0)
         atexit.register(forge)
-        def add(a, b):
-            return 0
         """,
-        ADD_TESTS,
+        find_marker=True,
     ),
     # searching the interpreter's memory, and /proc, for the marker or the tests
-    "memory_search": (
-        _FIND_MARKER
-        + """
+    "memory_search": forgery(
+        """
         for obj in gc.get_objects():
             items = obj if isinstance(obj, (tuple, list)) else ()
             for value in items:
-                if marker_in(value):
-                    os.write(1, marker_in(value))
-                    os._exit(0)
-        def add(a, b):
-            return 0
+                forge_from(value)
         """,
-        ADD_TESTS,
+        find_marker=True,
     ),
-    "proc_snooping": (
-        _FIND_MARKER
-        + """
+    "proc_snooping": forgery(
+        """
         found = []
         for pid in ["self"] + [p for p in os.listdir("/proc") if p.isdigit()]:
             for name in ("cmdline", "environ", "fd/0", "fd/3", "fd/4", "fd/5"):
@@ -488,13 +474,9 @@ FORGERIES: dict[str, tuple[str, str]] = {
                     pass
         text = b"".join(found)
         print(text[-10**5:])
-        if marker_in(text):
-            os.write(1, marker_in(text))
-            os._exit(0)
-        def add(a, b):
-            return 0
+        forge_from(text)
         """,
-        ADD_TESTS,
+        find_marker=True,
     ),
     # ending the process from inside the tests' calls, with or without fake output
     "sys_exit_in_call": (
@@ -520,7 +502,7 @@ FORGERIES: dict[str, tuple[str, str]] = {
     ),
     # a well-formed "passed" verdict (and a judge exit 0) into every pipe reachable in /proc,
     # again after the judge's own report: ponder's verdict pipe must be out of reach
-    "verdict_through_proc_pipes": (
+    "verdict_through_proc_pipes": forgery(
         """
         import atexit, os, time
         import __main__ as sandbox
@@ -548,22 +530,16 @@ FORGERIES: dict[str, tuple[str, str]] = {
                     pass
         forge(frame)
         atexit.register(lambda: (time.sleep(0.3), forge(note)))
-        def add(a, b):
-            return 0
         """,
-        ADD_TESTS,
     ),
     # speaking the judge's protocol itself: announcing exports and answering before being asked
-    "forged_protocol": (
+    "forged_protocol": forgery(
         """
         import __main__ as sandbox
         for call_id in range(1, 10):
             sandbox.send(4, ["ok", call_id, True])
         sandbox.send(4, ["loaded", [["add", "value", 3], ["_secret", "value", "x"]]])
-        def add(a, b):
-            return 0
         """,
-        ADD_TESTS,
     ),
 }
 
