@@ -1,11 +1,20 @@
 """Stock clients against ``ponder serve`` on the real small model: LangChain's
 ``ChatOpenAI`` as a user would point it at the server (the served model's name), and
-its_hub's own searches (self-consistency, particle filtering over continued steps)."""
+its_hub's own searches (self-consistency, particle filtering over continued steps,
+best-of-n with its LLM judge asking for a JSON schema); and OptiLLM's
+self_consistency proxied to ponder, when ``make peers`` installed OptiLLM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -61,19 +70,27 @@ def test_langchain_ponder_strategy_through_extra_body(base):
     assert reply.content
 
 
-def test_langchain_structured_output_and_tools_are_refused_by_name(base):
+ANSWER = {
+    "title": "Answer",
+    "type": "object",
+    "properties": {"value": {"type": "integer"}},
+    "required": ["value"],
+}
+
+
+def test_langchain_structured_output_is_honoured(base):
+    llm = chat(base, max_tokens=32)
+    for method in ("json_schema", "json_mode"):
+        value = llm.with_structured_output(ANSWER, method=method).invoke(
+            QUESTION + " Reply in JSON with the key value."
+        )
+        assert isinstance(value, dict) and type(value.get("value")) is int, (method, value)
+
+
+def test_langchain_tools_are_refused_by_name(base):
     llm = chat(base, max_tokens=8)
-    schema = {
-        "title": "Answer",
-        "type": "object",
-        "properties": {"value": {"type": "integer"}},
-        "required": ["value"],
-    }
     with pytest.raises(openai.BadRequestError) as br:
-        llm.with_structured_output(schema, method="json_schema").invoke(QUESTION)
-    assert br.value.param == "response_format"
-    with pytest.raises(openai.BadRequestError) as br:
-        llm.with_structured_output(schema, method="function_calling").invoke(QUESTION)
+        llm.with_structured_output(ANSWER, method="function_calling").invoke(QUESTION)
     assert br.value.param in ("tools", "tool_choice")
 
 
@@ -129,3 +146,83 @@ def test_its_hub_particle_filtering_continues_its_partial_steps(base, its_lm):
                     continued += [g for g in event["groups"] if g["after"]]
     # later steps continue the assistant text written so far, and stop at the step token
     assert continued and all("\n" not in s["text"] for g in continued for s in g["samples"])
+
+
+def test_its_hub_best_of_n_with_its_llm_judge(base, its_lm):
+    bon = pytest.importorskip("its_hub.core.algorithms.bon")
+    judge_module = pytest.importorskip("its_hub.core.reward_models.llm_judge")
+    lm_module = pytest.importorskip("its_hub.core.lms.openai_lm")
+    replies: list[str] = []
+
+    class Recorded(judge_module.LLMJudge):
+        def _parse_score(self, response_content):
+            replies.append(response_content)
+            return super()._parse_score(response_content)
+
+    judge_lm = lm_module.OpenAICompatibleLanguageModel(
+        endpoint=base + "/v1",
+        api_key="unused",
+        model_name=SERVED,
+        max_completion_tokens=64,
+        max_tries=1,
+    )
+    result = bon.BestOfN(Recorded(judge_lm)).infer(
+        its_lm, QUESTION, budget=3, return_response_only=False
+    )
+    assert len(result.responses) == 3 and result.the_one["content"]
+    assert replies, "the samples were all alike: nothing was judged"
+    for reply in replies:  # the judge's json_schema format holds (its score comes first)
+        assert re.match(r'\{ ?"score": ?-?[0-9]', reply), reply
+    assert result.scores[result.selected_index] == max(result.scores)
+
+
+# ---- OptiLLM: a proxy that runs its own approaches over ponder serve ---------------
+
+OPTILLM = Path.home() / ".cache" / "ponder" / "optillm" / "bin" / "optillm"
+
+
+@pytest.fixture(scope="module")
+def optillm_url(base, tmp_path_factory) -> Iterator[str]:
+    if not OPTILLM.exists():
+        pytest.skip(f"OptiLLM is not installed at {OPTILLM} (make peers installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("optillm") / "optillm.log"
+    cmd = [str(OPTILLM), "--base-url", base + "/v1", "--port", str(port)]
+    env = {**os.environ, "OPENAI_API_KEY": "unused"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"optillm exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"optillm did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_optillm_self_consistency_through_ponder(base, optillm_url):
+    client = openai.OpenAI(base_url=optillm_url, api_key="unused", max_retries=0, timeout=600)
+    reply = client.chat.completions.create(
+        model="self_consistency-ponder/sample@2",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=32,
+    )
+    assert reply.choices[0].message.content
+    runs = httpx.get(base + "/ponder/runs").json()["recent"]
+    # OptiLLM's self_consistency draws its samples as separate requests to ponder
+    assert sum(r["model"] == "ponder/sample@2" for r in runs) >= 5

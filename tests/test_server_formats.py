@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import openai
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ponder.server import ServerSettings, create_app
 from ponder.server.main import serving_in_background
-from ponder.server.schemas import FORMAT_REFUSED
+from ponder.server.schemas import FORMAT_REFUSED, ApiError, parse_run
+from ponder.types import RESPONSE_FORMATS
 
 SERVED = "smollm2-135m-instruct"
 SETTINGS = ServerSettings(model=SERVED, default_strategy="greedy", max_budget=4, max_tokens=160)
@@ -132,3 +135,61 @@ def test_a_continued_reply_outside_the_format_is_a_400(client):
         extra_body={"continue_final_message": True},
     )
     assert isinstance(json.loads('{"name": "Tom' + r.choices[0].message.content), dict)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+schema_keys = st.sampled_from(
+    [
+        "type",
+        "properties",
+        "required",
+        "items",
+        "enum",
+        "const",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "$ref",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "additionalProperties",
+        "minimum",
+        "maximum",
+        "format",
+        "$defs",
+    ]
+)
+schemas = st.recursive(
+    st.dictionaries(schema_keys, json_values, max_size=4),
+    lambda inner: st.dictionaries(schema_keys, inner | json_values, max_size=4),
+    max_leaves=12,
+)
+formats = st.one_of(
+    st.dictionaries(st.text(max_size=12), json_values, max_size=3),
+    st.builds(lambda s: {"type": "json_object", "schema": s}, schemas),
+    st.builds(
+        lambda s, name: {"type": "json_schema", "json_schema": {"name": name, "schema": s}},
+        schemas,
+        json_values,
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(formats)
+def test_any_response_format_is_taken_or_refused_with_a_400(fmt):
+    body = {"model": SERVED, "messages": ASK, "response_format": fmt}
+    try:
+        spec = parse_run(body, "chat", SETTINGS)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.param and exc.param.startswith("response_format")
+    else:
+        assert spec.response_format is None or spec.response_format.type in RESPONSE_FORMATS

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from ponder.engines.base import EngineError
 from ponder.engines.openai.profiles import ServerProfile
 from ponder.engines.openai.template import ChatTemplate
-from ponder.types import Request, SamplingParams
+from ponder.types import Request, ResponseFormat, SamplingParams
 
-__all__ = ["Call", "build_calls", "sample_seed"]
+__all__ = ["Call", "build_calls", "format_field", "sample_seed"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def build_calls(
     """The calls for ``request`` on a server of kind ``profile`` serving ``model``
     (``logprobs``: it returns token log-probabilities). A chat prefix goes to
     ``/v1/completions`` rendered with ``template`` when there is one, else to
-    ``/v1/chat/completions``. ``EngineError`` for what the server cannot do."""
+    ``/v1/chat/completions``. A ``response_format`` goes to the server as OpenAI's
+    field. ``EngineError`` for what the server cannot do."""
     p = request.params
     if p.ignore_eos and not profile.ignore_eos:
         raise EngineError(f"ignore_eos is not supported by this server (kind {profile.name!r})")
@@ -69,6 +71,12 @@ def build_calls(
             raise ValueError("the prompt is empty")
         path = "/v1/completions"
         body["prompt"] = prompt
+        if request.response_format is not None and profile.schema_in_json_object:
+            raise EngineError(
+                f"this server (kind {profile.name!r}) takes response_format on chat "
+                "completions only: use the engine without chat_template, so that chat "
+                "prompts go there"
+            )
         if want_lp:
             # at least 1: llama-server returns no logprobs at all for 0
             body["logprobs"] = max(1, p.top_logprobs)
@@ -90,6 +98,8 @@ def build_calls(
         if want_lp:
             body["logprobs"] = True
             body["top_logprobs"] = max(1, p.top_logprobs)
+    if request.response_format is not None:
+        body["response_format"] = format_field(request.response_format, profile)
     calls = []
     for i in range(request.n):
         b = dict(body)
@@ -97,6 +107,13 @@ def build_calls(
             b["seed"] = sample_seed(p.seed, i)
         calls.append(Call(path, b, i, p, p.logprobs))
     return calls
+
+
+def format_field(fmt: ResponseFormat, profile: ServerProfile) -> dict[str, Any]:
+    """The ``response_format`` body field for ``fmt`` on a server of kind ``profile``."""
+    if profile.schema_in_json_object and fmt.schema is not None:
+        return {"type": "json_object", "schema": json.loads(fmt.schema)}
+    return fmt.as_openai()
 
 
 def sample_seed(seed: int, index: int) -> int:

@@ -19,7 +19,9 @@ class ServerProfile:
     ``ignore_eos``: the body field ``ignore_eos`` works.
     ``props``: ``GET /props`` describes the chat template and context size (llama-server).
     ``extra``: fields sent with every generation request (to undo server defaults that
-    differ from ponder's sampling semantics).
+    differ from ponder's sampling semantics). ``schema_in_json_object``: the server takes
+    a JSON schema as ``{"type": "json_object", "schema": ...}``, on chat completions
+    only (llama-cpp-python), instead of OpenAI's ``json_schema`` format.
     """
 
     name: str
@@ -30,6 +32,7 @@ class ServerProfile:
     prefix_cache: bool = False
     props: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    schema_in_json_object: bool = False
 
 
 PROFILES: dict[str, ServerProfile] = {
@@ -53,7 +56,9 @@ PROFILES: dict[str, ServerProfile] = {
             "llama-server", tokens_past_stop=False, ignore_eos=True, prefix_cache=True, props=True
         ),
         # llama-cpp-python's server applies a repeat penalty of 1.1 unless told otherwise.
-        ServerProfile("llama-cpp-python", extra={"repeat_penalty": 1.0}),
+        ServerProfile(
+            "llama-cpp-python", extra={"repeat_penalty": 1.0}, schema_in_json_object=True
+        ),
         ServerProfile("generic"),
     )
 }
