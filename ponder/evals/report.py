@@ -18,11 +18,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from ponder.evals.estimators import Estimate, default_estimators, estimate
-from ponder.evals.metrics import Summary, fit_power_law, summarize
-from ponder.evals.plots import PALETTE, Series, img_tag, line_plot
+from ponder.evals.metrics import Summary, summarize
+from ponder.evals.plots import (
+    PALETTE,
+    Series,
+    coverage_plot,
+    estimate_series,
+    img_tag,
+    line_plot,
+    power_law_series,
+)
 from ponder.evals.store import Store
 
 
@@ -161,6 +167,8 @@ def describe_run(run: dict[str, Any]) -> str:
 
 
 def _aligned(table: list[list[str]]) -> list[str]:
+    """Rows of cells as text lines: the first column left-aligned, the others right-aligned,
+    a rule under the header row."""
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     out = []
     for j, line in enumerate(table):
@@ -192,17 +200,7 @@ def text_report(store: Store) -> str:
                 out.append("  (no finished pools yet)")
             out.append("")
             continue
-        table = [list(COLUMNS), *(_cells(r) for r in mine)]
-        widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-        for j, line in enumerate(table):
-            out.append(
-                "  ".join(
-                    v.rjust(w) if i else v.ljust(w)
-                    for i, (v, w) in enumerate(zip(line, widths, strict=True))
-                )
-            )
-            if j == 0:
-                out.append("  ".join("-" * w for w in widths))
+        out.extend(_aligned([list(COLUMNS), *(_cells(r) for r in mine)]))
         for r in mine:
             fit = r.summary.power_law
             if fit is not None and r.budget == max(
@@ -297,19 +295,7 @@ def run_plots(rows: Sequence[Row]) -> list[str]:
             )
             fit = widest.summary.power_law
             if fit is not None:
-                ks = np.geomspace(1, max(curve), 24)
-                cov.append(
-                    Series(
-                        f"{s} fit",
-                        tuple(
-                            (float(k), float(v), None, None)
-                            for k, v in zip(ks, fit.predict(ks), strict=True)
-                        ),
-                        color[s],
-                        dashed=True,
-                        markers=False,
-                    )
-                )
+                cov.append(power_law_series(f"{s} fit", fit, max(curve), color[s]))
     return [
         img_tag(
             line_plot(
@@ -375,52 +361,19 @@ def _pool_cells(e: Estimate) -> list[str]:
 
 def pool_plots(estimates: Sequence[Estimate]) -> list[str]:
     """Accuracy vs tokens (a line per rule over k) and coverage vs k with its power law."""
-    labels = sorted({e.label for e in estimates})
-    acc = []
-    for i, label in enumerate(labels):
-        mine = sorted((e for e in estimates if e.label == label), key=lambda e: e.k)
-        acc.append(
-            Series(
-                label,
-                tuple((e.tokens_per_problem, e.accuracy, *e.wilson) for e in mine),
-                PALETTE[i % len(PALETTE)],
-                dashed=i >= len(PALETTE),
-            )
-        )
-    coverage = sorted((e for e in estimates if e.strategy == "coverage"), key=lambda e: e.k)
-    cov = [
-        Series("coverage", tuple((float(e.k), e.accuracy, *e.wilson) for e in coverage), PALETTE[0])
-    ]
-    fit = fit_power_law([e.k for e in coverage], [e.accuracy for e in coverage])
-    if fit is not None and coverage:
-        ks = np.geomspace(1, coverage[-1].k, 24)
-        cov.append(
-            Series(
-                "power-law fit",
-                tuple(
-                    (float(k), float(v), None, None)
-                    for k, v in zip(ks, fit.predict(ks), strict=True)
-                ),
-                PALETTE[1],
-                dashed=True,
-                markers=False,
-            )
-        )
+    coverage = [e for e in estimates if e.strategy == "coverage"]
     return [
         img_tag(
             line_plot(
                 "Pool rules: accuracy vs tokens (95% Wilson)",
-                acc,
+                estimate_series(estimates),
                 "tokens generated per problem",
                 "accuracy",
                 ylim=(0.0, 1.0),
             ),
             "pool accuracy vs tokens",
         ),
-        img_tag(
-            line_plot("Coverage vs k (pass@k)", cov, "k samples", "coverage", ylim=(0.0, 1.0)),
-            "pool coverage vs k",
-        ),
+        img_tag(coverage_plot("Coverage vs k (pass@k)", coverage), "pool coverage vs k"),
     ]
 
 

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
 from ponder.evals.metrics import Summary, fit_power_law, summarize
-from ponder.evals.plots import PALETTE, Series, line_plot
+from ponder.evals.plots import PALETTE, Series, coverage_plot, estimate_series, line_plot
 from ponder.evals.store import CellRecord, PoolRecord, Store
 from ponder.strategies import canonical, names
 
@@ -125,56 +123,22 @@ def cell_table(rows: Sequence[tuple[str, int, Summary]]) -> list[str]:
 def accuracy_plot(
     title: str, estimates: Sequence[Estimate], cells: Sequence[tuple[str, int, Summary]]
 ) -> bytes:
-    """Accuracy against tokens per problem: pool rules as lines over k, cells as points,
-    all with 95% Wilson bars."""
-    labels = sorted({e.label for e in estimates}) + sorted({c[0] for c in cells})
-    color = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
-    series = []
-    for i, label in enumerate(sorted({e.label for e in estimates})):
-        mine = sorted((e for e in estimates if e.label == label), key=lambda e: e.k)
-        series.append(
-            Series(
-                f"{label} (pool)",
-                tuple((e.tokens_per_problem, e.accuracy, *e.wilson) for e in mine),
-                color[label],
-                dashed=i >= len(PALETTE),
-            )
-        )
+    """Accuracy against tokens per problem: pool rules as lines over k, cells as points
+    (in the colour of the pool rule of the same name, if any), all with 95% Wilson bars."""
+    series = estimate_series(estimates, " (pool)")
+    colors = {e: s.color for e, s in zip(sorted({e.label for e in estimates}), series, strict=True)}
     for label in sorted({c[0] for c in cells}):
         rows = sorted((c for c in cells if c[0] == label), key=lambda c: c[1])
+        color = colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
         series.append(
             Series(
                 f"{label} (cells)",
                 tuple((s.tokens_per_problem, s.accuracy, *s.wilson) for _, _, s in rows),
-                color[label],
+                color,
                 line=len(rows) > 1,
             )
         )
     return line_plot(title, series, "tokens generated per problem", "accuracy", ylim=(0.0, 1.0))
-
-
-def coverage_plot(title: str, coverage: Sequence[Estimate]) -> bytes:
-    """Coverage (pass@k) against k with the fitted power law."""
-    pts = sorted(coverage, key=lambda e: e.k)
-    series = [
-        Series("coverage", tuple((float(e.k), e.accuracy, *e.wilson) for e in pts), PALETTE[0])
-    ]
-    fit = fit_power_law([e.k for e in pts], [e.accuracy for e in pts])
-    if fit is not None:
-        ks = np.geomspace(1, max(e.k for e in pts), 24)
-        series.append(
-            Series(
-                f"exp({fit.a:.3f}·k^{fit.b:.3f})",
-                tuple(
-                    (float(k), float(v), None, None)
-                    for k, v in zip(ks, fit.predict(ks), strict=True)
-                ),
-                PALETTE[1],
-                dashed=True,
-                markers=False,
-            )
-        )
-    return line_plot(title, series, "k samples", "coverage (pass@k)", ylim=(0.0, 1.0))
 
 
 _NOT_SELECTION = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "mode"}
