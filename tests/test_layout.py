@@ -18,12 +18,27 @@ def chat(q: str) -> tuple[dict[str, str], ...]:
     return ({"role": "user", "content": q},)
 
 
-def test_the_engine_chooses_streams_when_each_can_hold_a_long_sequence():
-    assert choose_layout(None, 16384, 64) == "shared"
-    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64) == "streams"
-    assert choose_layout(None, 64 * STREAM_MIN_CELLS - 1, 64) == "shared"
-    assert choose_layout("shared", 64 * STREAM_MIN_CELLS, 64) == "shared"
-    assert choose_layout("streams", 1024, 8) == "streams"
+def test_the_engine_chooses_streams_when_each_can_hold_a_long_sequence(monkeypatch):
+    monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
+    assert choose_layout(None, 16384, 64) == ("shared", 16384)
+    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64) == ("streams", 64 * STREAM_MIN_CELLS)
+    assert choose_layout(None, 64 * STREAM_MIN_CELLS - 1, 64)[0] == "shared"
+    assert choose_layout("shared", 64 * STREAM_MIN_CELLS, 64)[0] == "shared"
+    assert choose_layout("streams", 1024, 8) == ("streams", 1024)
+
+
+def test_the_environment_can_force_a_layout_for_measurements(monkeypatch):
+    monkeypatch.setenv("PONDER_KV_LAYOUT", "streams:1536")
+    assert choose_layout(None, 16384, 64) == ("streams", 64 * 1536)
+    assert choose_layout("shared", 16384, 64) == ("shared", 16384)  # an explicit choice wins
+    monkeypatch.setenv("PONDER_KV_LAYOUT", "shared")
+    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64)[0] == "shared"
+    monkeypatch.setenv("PONDER_KV_LAYOUT", "streams")
+    with pytest.raises(ValueError, match="it needs >= 64"):
+        choose_layout(None, 1024, 64)
+    monkeypatch.setenv("PONDER_KV_LAYOUT", "paged:12")
+    with pytest.raises(ValueError, match="PONDER_KV_LAYOUT must be shared, streams or streams:"):
+        choose_layout(None, 16384, 64)
 
 
 def test_a_bad_layout_is_refused_before_the_model_loads():

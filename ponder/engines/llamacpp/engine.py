@@ -33,7 +33,7 @@ class LlamaCppEngine:
     query's attention runs over all sequences' cells; ``"streams"``, one KV stream of
     ``n_ctx // n_parallel`` cells per slot, in which a query attends only its own
     sequence and a fork copies its parent's stream; ``None``, the engine's choice from
-    that sizing (``layout.choose_layout``).
+    that sizing, or ``PONDER_KV_LAYOUT`` (``layout.choose_layout``).
     ``flash_attn``: llama.cpp's flash attention; ``None`` (llama.cpp's choice: on, on a
     CPU) is the exact mode, in which an output does not depend on its batch or cache;
     ``False`` is faster for one problem's long shared prefixes on a CPU
@@ -66,7 +66,7 @@ class LlamaCppEngine:
             raise ValueError(f"n_ctx must be >= 64, got {n_ctx}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        self.layout = choose_layout(layout, n_ctx, n_parallel)
+        self.layout, n_ctx = choose_layout(layout, n_ctx, n_parallel)
         self.path: Path = models.resolve(model)
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)

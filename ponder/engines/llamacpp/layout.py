@@ -18,6 +18,8 @@ decode) instead of sharing it, and no sequence may outgrow its stream.
 
 from __future__ import annotations
 
+import os
+
 LAYOUTS = ("shared", "streams")
 
 # The auto layout gives each slot its own stream when a stream can hold this many
@@ -26,12 +28,25 @@ LAYOUTS = ("shared", "streams")
 STREAM_MIN_CELLS = 2048
 
 
-def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> str:
-    """The layout to run: ``layout`` when given (ValueError if unknown or if its streams
-    would be empty), else ``streams`` when every slot's stream holds at least
+def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> tuple[str, int]:
+    """The layout to run and its cells in all: ``layout`` when given (ValueError if
+    unknown or if its streams would be too short); else ``PONDER_KV_LAYOUT`` when set
+    (``shared``, ``streams``, or ``streams:CELLS`` for ``n_parallel`` streams of CELLS
+    cells each, whatever ``n_ctx`` says: for measuring a workload in streams without
+    changing its code); else ``streams`` when every slot's stream holds at least
     ``STREAM_MIN_CELLS`` cells, else ``shared``."""
     if layout is None:
-        return "streams" if n_ctx // n_parallel >= STREAM_MIN_CELLS else "shared"
+        forced = os.environ.get("PONDER_KV_LAYOUT", "").strip()
+        if not forced:
+            auto = "streams" if n_ctx // n_parallel >= STREAM_MIN_CELLS else "shared"
+            return auto, n_ctx
+        layout, _, cells = forced.partition(":")
+        if cells:
+            if layout != "streams" or not cells.isdigit():
+                raise ValueError(
+                    f"PONDER_KV_LAYOUT must be shared, streams or streams:CELLS, got {forced!r}"
+                )
+            n_ctx = n_parallel * int(cells)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
     if layout == "streams" and n_ctx // n_parallel < 64:
@@ -40,4 +55,4 @@ def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> str:
             f"n_ctx // n_parallel = {n_ctx // n_parallel} cells; it needs >= 64: raise n_ctx "
             "or lower n_parallel"
         )
-    return layout
+    return layout, n_ctx
