@@ -83,14 +83,14 @@ def test_a_sequence_stops_at_the_end_of_its_stream(small_model):
     with "length" there; the others, shorter, are untouched."""
     p = GREEDY.with_(max_tokens=400, ignore_eos=True)
     with LlamaCppEngine(
-        small_model, n_ctx=8 * 128, n_parallel=8, seed=0, flash_attn=True, layout="streams"
+        small_model, n_ctx=8 * 256, n_parallel=8, seed=0, flash_attn=True, layout="streams"
     ) as eng:
-        assert eng.max_seq_len == 128
+        assert eng.max_seq_len == 256
         long, short = eng.generate_sync(
             [Request("Once upon a time", p), Request("Counting: 1 2 3", p.with_(max_tokens=8))]
         )
     assert long[0].finish_reason == "length"
-    assert long[0].prompt_tokens + long[0].tokens == 128
+    assert long[0].prompt_tokens + long[0].tokens == 256
     assert short[0].tokens == 8 and short[0].finish_reason == "length"
 
 
