@@ -11,20 +11,21 @@ import argparse
 import sys
 from typing import Any
 
-from ponder.cli.common import add_engine_arguments, engine_options
+from ponder.cli.common import add_command_group, add_engine_arguments, engine_options
 
 SUITES = ("engine", "serve", "strategies", "attention")
 _PEER = "path to llama.cpp's llama-server (default: the peers' venv, `make peers`)"
 
 
 def add_parsers(sub: Any) -> None:
-    b = sub.add_parser(
+    suites = add_command_group(
+        sub,
         "bench",
-        help="benchmark the engine, server or strategies against peers (docs/BENCHMARKS.md)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "benchmark the engine, server or strategies against peers (docs/BENCHMARKS.md)",
+        __doc__,
+        "suite",
+        "SUITE",
     )
-    suites = b.add_subparsers(dest="suite", required=True, metavar="SUITE")
 
     e = suites.add_parser("engine", help="tokens/s: sampling and search vs llama-server")
     e.add_argument("--ns", default="1,4,16,32", help="sample counts for the throughput test")

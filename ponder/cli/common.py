@@ -131,3 +131,18 @@ def ints(text: str, what: str) -> list[int]:
     if not values:
         raise ValueError(f"give at least one value for {what}")
     return values
+
+
+def add_command_group(
+    sub: Any, command: str, help_text: str, description: str | None, dest: str, metavar: str
+) -> Any:
+    """A command whose first argument picks one of its own subcommands (``ponder bench
+    SUITE``, ``ponder results ACTION``): its parser, with ``description`` shown as written,
+    and the subparsers that hold the subcommands (one required, stored in ``dest``)."""
+    p = sub.add_parser(
+        command,
+        help=help_text,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return p.add_subparsers(dest=dest, required=True, metavar=metavar)

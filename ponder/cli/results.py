@@ -13,15 +13,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ponder.cli.common import add_command_group
+
 
 def add_parsers(sub: Any) -> None:
-    r = sub.add_parser(
+    actions = add_command_group(
+        sub,
         "results",
-        help="export/import results data; rebuild docs/RESULTS.md from it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export/import results data; rebuild docs/RESULTS.md from it",
+        __doc__,
+        "action",
+        "ACTION",
     )
-    actions = r.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = actions.add_parser("build", help="docs/RESULTS.md and its plots from results/*.jsonl.gz")
     b.add_argument("--data", default="results", help="folder of exported results")
     b.add_argument("--out", default="docs/RESULTS.md")
