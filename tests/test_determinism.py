@@ -1,0 +1,53 @@
+"""Exact mode (flash attention as llama.cpp chooses it, on for a CPU): the same greedy
+request decodes the same tokens alone, from a cached prompt, batched with other requests of
+other lengths, submitted while others decode, and after many varied requests have filled
+and fragmented the shared KV cache. SmolLM2 (the test model) on its own engine, so that the
+cache's history is this test's alone."""
+
+import time
+
+import pytest
+
+from ponder.engines.llamacpp.engine import LlamaCppEngine
+from ponder.types import Request, SamplingParams
+
+STORY = ({"role": "user", "content": "Write a short story about a dragon who learns to cook."},)
+GREEDY = Request(STORY, SamplingParams(temperature=0, max_tokens=32, logprobs=True))
+
+
+def other(text, n=1, tokens=24, temperature=0.0):
+    params = SamplingParams(temperature=temperature, max_tokens=tokens, seed=1)
+    return Request(({"role": "user", "content": text},), params, n=n)
+
+
+def tokens(completion):
+    return [t.token for t in completion.logprobs]
+
+
+@pytest.fixture(scope="module")
+def fresh(small_model):
+    eng = LlamaCppEngine(small_model, n_ctx=8192, n_parallel=48, seed=0, n_threads=1)
+    reference = eng.generate_sync([GREEDY])[0][0]
+    yield eng, tokens(reference)
+    eng.close()
+
+
+def test_cached_and_batched_greedy_decodes_equal_the_first(fresh):
+    eng, want = fresh
+    assert tokens(eng.generate_sync([GREEDY])[0][0]) == want
+    sampled = other("Tell me a joke.", n=8, temperature=1.0)
+    assert tokens(eng.generate_sync([GREEDY, sampled])[0][0]) == want
+    mixed = [other(f"Count to {k}.", n=k % 3 + 1, tokens=10 + 7 * k) for k in range(6)]
+    assert tokens(eng.generate_sync([GREEDY, *mixed])[0][0]) == want
+    busy = eng.submit_many([other("Describe a forest.", n=4, tokens=60, temperature=1.0)])
+    time.sleep(0.2)
+    assert tokens(eng.submit(GREEDY).result()[0]) == want
+    [f.result() for f in busy]
+
+
+def test_greedy_decode_after_a_fragmented_cache_equals_the_first(fresh):
+    eng, want = fresh
+    for k in range(40):
+        prompt = f"Question {k}: what is {k} plus {k * 7}? " + "Explain. " * (k % 5)
+        eng.generate_sync([other(prompt, n=1 + k % 4, tokens=16 + (k * 13) % 50, temperature=1.0)])
+    assert tokens(eng.generate_sync([GREEDY])[0][0]) == want
