@@ -6,19 +6,18 @@ self_consistency proxied to ponder, when ``make peers`` installed OptiLLM."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from processes import stop, wait_until_up
 
 from ponder.server import ServerSettings, create_app
 from ponder.server.main import serving_in_background
@@ -195,24 +194,10 @@ def optillm_url(base, tmp_path_factory) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"optillm exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"optillm did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+        wait_until_up(proc, f"http://127.0.0.1:{port}/health", log, "optillm", 300, 0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_optillm_self_consistency_through_ponder(base, optillm_url):

@@ -31,6 +31,7 @@ from engine_contract import (
     one,
     tokens_of,
 )
+from processes import stop, wait_until_up
 
 from ponder import models
 from ponder.engines.base import EngineError
@@ -73,26 +74,10 @@ def server_url(small_model: str, tmp_path_factory: pytest.TempPathFactory) -> It
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_up(proc, f"{url}/v1/models", log, "llama_cpp.server", 120, 0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="session")
