@@ -137,12 +137,15 @@ def test_client_template_renders_what_the_server_renders(server_side, remote):
 def test_same_tokens_as_the_embedded_engine(engine, remote):
     # Same llama.cpp, same model, a raw-text prompt: the same greedy tokens (up to
     # near-ties) and log-probabilities within the drift of different kernels and batch
-    # shapes (seen: up to 0.08 nats on this quantised model).
+    # shapes (seen: up to 0.08 nats on this quantised model). The printing-press prompt
+    # meets a 0.11-nat tie (' the' / ' ') at its 9th token; with each engine's drift the
+    # reference's gap there went past 0.15 in CI (stop 23), so ties up to 0.25 nats are
+    # allowed here, still far below a real disagreement.
     for prompt in ("The history of the printing press begins", "def fibonacci(n):"):
         req = Request(prompt, GREEDY.with_(max_tokens=12, logprobs=True, top_logprobs=2))
         a, b = one(engine, req), one(remote, req)
         assert a.prompt_tokens == b.prompt_tokens
-        assert agrees_up_to_near_tie(b, a)
+        assert agrees_up_to_near_tie(b, a, gap=0.25)
         if tokens_of(a) == tokens_of(b):
             for x, y in zip(a.logprobs or (), b.logprobs or (), strict=True):
                 assert x.logprob == pytest.approx(y.logprob, abs=0.15)

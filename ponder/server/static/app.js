@@ -209,8 +209,10 @@ function showResult(ev) {
 function showCandidates(p) {
   const list = $("candidates");
   list.replaceChildren();
+  // Several samples may share the chosen text; mark one of them, the first.
+  const chosenAt = p.best ? p.candidates.findIndex((c) => c.text === p.best.text) : -1;
   p.candidates.forEach((c, i) => {
-    const chosen = p.best && c.text === p.best.text;
+    const chosen = i === chosenAt;
     const head = el("div", { class: "card-head" },
       el("span", {}, "#", i),
       el("span", {}, "answer ", el("b", { class: "cand-answer" }, c.answer === null ? "–" : c.answer)),
