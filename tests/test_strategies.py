@@ -38,12 +38,11 @@ def test_vote_treats_equivalent_answers_as_one():
     eng = ScriptedEngine(lambda prefix, i: f"The answer is {answers[i]}")
     r = run("vote", eng, 4)
     assert r.candidates[0].votes == 2 and r.candidates[2].votes == 2
-    # tie: both clusters have two members; the shorter text wins ("3" vs "0.5" same length
-    # in words), so the cluster seen first by shortest-token rule decides
+    # tie: both clusters have two members and no log-probs; the shorter member decides
     assert r.answer in {"0.5", "3"}
 
 
-def test_majority_tie_breaks_by_length_then_logprob():
+def test_majority_tie_breaks_by_logprob_then_length():
     c = [
         Candidate("long " * 9 + "1", "1", 10, mean_logprob=-0.1),
         Candidate("2", "2", 1, mean_logprob=-2.0),
@@ -51,7 +50,12 @@ def test_majority_tie_breaks_by_length_then_logprob():
         Candidate("x 2", "2", 2),
     ]
     winner, clusters = majority(c)
-    assert winner == "2"
+    assert winner == "1"
+    # without log-probs the shorter cluster wins; a cluster with them beats one without
+    no_lp = [Candidate("a b c", "1", 3), Candidate("a", "2", 1)]
+    assert majority(no_lp)[0] == "2"
+    mixed = [Candidate("a b c", "1", 3, mean_logprob=-3.0), Candidate("a", "2", 1)]
+    assert majority(mixed)[0] == "1"
     c2 = [Candidate("a", "1", 3, mean_logprob=-1.0), Candidate("b", "2", 3, mean_logprob=-0.2)]
     assert majority(c2)[0] == "2"
     assert majority([Candidate("none", None, 1)]) == (None, {})

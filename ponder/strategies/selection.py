@@ -84,17 +84,18 @@ def select_first_accepted(
 
 
 def select_majority(candidates: Sequence[Candidate]) -> Selection:
-    """Self-consistency: the largest answer cluster (ties: the cluster whose shortest member
-    is shorter, then the best mean log-prob in it); its shortest member (first on ties)."""
+    """Self-consistency: the largest answer cluster (ties: the cluster whose most
+    confident member has the higher mean token log-prob, then the one whose shortest
+    member is shorter); its shortest member (first on ties)."""
     clusters = cluster([c.answer for c in candidates])
     if not clusters:
         return Selection(None, clusters)
 
-    def rank(key: str) -> tuple[int, int, float]:
+    def rank(key: str) -> tuple[int, float, int]:
         members = [candidates[i] for i in clusters[key]]
-        shortest = min(m.tokens for m in members)
-        best_lp = max((m.mean_logprob for m in members if m.mean_logprob is not None), default=0.0)
-        return (-len(members), shortest, -best_lp)
+        lps = [m.mean_logprob for m in members if m.mean_logprob is not None]
+        best_lp = max(lps) if lps else -math.inf
+        return (-len(members), -best_lp, min(m.tokens for m in members))
 
     winner = min(clusters, key=rank)
     pick = min(clusters[winner], key=lambda i: candidates[i].tokens)
@@ -234,8 +235,8 @@ def confident_vote(
 
 def majority(candidates: Sequence[Candidate]) -> tuple[str | None, dict[str, list[int]]]:
     """The winning cluster key and all clusters (key -> candidate indices), by
-    ``select_majority``: most members; ties broken by the shortest member's token
-    count, then by the best mean log-probability in the cluster. ``None`` when no candidate
+    ``select_majority``: most members; ties broken by the best mean log-probability in
+    the cluster, then by the shortest member's token count. ``None`` when no candidate
     has an answer."""
     chosen = select_majority(candidates)
     return chosen.winner, chosen.clusters

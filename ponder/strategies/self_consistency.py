@@ -2,9 +2,9 @@
 
 Wang et al., "Self-Consistency Improves Chain of Thought Reasoning in Language Models"
 (ICLR 2023): sample ``n`` reasoning paths at temperature ~0.7, extract each final answer,
-cluster equivalent answers and return the largest cluster. Ties go to the cluster whose
-shortest member is shorter ("Think Deep, Think Fast", 2025: correct answers tend to be
-shorter), then to the higher mean token log-probability.
+cluster equivalent answers and return the largest cluster. The paper leaves ties open; here
+they go to the cluster with the more confident member (higher mean token log-probability),
+then to the one whose shortest member is shorter (docs/STRATEGIES.md says why).
 """
 
 from __future__ import annotations
