@@ -120,3 +120,22 @@ def test_bench_attention_command_times_both_modes(small_model: str, tmp_path: Pa
         row = r["modes"][mode]["64-short"]
         assert row["sequences"] == 64 and row["cells_in_use"] == 64 * 16 + 64 * 9
     assert "| 64-short | 64 | 1,600 (64 × 16) |" in p.stdout
+
+
+def test_layout_bench_runs_as_a_benchmark_module(small_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "layouts.json"
+    p = subprocess.run(
+        [
+            sys.executable, "-m", "ponder.benchmarks.layout_bench", "--model", small_model,
+            "--rounds", "1", "--tokens", "2", "--stream-cells", "256", "--layouts", "32-short",
+            "--flash", "on", "--skip", "many,search", "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["model"] == small_model and r["peak_rss_mib"] > 0
+    assert set(r["steps"]) == {"32-short shared flash on", "32-short streams flash on"}
+    assert set(r["throughput"]) == {"n32 shared", "n32 streams"}
+    assert all(len(v) == 1 and v[0] > 0 for s in ("steps", "throughput") for v in r[s].values())
+    assert "throughput n32 streams" in " ".join(p.stdout.split())

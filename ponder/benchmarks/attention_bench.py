@@ -26,7 +26,6 @@ speed"; ``native.one_problem_flash_attn``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder import models
+from ponder.benchmarks._common import decode_chunks, model_path, write_json
 
 STEPS = 8
 
@@ -68,16 +67,6 @@ LAYOUTS = {
 }
 
 
-def _decode(ctx: Any, items: list[tuple[int, int, int]]) -> None:
-    """Decode (token, position, sequence) items in batch-size chunks."""
-    for start in range(0, len(items), ctx.n_batch):
-        ctx.batch_clear()
-        for tok, pos, seq in items[start : start + ctx.n_batch]:
-            ctx.batch_add(tok, pos, seq, False)
-        if ctx.decode() != 0:
-            raise RuntimeError("the KV cache is too small for the attention benchmark")
-
-
 def time_layout(ctx: Any, source: list[int], layout: Layout, steps: int = STEPS) -> dict[str, Any]:
     """Build ``layout`` in an empty cache, then time ``steps`` decoding steps of one token
     per sequence (median seconds; one more step before them warms up)."""
@@ -88,15 +77,14 @@ def time_layout(ctx: Any, source: list[int], layout: Layout, steps: int = STEPS)
     text = (source * (need // len(source) + 1))[:need]
     for p in range(layout.problems):
         first = p * layout.per_problem
-        _decode(ctx, [(t, i, first) for i, t in enumerate(text[: layout.prompt])])
+        prompt = [(t, i, first) for i, t in enumerate(text[: layout.prompt])]
+        decode_chunks(ctx, prompt, False, "attention")
         for s in range(first + 1, first + layout.per_problem):
             ctx.seq_copy(first, s, layout.prompt)
     if layout.own:
         own = text[layout.prompt :]
-        _decode(
-            ctx,
-            [(t, layout.prompt + i, s) for s in range(layout.seqs) for i, t in enumerate(own)],
-        )
+        tail = [(t, layout.prompt + i, s) for s in range(layout.seqs) for i, t in enumerate(own)]
+        decode_chunks(ctx, tail, False, "attention")
     length = layout.prompt + layout.own
     token = text[-1]
     times = []
@@ -173,8 +161,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    args.model = args.model or models.DEFAULT_MODEL
-    path = models.resolve(args.model)
+    path = model_path(args)
     fa = getattr(args, "flash_attn", "auto")
     modes = ["on", "off"] if fa == "auto" else [fa]
     wanted = [x for x in getattr(args, "layouts", "").split(",") if x]
@@ -184,6 +171,5 @@ def main(args: argparse.Namespace) -> int:
     result = measure(path, args.threads, modes, wanted or None)
     result["model"] = args.model
     print(format_table(result))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ponder import models
+from ponder.benchmarks._common import model_path, peak_rss_mib, resample, write_json
 from ponder.benchmarks._procs import free_port, wait_healthy
 
 PROMPT = (
@@ -60,10 +59,6 @@ def few_shot_prompt(k: int = 14) -> str:
 SEARCH_PROMPTS = {"short": PROMPT, "long": few_shot_prompt()}
 SEARCH_SEQS, SEARCH_ROUNDS, SEARCH_TOKENS = 16, 8, 32
 SEQUENTIAL_MAX_CALLS = 4
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---- (a) ponder ----------------------------------------------------------------------
@@ -100,8 +95,7 @@ def run_ponder(
             made = computed = cached = 0
             t0 = time.perf_counter()
             for r in range(SEARCH_ROUNDS):
-                parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
-                prefixes = [texts[j] for j in parents]
+                prefixes = resample(texts, rng)
                 reqs = [Request(pre, p.with_(seed=r * 100 + i)) for i, pre in enumerate(prefixes)]
                 results = eng.generate_sync(reqs)
                 texts = [pre + res[0].text for pre, res in zip(prefixes, results, strict=True)]
@@ -118,7 +112,7 @@ def run_ponder(
                 "prompt_tokens_computed": computed,
                 "prompt_tokens_cached": cached,
             }
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -163,7 +157,7 @@ def run_sequential(
             "tok_s": made / dt,
             "calls_measured": calls,
         }
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -266,8 +260,7 @@ def run_server(
             made = prompt_tokens = 0
             t0 = time.perf_counter()
             for r in range(SEARCH_ROUNDS):
-                parents = rng.integers(SEARCH_SEQS, size=SEARCH_SEQS)
-                prefixes = [texts[j] for j in parents]
+                prefixes = resample(texts, rng)
                 seeds = [r * 100 + i for i in range(SEARCH_SEQS)]
                 with ThreadPoolExecutor(max_workers=SEARCH_SEQS) as pool:
                     rs = list(
@@ -304,8 +297,7 @@ def _run_part(part: str, extra: list[str]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "llamacpp") != "llamacpp":
         raise ValueError("ponder bench engine measures the embedded engine; drop --engine")
-    args.model = args.model or models.DEFAULT_MODEL
-    model = models.resolve(args.model)
+    model = model_path(args)
     threads = args.threads or (os.cpu_count() or 1)
     ns = [int(x) for x in args.ns.split(",") if x.strip()]
     skip: set[str] = set(filter(None, args.skip.split(",")))
@@ -338,8 +330,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"llama-server ({binary}) …", file=sys.stderr)
             results["llama_server"] = _run_part("server", [binary, *common])
     print(format_table(results))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(results, args.out)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The KV layouts side by side (``python -m ponder.engines.llamacpp.layout_bench``).
+"""The KV layouts side by side (``python -m ponder.benchmarks.layout_bench``).
 
 Two measurements, each running the layouts alternately in one process, so that a shared
 or busy machine slows them alike (read the ratios):
@@ -22,8 +22,6 @@ or busy machine slows them alike (read the ratios):
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
 import sys
 import time
@@ -33,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from ponder import models
+from ponder.benchmarks._common import decode_chunks, model_path, peak_rss_mib, resample, write_json
+from ponder.benchmarks.engine_bench import few_shot_prompt
 from ponder.engines.llamacpp.engine import LlamaCppEngine
 from ponder.engines.llamacpp.native import NativeContext, NativeModel
 from ponder.types import Request, SamplingParams
@@ -47,15 +47,6 @@ STEP_LAYOUTS = {
 STEPS = 4
 
 
-def _decode(ctx: NativeContext, items: list[tuple[int, int, int]], logits: bool) -> None:
-    for start in range(0, len(items), ctx.n_batch):
-        ctx.batch_clear()
-        for tok, pos, seq in items[start : start + ctx.n_batch]:
-            ctx.batch_add(tok, pos, seq, logits)
-        if ctx.decode() != 0:
-            raise RuntimeError("the KV cache is too small for the layout benchmark")
-
-
 def step_ms(weights: NativeModel, name: str, streams: bool, flash: bool, threads: int) -> float:
     """Median ms of one decoding step of ``STEP_LAYOUTS[name]`` in a fresh context."""
     problems, prompt, per, own = STEP_LAYOUTS[name]
@@ -66,35 +57,22 @@ def step_ms(weights: NativeModel, name: str, streams: bool, flash: bool, threads
         text = [(17 + 7 * i) % 5000 + 100 for i in range(length)]
         for p in range(problems):
             first = p * per
-            _decode(ctx, [(t, i, first) for i, t in enumerate(text[:prompt])], False)
+            head = [(t, i, first) for i, t in enumerate(text[:prompt])]
+            decode_chunks(ctx, head, False, "layout")
             for s in range(first + 1, first + per):
                 ctx.seq_copy(first, s, prompt)
         tail = [(t, prompt + i, s) for s in range(seqs) for i, t in enumerate(text[prompt:])]
         if tail:
-            _decode(ctx, tail, False)
+            decode_chunks(ctx, tail, False, "layout")
         times = []
         for k in range(STEPS + 1):
             t0 = time.perf_counter()
-            _decode(ctx, [(text[-1], length + k, s) for s in range(seqs)], True)
+            decode_chunks(ctx, [(text[-1], length + k, s) for s in range(seqs)], True, "layout")
             if k:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times) * 1000
     finally:
         ctx.close()
-
-
-def long_prompt(k: int = 14) -> str:
-    """A few-shot arithmetic prompt of ~1,000 tokens (the shape of a search problem)."""
-    rng = np.random.default_rng(1234)
-    parts = ["Solve each problem step by step and give the final answer.\n\n"]
-    for i in range(k):
-        a, b, c = (int(x) for x in rng.integers(2, 99, size=3))
-        parts.append(
-            f"Problem {i + 1}: A shop has {a} boxes with {b} pencils each and sells {c} "
-            f"pencils. How many pencils are left?\nSolution: {a} * {b} = {a * b}; "
-            f"{a * b} - {c} = {a * b - c}. The answer is {a * b - c}.\n\n"
-        )
-    return "".join(parts) + f"Problem {k + 1}: "
 
 
 def _many(eng: LlamaCppEngine, p: SamplingParams) -> int:
@@ -109,12 +87,12 @@ def _n32(eng: LlamaCppEngine, p: SamplingParams) -> int:
 
 
 def _search(eng: LlamaCppEngine, p: SamplingParams) -> int:
-    prompt, q = long_prompt(), p.with_(max_tokens=32)
+    prompt, q = few_shot_prompt(), p.with_(max_tokens=32)
     eng.generate_sync([Request(prompt, q.with_(max_tokens=4))])
     rng = np.random.default_rng(0)
     texts, made = [prompt] * 16, 0
     for r in range(4):
-        pre = [texts[j] for j in rng.integers(16, size=16)]
+        pre = resample(texts, rng)
         out = eng.generate_sync([Request(x, q.with_(seed=100 * r + i)) for i, x in enumerate(pre)])
         texts = [x + o[0].text for x, o in zip(pre, out, strict=True)]
         made += sum(o[0].tokens for o in out)
@@ -143,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     skip = set(args.skip.split(","))
-    path = models.resolve(args.model)
+    path = model_path(args)
     result: dict[str, Any] = {"model": args.model, "steps": {}, "throughput": {}}
     if "steps" not in skip:
         weights = NativeModel(path)
@@ -179,13 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{name} {layout}"
                 result["throughput"].setdefault(key, []).append(made / dt)
                 print(f"{key:36} {made / dt:8.1f} tok/s", file=sys.stderr, flush=True)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     for section in ("steps", "throughput"):
         for key, values in result[section].items():
             print(f"{section:10} {key:36} median {statistics.median(values):8.1f}  {values}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(result, args.out)
     return 0
 
 

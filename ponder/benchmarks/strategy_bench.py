@@ -11,7 +11,6 @@ every step, get those prompts from the prefix cache?
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import models
+from ponder.benchmarks._common import write_json
 from ponder.strategies import names
 
 
@@ -111,8 +111,7 @@ def main(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     print(HEADER)
     for r in rows:
         print(format_row(r))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"settings": _settings(args), "rows": rows}, indent=2))
+    write_json({"settings": _settings(args), "rows": rows}, args.out)
     return 1 if any(r["failed"] for r in rows) else 0
 
 
