@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec
 
 import matplotlib
 
@@ -19,6 +20,8 @@ from matplotlib.figure import Figure
 
 from ponder.evals.estimators import Estimate
 from ponder.evals.metrics import PowerLaw, fit_power_law
+
+P = ParamSpec("P")
 
 PALETTE = (
     "#1f77b4",
@@ -97,28 +100,6 @@ _TITLE_WIDTH = 80  # characters a title line holds across the figure
 _LABEL_WIDTH = 30  # characters a legend line holds
 
 
-def line_plot(
-    title: str,
-    series: Sequence[Series],
-    xlabel: str,
-    ylabel: str,
-    logx: bool = True,
-    logy: bool = False,
-    ylim: tuple[float, float] | None = None,
-    empty: str = "no data",
-) -> bytes:
-    """``line_figure`` as PNG bytes, cropped to everything drawn (title and legend whole)."""
-    fig = line_figure(title, series, xlabel, ylabel, logx, logy, ylim, empty)
-    try:
-        out = io.BytesIO()
-        fig.savefig(
-            out, format="png", bbox_inches="tight", pad_inches=0.1, metadata={"Software": None}
-        )
-        return out.getvalue()
-    finally:
-        plt.close(fig)
-
-
 def line_figure(
     title: str,
     series: Sequence[Series],
@@ -183,6 +164,28 @@ def line_figure(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
+
+
+def png_of(draw: Callable[P, Figure]) -> Callable[P, bytes]:
+    """``draw`` returning its figure as PNG bytes, cropped to everything drawn (title and
+    legend whole); the figure is closed."""
+
+    def render(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        fig = draw(*args, **kwargs)
+        try:
+            out = io.BytesIO()
+            fig.savefig(
+                out, format="png", bbox_inches="tight", pad_inches=0.1, metadata={"Software": None}
+            )
+            return out.getvalue()
+        finally:
+            plt.close(fig)
+
+    render.__doc__ = f"``{draw.__name__}`` as PNG bytes (``png_of``)."
+    return render
+
+
+line_plot = png_of(line_figure)
 
 
 def _wrap(text: str, width: int) -> str:
