@@ -76,6 +76,39 @@ def _rule(stop_if: dict[str, float]) -> str:
     return " and ".join(f"{k} >= {v:g}" for k, v in stop_if.items()) or "(none: draw on)"
 
 
+_STAGE_COLUMNS = ("stage", "draw (total)", "temperature", "stop if", "stopped here (dev)")
+_POINT_COLUMNS = ("accuracy", "95% Wilson", "tokens / problem", "scorer calls / problem")
+
+
+def _stage_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """A ``thresholds`` row as the cells of ``_STAGE_COLUMNS``."""
+    temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
+    share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
+    return (str(r["stage"]), f"{r['draw']} ({r['drawn']})", temp, _rule(r["stop_if"]), share)
+
+
+def _point_cells(p: Point) -> tuple[str, ...]:
+    """A candidate's figures as the cells of ``_POINT_COLUMNS``."""
+    lo, hi = p.wilson
+    return (f"{p.accuracy:.1%}", f"{lo:.1%}–{hi:.1%}", f"{p.tokens:.0f}", f"{p.scorer_calls:.1f}")
+
+
+def _md_head(columns: Sequence[str]) -> list[str]:
+    return [_md_row(columns), "|" + "---|" * len(columns)]
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _html_head(columns: Sequence[str]) -> str:
+    return "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+
+
+def _html_row(cells: Sequence[str]) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
 def _stage_lines(t: Tuning) -> list[str]:
     out = []
     for r in thresholds(t):
@@ -112,16 +145,9 @@ def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") 
         "",
         f"**Recipe:** `{t.recipe.describe()}`",
         "",
-        "| stage | draw (total) | temperature | stop if | stopped here (dev) |",
-        "|---|---|---|---|---|",
+        *_md_head(_STAGE_COLUMNS),
+        *(_md_row(_stage_cells(r)) for r in thresholds(t)),
     ]
-    for r in thresholds(t):
-        temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
-        share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
-        lines.append(
-            f"| {r['stage']} | {r['draw']} ({r['drawn']}) | {temp} | {_rule(r['stop_if'])} "
-            f"| {share} |"
-        )
     lines += ["", *_md_table("Development split", [t.chosen, t.best_fixed])]
     if t.held_recipe is not None and t.held_fixed is not None:
         lines += [
@@ -137,19 +163,12 @@ def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") 
 
 
 def _md_table(title: str, points: Sequence[Point]) -> list[str]:
-    rows = [
+    return [
         f"**{title}**",
         "",
-        "| candidate | accuracy | 95% Wilson | tokens / problem | scorer calls / problem |",
-        "|---|---|---|---|---|",
+        *_md_head(("candidate", *_POINT_COLUMNS)),
+        *(_md_row((p.label.replace("|", "/"), *_point_cells(p))) for p in points),
     ]
-    for p in points:
-        lo, hi = p.wilson
-        rows.append(
-            f"| {p.label.replace('|', '/')} | {p.accuracy:.1%} | {lo:.1%}–{hi:.1%} "
-            f"| {p.tokens:.0f} | {p.scorer_calls:.1f} |"
-        )
-    return rows
 
 
 def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = None) -> str:
@@ -175,17 +194,10 @@ def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = N
     parts += [
         "<h2>Recipe</h2>",
         f"<p><code>{e(t.recipe.describe())}</code></p>",
-        "<table><tr><th>stage</th><th>draw (total)</th><th>temperature</th><th>stop if</th>"
-        "<th>stopped here (dev)</th></tr>",
+        _html_head(_STAGE_COLUMNS),
+        *(_html_row(_stage_cells(r)) for r in thresholds(t)),
+        "</table>",
     ]
-    for r in thresholds(t):
-        temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
-        share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
-        parts.append(
-            f"<tr><td>{r['stage']}</td><td>{r['draw']} ({r['drawn']})</td><td>{temp}</td>"
-            f"<td>{e(_rule(r['stop_if']))}</td><td>{share}</td></tr>"
-        )
-    parts.append("</table>")
     parts.append(f"<pre>{e(json.dumps(t.recipe.as_dict(), indent=2))}</pre>")
     parts += _html_table("Development split", [t.chosen, t.best_fixed])
     if t.held_recipe is not None and t.held_fixed is not None:
@@ -202,18 +214,9 @@ def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = N
 
 
 def _html_table(title: str, points: Sequence[Point]) -> list[str]:
-    e = html.escape
-    rows = [f"<h2>{e(title)}</h2>"] if title else []
-    rows.append(
-        "<table><tr><th>candidate</th><th>kind</th><th>accuracy</th><th>95% Wilson</th>"
-        "<th>tokens / problem</th><th>scorer calls / problem</th></tr>"
-    )
-    for p in points:
-        lo, hi = p.wilson
-        rows.append(
-            f"<tr><td>{e(p.label)}</td><td>{p.kind}</td><td>{p.accuracy:.1%}</td>"
-            f"<td>{lo:.1%}–{hi:.1%}</td><td>{p.tokens:.0f}</td><td>{p.scorer_calls:.1f}</td></tr>"
-        )
+    rows = [f"<h2>{html.escape(title)}</h2>"] if title else []
+    rows.append(_html_head(("candidate", "kind", *_POINT_COLUMNS)))
+    rows += [_html_row((p.label, p.kind, *_point_cells(p))) for p in points]
     rows.append("</table>")
     return rows
 
