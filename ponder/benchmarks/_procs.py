@@ -1,10 +1,14 @@
-"""Peer processes for the benchmarks: a free loopback port, and waiting for health."""
+"""Peer processes for the benchmarks: a free loopback port, waiting for health, and
+a peer started, waited for and stopped."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,3 +35,29 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: fl
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not come up in {seconds:.0f} s: {log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes], seconds: float = 15) -> None:
+    """Terminate ``proc``; kill it if it has not exited after ``seconds``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def running(
+    cmd: list[str], health: str, env: dict[str, str] | None = None, seconds: float = 180
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` started with its output in a temporary log, once ``health`` answers
+    (``wait_healthy``); stopped (``stop``) on leaving, or when it does not come up."""
+    log = Path(tempfile.mkstemp(prefix="ponder-bench-", suffix=".log")[1])
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_healthy(health, proc, log, seconds)
+        yield proc
+    finally:
+        stop(proc)

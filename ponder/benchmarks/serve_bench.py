@@ -22,17 +22,14 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ponder import models
-from ponder.benchmarks._procs import free_port, wait_healthy
+from ponder.benchmarks._procs import free_port, running
 
 OPTILLM_LAUNCHER = """
 import sys
@@ -46,23 +43,6 @@ from optillm import main
 sys.argv = ["optillm"] + sys.argv[1:]
 main()
 """
-
-
-@contextmanager
-def process(cmd: list[str], health: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    log = Path(tempfile.mkstemp(prefix="ponder-bench-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_healthy(health, proc, log)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def counter(url: str, name: str) -> float:
@@ -201,7 +181,7 @@ def main(args: argparse.Namespace) -> int:
     n_ctx = max(args.n_ctx, top * k * (max_tokens + 256))
     cmd += ["--n-ctx", str(n_ctx), "--n-parallel", str(max(64, top * k + 16))]
     results["ponder_n_ctx"] = n_ctx
-    with process(cmd, f"http://127.0.0.1:{port}/health"):
+    with running(cmd, f"http://127.0.0.1:{port}/health"):
         body = {
             "model": f"ponder/self-consistency@{k}",
             "max_tokens": max_tokens,
@@ -230,8 +210,8 @@ def main(args: argparse.Namespace) -> int:
             proxy += ["--base-url", f"http://127.0.0.1:{lport}/v1", "--port", str(oport)]
             env = {**os.environ, "OPENAI_API_KEY": "bench"}
             with (
-                process(server, f"http://127.0.0.1:{lport}/health"),
-                process(proxy, f"http://127.0.0.1:{oport}/health", env=env),
+                running(server, f"http://127.0.0.1:{lport}/health"),
+                running(proxy, f"http://127.0.0.1:{oport}/health", env=env),
             ):
                 body = {"model": model.name, "max_tokens": max_tokens, "temperature": 1.0}
                 metric = (f"http://127.0.0.1:{lport}/metrics", "llamacpp:tokens_predicted_total")
