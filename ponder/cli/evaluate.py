@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ponder import models
 from ponder.cli.common import (
     add_engine_arguments,
     add_scorer_arguments,
@@ -23,6 +22,7 @@ from ponder.cli.common import (
     scorer_from_args,
     scorer_options,
 )
+from ponder.cli.pools import draw_pools, pool_scorer_names, recorded_model
 from ponder.options import parse_pairs
 from ponder.tasks import describe_tasks, task_class
 
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     specs = strategy_specs(args)
     budgets = ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    model = recorded_model(args)
     runner: dict[str, Any]
     if args.ray:
         from ponder.evals.distributed import RayExecutor, connect
@@ -250,9 +250,13 @@ def run_pools(args: argparse.Namespace, task: Any) -> int:
     if args.max_tokens:
         settings["max_tokens"] = args.max_tokens
     config = make_config(PoolConfig, {"n": args.pool, **settings}, "--pool")
-    scorers = [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
+    scorers = pool_scorer_names(args)
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
-    summary = draw_pools(args, task, config, scorers)
+    engine = engine_from_args(args)
+    try:
+        summary = draw_pools(args, task, config, engine, args.db, scorers)
+    finally:
+        engine.close()
     print(
         f"run {summary.run_id}: {summary.pools_run} pools drawn, {summary.pools_already_done} "
         f"already done, {summary.pools_failed} failed, {summary.pools_total} in all; "
@@ -260,34 +264,3 @@ def run_pools(args: argparse.Namespace, task: Any) -> int:
         f"{summary.seconds:.1f} s. Report: ponder report {args.db}"
     )
     return 1 if summary.pools_failed else 0
-
-
-def draw_pools(
-    args: argparse.Namespace,
-    task: Any,
-    config: Any,
-    scorers: list[str],
-    scorer_options: dict[str, Any] | None = None,
-) -> Any:
-    """Draw every missing pool of ``task`` into ``--db`` on the engine the options
-    describe (closed after); the ``PoolSummary``."""
-    from ponder.evals.pool import run_pool
-
-    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
-    engine = engine_from_args(args)
-    try:
-        return run_pool(
-            task,
-            config,
-            args.seeds,
-            args.limit or None,
-            args.db,
-            engine,
-            scorers,
-            concurrency=args.concurrency,
-            model=model,
-            task_seed=args.task_seed,
-            scorer_options=scorer_options,
-        )
-    finally:
-        engine.close()

@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ponder import models
 from ponder.cli.common import (
     add_engine_arguments,
     add_scorer_arguments,
@@ -32,6 +31,7 @@ from ponder.cli.common import (
     scorer_options,
 )
 from ponder.cli.evaluate import add_task_command, task_options
+from ponder.cli.pools import draw_pools, pool_scorer_names, recorded_model
 
 
 def add_parsers(sub: Any) -> None:
@@ -166,17 +166,17 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
         raise ValueError("--max-tokens-per-problem must be > 0")
     tasks = _tasks(args)
-    scorers = [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
+    scorers = pool_scorer_names(args)
     if args.scorer and scorers:
         raise ValueError("give either --scorer (with --scorer-set) or --pool-scorers")
     scorers = scorers or ([args.scorer] if args.scorer else [])
     options = {args.scorer: scorer_options(args)} if args.scorer else None
-    model = args.model or (models.DEFAULT_MODEL if args.engine == "llamacpp" else None)
+    model = recorded_model(args)
     first = first_stage_draws(args.pool) if args.self_eval < 0 else args.self_eval
     if given is not None:
         first = max(first, given.asks) if args.self_eval else given.asks
     out = Path(args.out or f"tune-{args.task}")
-    drawn = _draw(args, tasks, temps, scorers, options, model, first)
+    drawn = _draw(args, tasks, temps, scorers, options, first)
     pools = drawn["pools"]
     rules = parse_estimators(args.rules, scorers) if args.rules else None
     every = [p for ps in pools.values() for p in ps]
@@ -246,12 +246,11 @@ def _draw(
     temps: list[float],
     scorers: list[str],
     options: dict[str, Any] | None,
-    model: str | None,
     first: int,
 ) -> dict[str, Any]:
     """Every missing pool drawn and every missing P(yes) asked, on one engine; the pools
     by temperature (with those of ``--pools-from``), the run ids and the counts."""
-    from ponder.evals.pool import PoolConfig, run_pool
+    from ponder.evals.pool import PoolConfig
     from ponder.evals.store import Store
     from ponder.evals.tune_signals import ask_pools
 
@@ -272,19 +271,7 @@ def _draw(
                         temperature=t,
                         top_logprobs=args.top_logprobs,
                     )
-                    summary = run_pool(
-                        task,
-                        config,
-                        args.seeds,
-                        args.limit or None,
-                        store,
-                        engine,
-                        scorers,
-                        concurrency=args.concurrency,
-                        model=model,
-                        task_seed=args.task_seed,
-                        scorer_options=options,
-                    )
+                    summary = draw_pools(args, task, config, engine, store, scorers, options)
                     if summary.pools_failed:
                         raise ValueError(
                             f"{summary.pools_failed} pools failed (see `ponder report "
