@@ -213,9 +213,13 @@ def test_no_network_connection_arrives() -> None:
 
 def test_printing_100_mb_is_stopped() -> None:
     code = "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 2**20)\n"
-    result = run(code, limits=Limits(output_bytes=100_000))
-    assert result.status == "output_limit"
-    assert len(result.stdout) <= 100_000
+    # Several times: the end of the run once depended on how much was in the pipe when the
+    # limit was reached, and about one run in eight waited out the wall limit instead.
+    for _ in range(8):
+        result = run(code, limits=Limits(output_bytes=100_000))
+        assert result.status == "output_limit"
+        assert len(result.stdout) <= 100_000
+        assert result.seconds < 5
 
 
 @needs_uid

@@ -492,10 +492,13 @@ async def _spawn(
             if name == "program_err":
                 out.program_stderr.extend(chunk[:room])
             out.total += len(chunk)
-            if out.total > limits.output_bytes:
+            if out.total > limits.output_bytes and not out.overflow:
                 out.overflow = True
                 kill_group()
-                return
+            # Past the limit, keep reading (and dropping) to the end: a reader that stops
+            # leaves its pipe paused, so the end of the pipe is never seen and the wait for
+            # the launcher (which in Python 3.11 also waits for its pipes) runs to the wall
+            # limit.
 
     async def open_pipe(fd: int) -> asyncio.StreamReader:
         reader = asyncio.StreamReader(limit=2**20)
@@ -592,10 +595,10 @@ def _classify(out: _Outcome, job: _Job, limits: Limits, seconds: float) -> ExecR
             status, status == "passed", returncode, stdout, stderr, seconds, detail + suffix, checks
         )
 
+    if out.overflow:  # first: the run was stopped for it, whatever came after
+        return result("output_limit", None, f"printed more than {limits.output_bytes} bytes")
     if out.timed_out:
         return result("timeout", None, f"wall time limit of {limits.wall_seconds:g} s reached")
-    if out.overflow:
-        return result("output_limit", None, f"printed more than {limits.output_bytes} bytes")
     if error is not None:
         return result("error", None, error)
     judge_end = ends.get("judge")
