@@ -7,20 +7,25 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 from scripted import ScriptedEngine
 
 from ponder.evals import Store
+from ponder.evals.estimators import default_estimators
 from ponder.evals.pool import PoolConfig, run_pool
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.evals.tune import (
+    Bootstrap,
     Point,
     best_fixed,
     choose,
+    choose_robust,
     first_stage_draws,
     fixed_points,
     frontier,
     recipe_grid,
+    resampled_accuracy,
     simulate,
     split,
     tune,
@@ -194,11 +199,21 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert "P(yes) asked about 8 samples now (8 tokens generated" in text
     assert "development problems: 2; held-back problems: 2" in text
     assert "held-back split (never seen by the fit):" in text
+    assert "fit: the recipe is not below" in text and "of 1000 resamples (required: 80%)" in text
     recipe = load(out / "recipe.json")
+    assert recipe.about["fit"] == {
+        "rule": "bootstrap",
+        "draws": 1000,
+        "confidence": 0.8,
+        "tolerance": 0.0,
+        "seed": 0,
+    }
+    assert 0 <= recipe.about["fit_statistic"] <= 1
     assert recipe.total_draws <= 2 and recipe.about["task"] == "arithmetic"
     assert recipe.temperature in (0.5, 1.0) and recipe.about["temperatures"] == [0.5, 1.0]
     report = json.loads((out / "report.json").read_text())
     assert len(report["dev_problems"]) == 2 and report["held_recipe"]["problems"] == 2
+    assert report["fit"]["rule"] == "bootstrap" and report["max_tokens_per_problem"] is None
     assert report["no_more"] and report["temperatures"] == [0.5, 1.0]
     assert {p["temperature"] for p in report["points"]} == {0.5, 1.0}
     lo, hi = report["held_recipe"]["wilson"]
@@ -218,6 +233,19 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert "P(yes) asked about 0 samples now (0 tokens generated, 0 prompt tokens" in text
     assert "computed), 8 found stored" in text
     assert load(tmp_path / "same" / "recipe.json") == recipe
+    plain = tmp_path / "plain"
+    fit = ["--fit", "plain", "--fit-seed", "3"]
+    assert main(["tune", "arithmetic", *common, *fit, "--out", str(plain)]) == 0
+    assert "\nfit: " not in capsys.readouterr().out
+    about = load(plain / "recipe.json").about
+    assert about["fit"] == {"rule": "plain"} and about["fit_statistic"] is None
+    assert "--fit plain" in about["command"]
+    fit = ["--fit-confidence", "0.9", "--fit-tolerance", "0.02", "--fit-draws", "50"]
+    assert main(["tune", "arithmetic", *common, *fit, "--out", str(plain)]) == 0
+    assert "in at least 90% of bootstrap resamples" in capsys.readouterr().out
+    about = load(plain / "recipe.json").about
+    assert "--fit-confidence 0.9 --fit-tolerance 0.02 --fit-draws 50" in about["command"]
+    assert about["fit"]["draws"] == 50 and about["fit"]["tolerance"] == 0.02
     again = tmp_path / "again"
     args = ["tune", "arithmetic", *common, "--recipe", str(out / "recipe.json")]
     assert main([*args, "--out", str(again)]) == 0
@@ -241,6 +269,17 @@ def test_ponder_tune_rejects_bad_sweeps_before_loading_a_model(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main([*base, "--temperatures", "hot"])
     assert "expected numbers like 0.5,0.7,1.0" in capsys.readouterr().err
+    assert main([*base, "--fit-confidence", "1.5"]) == 2
+    assert "confidence must be in (0, 1), got 1.5 (--fit-confidence)" in capsys.readouterr().err
+    assert main([*base, "--fit-tolerance", "5"]) == 2
+    assert "a share in [0, 1), e.g. 0.02 for 2 points, got 5.0" in capsys.readouterr().err
+    assert main([*base, "--fit-draws", "0"]) == 2
+    assert "at least 1 bootstrap draw, got 0 (--fit-draws)" in capsys.readouterr().err
+    assert main([*base, "--dev-fraction", "1"]) == 2
+    assert "--dev-fraction must be in (0, 1), got 1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--fit", "lucky"])
+    assert "invalid choice: 'lucky'" in capsys.readouterr().err
 
 
 # The no_more signal from pools, and pools at several temperatures.
@@ -432,3 +471,107 @@ def test_the_grid_reads_no_more_only_when_every_pool_carries_p_yes():
         from_dict({"stages": [{"draw": 2, "stop_if": {"no_more": 0.8}}, {"draw": 6}]}), asked
     )
     assert point.stages == (1.0, 0.0) and point.asked == 2 and point.tokens == 20 + 2
+
+
+# The fit's margin for sampling noise (a paired bootstrap over the development problems).
+
+EVERY = ["1"] * 8
+MAJORITY_RIGHT = ["2", "2", "1", "1", "1", "1", "1", "3"]
+"""The first two agree on a wrong answer; the majority of 8 is right."""
+FIRST_TWO_RIGHT = ["1", "1", "2", "2", "2", "2", "2", "2"]
+"""The first two agree on the right answer; the majority of 8 is wrong."""
+SPREAD = ["1", "1", "2", "3", "1", "4", "1", "5"]
+"""The first two agree on the right answer, the most frequent of 8; fewer samples often miss
+it."""
+
+
+def kinds(prefix, **counts):
+    """Pools of 8 (reference "1"): ``counts`` problems of each kind, ids ``prefix + n``."""
+    out = []
+    for kind, count in counts.items():
+        answers = {
+            "every": EVERY,
+            "majority": MAJORITY_RIGHT,
+            "first": FIRST_TWO_RIGHT,
+            "spread": SPREAD,
+        }[kind]
+        for i in range(count):
+            samples = tuple(sample(a, a == "1") for a in answers)
+            out.append(PoolRecord("r", f"{prefix}{kind}{i}", 0, "1", samples, {}, {}, 0))
+    return out
+
+
+LUCKY = from_dict({"stages": [{"draw": 2, "stop_if": {"agreement": 1.0}}, {"draw": 6}]})
+EIGHT = from_dict({"stages": [{"draw": 8}]})
+
+
+def test_the_bootstrap_fit_refuses_a_recipe_that_is_lucky_on_a_few_development_problems():
+    dev = kinds("d", every=3, majority=3, first=3, spread=1)
+    held = kinds("h", every=3, majority=5, first=1, spread=1)
+    pools = dev + held
+    ids = ([p.problem_id for p in dev], [p.problem_id for p in held])
+    rules = [s for s in default_estimators([]) if s.strategy == "self-consistency"]
+    plain = tune(pools, *ids, recipes=[LUCKY, EIGHT], rules=rules, fit=None)
+    assert plain.best_fixed.label == "self-consistency@8" and plain.best_fixed.accuracy == 0.7
+    # Stopping on two agreeing samples is right on 3 problems where the vote of 8 is wrong
+    # and wrong on 3 where it is right: the same 70%, at a quarter of the tokens.
+    assert plain.chosen.recipe == LUCKY and plain.chosen.accuracy == pytest.approx(0.7)
+    assert plain.fit is None and plain.fit_statistic is None
+    robust = tune(pools, *ids, recipes=[LUCKY, EIGHT], rules=rules)
+    assert robust.fit == Bootstrap() and robust.chosen.recipe == EIGHT
+    assert robust.fit_statistic == 1.0 and "80% of bootstrap resamples" in robust.objective
+    # On the held-back problems the refused recipe was the worse one.
+    assert plain.held_recipe is not None and robust.held_recipe is not None
+    assert plain.held_recipe.accuracy == pytest.approx(0.5)
+    assert robust.held_recipe.accuracy == pytest.approx(0.9)
+    # Its share of resamples at least as accurate as the vote of 8 is about a half.
+    share = choose_robust([plain.chosen], plain.best_fixed, Bootstrap())[1]
+    assert 0.4 < share < 0.8
+    # A tolerance of 30 points lets it through; so does a confidence below its share.
+    loose = Bootstrap(tolerance=0.3)
+    assert tune(pools, *ids, recipes=[LUCKY, EIGHT], rules=rules, fit=loose).chosen.recipe == LUCKY
+    low = Bootstrap(confidence=share - 0.01)
+    assert tune(pools, *ids, recipes=[LUCKY, EIGHT], rules=rules, fit=low).chosen.recipe == LUCKY
+
+
+def recipe_point(label, tokens, per_problem):
+    acc = float(np.mean(list(per_problem.values())))
+    return Point(label, "recipe", acc, tokens, len(per_problem), (0, 1), per_problem=per_problem)
+
+
+def test_the_bootstrap_fit_is_seeded_and_ranks_recipes_within_a_budget_by_a_low_quantile():
+    ids = [f"p{i}" for i in range(10)]
+    # Right on 7 problems of 10 and wrong on 3, or 65% right on every problem: the first is
+    # more accurate on these problems, the second steadier under resampling.
+    spiky = recipe_point("spiky", 50, {i: float(j < 7) for j, i in enumerate(ids)})
+    steady = recipe_point("steady", 60, dict.fromkeys(ids, 0.65))
+    cheap = recipe_point("cheap", 20, dict.fromkeys(ids, 0.5))
+    fit = Bootstrap(draws=300, seed=3)
+    acc = resampled_accuracy([spiky, steady], fit)
+    assert acc.shape == (2, 300) and (acc == resampled_accuracy([spiky, steady], fit)).all()
+    assert not (acc == resampled_accuracy([spiky, steady], Bootstrap(draws=300, seed=4))).all()
+    assert acc[0].mean() == pytest.approx(0.7, abs=0.02) and (acc[1] == pytest.approx(0.65))
+    assert np.quantile(acc[0], 0.2) < 0.65
+    assert choose([spiky, steady, cheap], max_tokens=60) is spiky
+    chosen, low = choose_robust([spiky, steady, cheap], spiky, fit, max_tokens=60)
+    assert chosen is steady and low == pytest.approx(0.65)
+    assert choose_robust([spiky, steady, cheap], spiky, fit, max_tokens=50)[0] is spiky
+    with pytest.raises(ValueError, match="no recipe fits 10 tokens"):
+        choose_robust([spiky, cheap], spiky, fit, max_tokens=10)
+    with pytest.raises(ValueError, match="cheap was measured on other problems than spiky"):
+        resampled_accuracy([spiky, recipe_point("cheap", 20, {"p0": 1.0})], fit)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1.0 \(--fit-confidence\)"),
+        ({"confidence": 0}, r"confidence must be in \(0, 1\), got 0"),
+        ({"tolerance": -0.1}, r"tolerance must be a share in \[0, 1\), e.g. 0.02 for 2 points"),
+        ({"tolerance": 2}, r"got 2 \(--fit-tolerance\)"),
+        ({"draws": 0}, r"at least 1 bootstrap draw, got 0 \(--fit-draws\)"),
+    ],
+)
+def test_bad_bootstrap_settings_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        Bootstrap(**options)

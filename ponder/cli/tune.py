@@ -119,6 +119,30 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         help="the most accurate recipe within this many generated tokens per problem "
         "(default: the fewest tokens at the best fixed rule's accuracy)",
     )
+    f.add_argument(
+        "--fit",
+        choices=("bootstrap", "plain"),
+        default="bootstrap",
+        help="bootstrap: keep a margin for sampling noise with a paired bootstrap over the "
+        "development problems (docs/EVALS.md, step 5); plain: the cheapest recipe reaching "
+        "the best fixed rule's development accuracy (or the most accurate within the budget)",
+    )
+    f.add_argument(
+        "--fit-confidence",
+        type=float,
+        default=0.8,
+        help="bootstrap: share of resamples in which the recipe must not fall below the best "
+        "fixed rule by more than --fit-tolerance; with a budget, recipes rank by their "
+        "accuracy's 1-confidence quantile (default 0.8)",
+    )
+    f.add_argument(
+        "--fit-tolerance",
+        type=float,
+        default=0.0,
+        help="bootstrap: accuracy shortfall allowed per resample, a share (0.02 = 2 points)",
+    )
+    f.add_argument("--fit-draws", type=int, default=1000, help="bootstrap resamples")
+    f.add_argument("--fit-seed", type=int, default=0, help="seed of the bootstrap resamples")
     f.add_argument("--dev-fraction", type=float, default=0.5, help="share of problems to fit on")
     f.add_argument("--split-seed", type=int, default=0, help="seed of the random split")
     f.add_argument("--subsets", type=int, default=200, help="random k-subsets per estimate")
@@ -165,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the recipe draws {given.total_draws} samples; --pool is {args.pool}")
     if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
         raise ValueError("--max-tokens-per-problem must be > 0")
+    fit = _fit(args)
+    if not 0 < args.dev_fraction < 1:
+        raise ValueError(f"--dev-fraction must be in (0, 1), got {args.dev_fraction}")
     tasks = _tasks(args)
     scorers = pool_scorer_names(args)
     if args.scorer and scorers:
@@ -185,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = given
     else:
         dev, held = split([p.problem_id for p in every], args.dev_fraction, args.split_seed)
-        result = tune(pools, dev, held, args.max_tokens_per_problem, None, args.subsets, rules)
+        result = tune(pools, dev, held, args.max_tokens_per_problem, None, args.subsets, rules, fit)
         recipe = dataclasses.replace(
             result.recipe, about=_about(args, model, result, drawn["run_ids"])
         )
@@ -212,6 +239,15 @@ def run(args: argparse.Namespace) -> int:
     print(text, end="")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _fit(args: argparse.Namespace) -> Any:
+    """The fit's margin for noise from ``--fit`` and its options (None: the plain fit)."""
+    from ponder.evals.tune import Bootstrap
+
+    if args.fit == "plain":
+        return None
+    return Bootstrap(args.fit_draws, args.fit_confidence, args.fit_tolerance, args.fit_seed)
 
 
 def _recipe_temperatures(recipe: Any) -> list[float]:
@@ -357,6 +393,14 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--pool-scorers {args.pool_scorers}")
     if args.max_tokens_per_problem is not None:
         parts.append(f"--max-tokens-per-problem {args.max_tokens_per_problem:g}")
+    if args.fit == "plain":
+        parts.append("--fit plain")
+    else:
+        defaults = {"confidence": 0.8, "tolerance": 0.0, "draws": 1000, "seed": 0}
+        for key, default in defaults.items():
+            value = getattr(args, f"fit_{key}")
+            if value != default:
+                parts.append(f"--fit-{key} {value:g}")
     if args.dev_fraction != 0.5 or args.split_seed:
         parts.append(f"--dev-fraction {args.dev_fraction:g} --split-seed {args.split_seed}")
     if args.rules:
@@ -385,6 +429,8 @@ def _about(
         "temperatures": args.temperatures or [args.temperature],
         "max_tokens": args.max_tokens,
         "objective": result.objective,
+        "fit": {"rule": "plain"} if result.fit is None else result.fit.as_dict(),
+        "fit_statistic": None if result.fit_statistic is None else round(result.fit_statistic, 4),
         "dev_problems": len(result.dev_ids),
         "dev_accuracy": round(result.chosen.accuracy, 4),
         "dev_tokens_per_problem": round(result.chosen.tokens, 1),

@@ -79,7 +79,8 @@ class Point:
     problem id -> expected correctness; ``stages``: for a recipe, the share of problems
     stopping at each stage; ``asked``: for a recipe, samples per problem the model was asked
     about (``no_more``; counted in ``scorer_calls`` and, one token each, in ``tokens``);
-    ``rule``, ``k``, ``temperature``: for a fixed rule, what it is."""
+    ``rule``, ``k``, ``temperature``: for a fixed rule, what it is; ``tokens_by_problem``:
+    for a recipe, problem id -> generated tokens."""
 
     label: str
     kind: str
@@ -95,6 +96,7 @@ class Point:
     rule: str = ""
     k: int = 0
     temperature: float | None = None
+    tokens_by_problem: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -199,7 +201,13 @@ def simulate(recipe: Recipe, pools: Sequence[PoolRecord] | Pools, label: str = "
         asks.append(float(np.mean(asked)))
     shares = tuple(float(x) for x in stops / len(acc))
     point = _point(label, "recipe", acc, tokens, calls, recipe, shares)
-    return replace(point, asked=float(np.mean(asks)), temperature=recipe.temperature)
+    by_problem = dict(zip(acc, tokens, strict=True))
+    return replace(
+        point,
+        asked=float(np.mean(asks)),
+        temperature=recipe.temperature,
+        tokens_by_problem=by_problem,
+    )
 
 
 def _drawn(
@@ -381,25 +389,128 @@ def best_fixed(points: Sequence[Point]) -> Point:
 def choose(
     recipes: Sequence[Point], target: float | None = None, max_tokens: float | None = None
 ) -> Point:
-    """With ``max_tokens``: the most accurate recipe within it (ties: fewer tokens).
-    Otherwise the cheapest recipe reaching accuracy ``target`` (when none does, the most
-    accurate one)."""
+    """The plain fit, without a margin for noise. With ``max_tokens``: the most accurate
+    recipe within it (ties: fewer tokens). Otherwise the cheapest recipe reaching accuracy
+    ``target`` (when none does, the most accurate one)."""
     if not recipes:
         raise ValueError("no recipes to choose from")
     if max_tokens is not None:
-        within = [p for p in recipes if p.tokens <= max_tokens]
-        if not within:
-            cheapest = min(p.tokens for p in recipes)
-            raise ValueError(
-                f"no recipe fits {max_tokens:g} tokens per problem; the cheapest uses "
-                f"{cheapest:.0f}: raise --max-tokens-per-problem"
-            )
-        return min(within, key=lambda p: (-p.accuracy, p.tokens))
+        return min(_within(recipes, max_tokens), key=lambda p: (-p.accuracy, p.tokens))
     if target is not None:
         reaching = [p for p in recipes if p.accuracy >= target - 1e-9]
         if reaching:
             return min(reaching, key=lambda p: (p.tokens, -p.accuracy))
     return min(recipes, key=lambda p: (-p.accuracy, p.tokens))
+
+
+def _within(recipes: Sequence[Point], max_tokens: float) -> list[Point]:
+    within = [p for p in recipes if p.tokens <= max_tokens]
+    if not within:
+        cheapest = min(p.tokens for p in recipes)
+        raise ValueError(
+            f"no recipe fits {max_tokens:g} tokens per problem; the cheapest uses "
+            f"{cheapest:.0f}: raise --max-tokens-per-problem"
+        )
+    return within
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """The fit's margin for sampling noise: a paired bootstrap over the development
+    problems. Each of ``draws`` resamples (``count`` problems drawn with replacement by a
+    numpy Generator seeded with ``seed``) weighs every candidate's per-problem correctness
+    by the same counts. Without a token budget a recipe qualifies when, in at least
+    ``confidence`` of the draws, its accuracy is not below the reference's (the best fixed
+    rule's) by more than ``tolerance`` (a share, 0.02 = 2 points); with a budget the
+    recipes are ranked by their accuracy's ``1 - confidence`` quantile over the draws."""
+
+    draws: int = 1000
+    confidence: float = 0.8
+    tolerance: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise ValueError(
+                f"the fit's confidence must be in (0, 1), got {self.confidence} (--fit-confidence)"
+            )
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(
+                f"the fit's tolerance must be a share in [0, 1), e.g. 0.02 for 2 points, got "
+                f"{self.tolerance} (--fit-tolerance)"
+            )
+        if self.draws < 1:
+            raise ValueError(
+                f"the fit needs at least 1 bootstrap draw, got {self.draws} (--fit-draws)"
+            )
+
+    def describe(self) -> str:
+        return (
+            f"paired bootstrap, {self.draws} draws (seed {self.seed}), confidence "
+            f"{self.confidence:g}, tolerance {self.tolerance:g}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": "bootstrap",
+            "draws": self.draws,
+            "confidence": self.confidence,
+            "tolerance": self.tolerance,
+            "seed": self.seed,
+        }
+
+
+DEFAULT_FIT = Bootstrap()
+"""``tune``'s and ``ponder tune``'s margin unless told otherwise (docs/EVALS.md, step 5)."""
+
+
+def resampled_accuracy(points: Sequence[Point], fit: Bootstrap) -> np.ndarray:
+    """(points x draws): each point's mean correctness over the problems of each bootstrap
+    resample; every point is weighed by the same resamples of the problems of
+    ``points[0]``."""
+    ids = sorted(points[0].per_problem)
+    if not ids:
+        raise ValueError("no development problems to resample")
+    for p in points:
+        if set(p.per_problem) != set(ids):
+            raise ValueError(f"{p.label} was measured on other problems than {points[0].label}")
+    correct = np.array([[p.per_problem[i] for i in ids] for p in points])
+    counts = np.random.default_rng(fit.seed).multinomial(
+        len(ids), np.full(len(ids), 1 / len(ids)), size=fit.draws
+    )
+    return np.asarray(correct @ counts.T / len(ids))
+
+
+def choose_robust(
+    recipes: Sequence[Point],
+    reference: Point,
+    fit: Bootstrap,
+    max_tokens: float | None = None,
+) -> tuple[Point, float]:
+    """The fit with a margin for noise (``Bootstrap``), and the chosen recipe's statistic.
+    Without ``max_tokens``: the cheapest recipe whose accuracy is not below ``reference``'s
+    by more than ``fit.tolerance`` in at least ``fit.confidence`` of the draws (ties: the
+    larger share of draws, then more accurate); when none qualifies, the one with the
+    largest share (ties: fewer tokens); the statistic is that share. With ``max_tokens``:
+    within it, the recipe with the largest ``1 - fit.confidence`` quantile of accuracy over
+    the draws (ties: more accurate, then fewer tokens); the statistic is that quantile."""
+    if not recipes:
+        raise ValueError("no recipes to choose from")
+    if max_tokens is not None:
+        within = _within(recipes, max_tokens)
+        low = np.quantile(resampled_accuracy(within, fit), 1 - fit.confidence, axis=1)
+        best = min(
+            range(len(within)), key=lambda i: (-low[i], -within[i].accuracy, within[i].tokens)
+        )
+        return within[best], float(low[best])
+    acc = resampled_accuracy([reference, *recipes], fit)
+    share = np.mean(acc[1:] - acc[0] >= -fit.tolerance - 1e-9, axis=1)
+    ok = [i for i in range(len(recipes)) if share[i] >= fit.confidence]
+    if ok:
+        best = min(ok, key=lambda i: (recipes[i].tokens, -share[i], -recipes[i].accuracy))
+    else:
+        best = min(range(len(recipes)), key=lambda i: (-share[i], recipes[i].tokens))
+    return recipes[best], float(share[best])
 
 
 def split(
@@ -424,7 +535,10 @@ class Tuning:
     """What ``tune`` found: every point on the development problems, the frontier, the
     fitted recipe and the best fixed rule there, and both on the held-back problems;
     ``temperatures``: those the pools were drawn at; ``no_more``: whether the grid had
-    recipes reading the model's P(yes)."""
+    recipes reading the model's P(yes); ``fit``: the noise margin the fit kept (None: the
+    plain fit); ``fit_statistic``: with a margin, the chosen recipe's share of bootstrap
+    draws not below the best fixed rule (no budget) or its accuracy quantile (budget);
+    ``budget``: the ``max_tokens_per_problem`` fitted within."""
 
     dev_ids: tuple[str, ...]
     held_ids: tuple[str, ...]
@@ -437,6 +551,9 @@ class Tuning:
     objective: str
     temperatures: tuple[float | None, ...] = (None,)
     no_more: bool = False
+    fit: Bootstrap | None = None
+    fit_statistic: float | None = None
+    budget: float | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -457,9 +574,11 @@ def tune(
     recipes: Sequence[Recipe] | None = None,
     subsets: int = 200,
     rules: Sequence[EstimatorSpec] | None = None,
+    fit: Bootstrap | None = DEFAULT_FIT,
 ) -> Tuning:
     """Fit a recipe on the ``dev_ids`` pools and measure it on the ``held_ids`` pools;
-    ``rules``: the fixed pool rules to compare with (``fixed_points``' default). The grid
+    ``rules``: the fixed pool rules to compare with (``fixed_points``' default); ``fit``:
+    the margin for noise (``choose_robust``), None for the plain fit (``choose``). The grid
     (``recipe_grid``) covers every temperature of ``pools`` and reads ``no_more`` when every
     pool carries P(yes) for the samples stage 0 may draw."""
     grouped = by_temperature(pools)
@@ -476,13 +595,15 @@ def tune(
     fixed = fixed_points(dev, rules, subsets=subsets)
     sims = [simulate(r, dev, f"auto[{r.describe()}]") for r in grid]
     top = best_fixed(fixed)
-    if max_tokens_per_problem is not None:
-        chosen = choose(sims, max_tokens=max_tokens_per_problem)
-        top = best_fixed([p for p in fixed if p.tokens <= max_tokens_per_problem] or fixed)
-        objective = f"most accurate within {max_tokens_per_problem:g} tokens per problem"
+    budget = max_tokens_per_problem
+    if budget is not None:
+        top = best_fixed([p for p in fixed if p.tokens <= budget] or fixed)
+    statistic = None
+    if fit is None:
+        chosen = choose(sims, top.accuracy, budget)
     else:
-        chosen = choose(sims, target=top.accuracy)
-        objective = f"fewest tokens at the best fixed rule's accuracy ({top.label})"
+        chosen, statistic = choose_robust(sims, top, fit, budget)
+    objective = _objective(top, budget, fit)
     held_recipe = held_fixed = None
     if any(held.values()):
         assert chosen.recipe is not None
@@ -500,6 +621,27 @@ def tune(
         objective,
         temps,
         ask,
+        fit,
+        statistic,
+        budget,
+    )
+
+
+def _objective(top: Point, budget: float | None, fit: Bootstrap | None) -> str:
+    """What the fit optimised, in words."""
+    if fit is None:
+        if budget is not None:
+            return f"most accurate within {budget:g} tokens per problem"
+        return f"fewest tokens at the best fixed rule's accuracy ({top.label})"
+    if budget is not None:
+        return (
+            f"within {budget:g} tokens per problem, the largest {1 - fit.confidence:.0%} "
+            f"quantile of accuracy over bootstrap resamples ({fit.describe()})"
+        )
+    return (
+        f"fewest tokens while not below the best fixed rule ({top.label}) by more than "
+        f"{fit.tolerance:.1%} in at least {fit.confidence:.0%} of bootstrap resamples "
+        f"({fit.describe()})"
     )
 
 

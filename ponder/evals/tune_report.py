@@ -30,6 +30,7 @@ def text_report(t: Tuning, header: str = "") -> str:
     lines += [
         f"development problems: {len(t.dev_ids)}; held-back problems: {len(t.held_ids)}",
         f"objective: {t.objective}",
+        *([f"fit: {line}"] if (line := fit_line(t)) else []),
         "",
         "fitted recipe: " + t.recipe.describe(),
         *(f"  {line}" for line in _stage_lines(t)),
@@ -50,6 +51,22 @@ def text_report(t: Tuning, header: str = "") -> str:
             f"  {_comparison(t)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def fit_line(t: Tuning) -> str:
+    """The bootstrap fit's statistic for the chosen recipe, in words ("" for the plain fit
+    or a given recipe)."""
+    if t.fit is None or t.fit_statistic is None:
+        return ""
+    if t.budget is not None:
+        return (
+            f"the recipe's {1 - t.fit.confidence:.0%} quantile of development accuracy over "
+            f"{t.fit.draws} resamples is {t.fit_statistic:.1%}"
+        )
+    return (
+        f"the recipe is not below {t.best_fixed.label} by more than {t.fit.tolerance:.1%} in "
+        f"{t.fit_statistic:.1%} of {t.fit.draws} resamples (required: {t.fit.confidence:.0%})"
+    )
 
 
 def thresholds(t: Tuning) -> list[dict[str, Any]]:
@@ -142,6 +159,7 @@ def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") 
     lines += [
         f"Objective: {t.objective}. Development problems: {len(t.dev_ids)}; held-back "
         f"problems: {len(t.held_ids)}.",
+        *(["", f"Fit: {line}."] if (line := fit_line(t)) else []),
         "",
         f"**Recipe:** `{t.recipe.describe()}`",
         "",
@@ -188,6 +206,7 @@ def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = N
         f"<p>{e(header).replace(chr(10), '<br>')}</p>" if header else "",
         f"<p>Objective: {e(t.objective)}. Development problems: {len(t.dev_ids)}; held-back "
         f"problems: {len(t.held_ids)}.</p>",
+        f"<p>Fit: {e(fit_line(t))}.</p>" if fit_line(t) else "",
     ]
     if png is not None:
         parts.append(img_tag(png, "accuracy vs tokens per problem"))
@@ -225,6 +244,9 @@ def json_report(t: Tuning) -> dict[str, Any]:
     """The report as JSON-able data (the recipe itself is written separately)."""
     return {
         "objective": t.objective,
+        "fit": None if t.fit is None else t.fit.as_dict(),
+        "fit_statistic": t.fit_statistic,
+        "max_tokens_per_problem": t.budget,
         "dev_problems": list(t.dev_ids),
         "held_problems": list(t.held_ids),
         "recipe": t.recipe.as_dict(),
