@@ -30,7 +30,9 @@ from ponder.evals.tune import (
     split,
     tune,
 )
+from ponder.evals.tune_report import text_report
 from ponder.evals.tune_signals import ask_pools
+from ponder.evals.tune_splits import split_fits, spread
 from ponder.strategies import create
 from ponder.strategies.recipes import from_dict, load, more
 from ponder.tasks import create_task
@@ -199,7 +201,10 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert "P(yes) asked about 8 samples now (8 tokens generated" in text
     assert "development problems: 2; held-back problems: 2" in text
     assert "held-back split (never seen by the fit):" in text
-    assert "fit: the recipe is not below" in text and "of 1000 resamples (required: 80%)" in text
+    assert "of 1000 resamples (required: 80%)" in text
+    assert (
+        "fit: the recipe is not below" in text or "fit: no recipe qualifies; the closest is" in text
+    )
     recipe = load(out / "recipe.json")
     assert recipe.about["fit"] == {
         "rule": "bootstrap",
@@ -241,11 +246,20 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert about["fit"] == {"rule": "plain"} and about["fit_statistic"] is None
     assert "--fit plain" in about["command"]
     fit = ["--fit-confidence", "0.9", "--fit-tolerance", "0.02", "--fit-draws", "50"]
+    fit += ["--split-seeds", "3"]
     assert main(["tune", "arithmetic", *common, *fit, "--out", str(plain)]) == 0
-    assert "in at least 90% of bootstrap resamples" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "in at least 90% of bootstrap resamples" in text
+    assert "stability: the fits at 3 random splits (split seeds 0–2):" in text
+    assert "  fit: bootstrap; held-back accuracy, mean (min–max): " in text
     about = load(plain / "recipe.json").about
     assert "--fit-confidence 0.9 --fit-tolerance 0.02 --fit-draws 50" in about["command"]
+    assert "--split-seeds 3" in about["command"]
     assert about["fit"]["draws"] == 50 and about["fit"]["tolerance"] == 0.02
+    report = json.loads((plain / "report.json").read_text())
+    assert [(r["seed"], r["fit"]) for r in report["splits"][:2]] == [(0, "plain"), (0, "bootstrap")]
+    assert len(report["splits"]) == 6 and report["split_spread"]["plain"]["splits"] == 3
+    assert "**stability: the fits at 3 random splits" in (plain / "report.md").read_text()
     again = tmp_path / "again"
     args = ["tune", "arithmetic", *common, "--recipe", str(out / "recipe.json")]
     assert main([*args, "--out", str(again)]) == 0
@@ -275,6 +289,10 @@ def test_ponder_tune_rejects_bad_sweeps_before_loading_a_model(tmp_path, capsys)
     assert "a share in [0, 1), e.g. 0.02 for 2 points, got 5.0" in capsys.readouterr().err
     assert main([*base, "--fit-draws", "0"]) == 2
     assert "at least 1 bootstrap draw, got 0 (--fit-draws)" in capsys.readouterr().err
+    assert main([*base, "--split-seeds", "-1"]) == 2
+    assert "--split-seeds must be >= 0, got -1" in capsys.readouterr().err
+    assert main([*base, "--split-seeds", "2", "--recipe", str(tmp_path / "r.json")]) == 2
+    assert "--split-seeds re-fits; with --recipe nothing is fitted" in capsys.readouterr().err
     assert main([*base, "--dev-fraction", "1"]) == 2
     assert "--dev-fraction must be in (0, 1), got 1.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -520,6 +538,12 @@ def test_the_bootstrap_fit_refuses_a_recipe_that_is_lucky_on_a_few_development_p
     robust = tune(pools, *ids, recipes=[LUCKY, EIGHT], rules=rules)
     assert robust.fit == Bootstrap() and robust.chosen.recipe == EIGHT
     assert robust.fit_statistic == 1.0 and "80% of bootstrap resamples" in robust.objective
+    assert (
+        "fit: the recipe is not below self-consistency@8 by more than 0.0% in 100.0% of 1000"
+        in (text_report(robust))
+    )
+    low = dataclasses.replace(robust, fit_statistic=0.5)
+    assert "fit: no recipe qualifies; the closest is not below" in text_report(low)
     # On the held-back problems the refused recipe was the worse one.
     assert plain.held_recipe is not None and robust.held_recipe is not None
     assert plain.held_recipe.accuracy == pytest.approx(0.5)
@@ -575,3 +599,35 @@ def test_the_bootstrap_fit_is_seeded_and_ranks_recipes_within_a_budget_by_a_low_
 def test_bad_bootstrap_settings_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         Bootstrap(**options)
+
+
+def test_split_fits_equal_tune_at_each_split_and_spread_counts_the_differences():
+    pools = kinds("d", every=3, majority=3, first=3, spread=1)
+    pools += kinds("h", every=3, majority=5, first=1, spread=1)
+    rules = [s for s in default_estimators([]) if s.strategy == "self-consistency"]
+    fits = {"plain": None, "bootstrap": Bootstrap()}
+    results = split_fits(pools, range(4), fits, 0.5, recipes=[LUCKY, EIGHT], rules=rules)
+    assert [(r.seed, r.fit) for r in results[:3]] == [(0, "plain"), (0, "bootstrap"), (1, "plain")]
+    assert len(results) == 8
+    for r in results:
+        dev, held = split([p.problem_id for p in pools], 0.5, r.seed)
+        t = tune(pools, dev, held, recipes=[LUCKY, EIGHT], rules=rules, fit=fits[r.fit])
+        assert t.held_recipe is not None and t.held_fixed is not None
+        assert r.recipe == t.chosen.label and r.best_fixed == t.best_fixed.label
+        assert r.dev_accuracy == pytest.approx(t.chosen.accuracy)
+        assert r.dev_tokens == pytest.approx(t.chosen.tokens)
+        assert r.held_accuracy == pytest.approx(t.held_recipe.accuracy)
+        assert r.held_tokens == pytest.approx(t.held_recipe.tokens)
+        assert r.held_wilson == pytest.approx(t.held_recipe.wilson)
+        assert r.fixed_accuracy == pytest.approx(t.held_fixed.accuracy)
+        assert r.fixed_tokens == pytest.approx(t.held_fixed.tokens)
+    summary = spread(results)
+    plain = [r.held_accuracy for r in results if r.fit == "plain"]
+    robust = [r.held_accuracy for r in results if r.fit == "bootstrap"]
+    assert summary["plain"]["better"] == summary["plain"]["worse"] == 0
+    assert summary["bootstrap"]["better"] == 1 and summary["bootstrap"]["worse"] == 0
+    assert summary["bootstrap"]["better"] == sum(b > a for a, b in zip(plain, robust, strict=True))
+    assert summary["bootstrap"]["worse"] == sum(b < a for a, b in zip(plain, robust, strict=True))
+    assert summary["bootstrap"]["held_accuracy"] == pytest.approx(np.mean(robust))
+    assert summary["plain"]["held_min"] == min(plain) and summary["plain"]["splits"] == 4
+    assert results[0].as_dict()["held_wilson"] == [round(x, 4) for x in results[0].held_wilson]

@@ -145,6 +145,15 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fit-seed", type=int, default=0, help="seed of the bootstrap resamples")
     f.add_argument("--dev-fraction", type=float, default=0.5, help="share of problems to fit on")
     f.add_argument("--split-seed", type=int, default=0, help="seed of the random split")
+    f.add_argument(
+        "--split-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also re-fit at split seeds 0..N-1, with the plain fit and this fit, and report "
+        "how the held-back figures spread (every candidate is simulated once more, on all "
+        "problems; default 0: not)",
+    )
     f.add_argument("--subsets", type=int, default=200, help="random k-subsets per estimate")
     f.add_argument(
         "--rules", default="", help="fixed pool rules to compare with, e.g. vote,best-of-n"
@@ -179,19 +188,17 @@ def run(args: argparse.Namespace) -> int:
         plot_frontier,
         text_report,
     )
+    from ponder.evals.tune_splits import split_fits
     from ponder.strategies.recipes import load, save
 
+    fit = _fit(args)
+    splits: list[Any] = []
     given = load(args.recipe) if args.recipe else None
     temps = args.temperatures or _recipe_temperatures(given) or [args.temperature]
     if len(set(temps)) != len(temps):
         raise ValueError(f"--temperatures repeats a value: {temps}")
     if given is not None and given.total_draws > args.pool:
         raise ValueError(f"the recipe draws {given.total_draws} samples; --pool is {args.pool}")
-    if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
-        raise ValueError("--max-tokens-per-problem must be > 0")
-    fit = _fit(args)
-    if not 0 < args.dev_fraction < 1:
-        raise ValueError(f"--dev-fraction must be in (0, 1), got {args.dev_fraction}")
     tasks = _tasks(args)
     scorers = pool_scorer_names(args)
     if args.scorer and scorers:
@@ -216,6 +223,18 @@ def run(args: argparse.Namespace) -> int:
         recipe = dataclasses.replace(
             result.recipe, about=_about(args, model, result, drawn["run_ids"])
         )
+        if args.split_seeds:
+            fits = {"plain": None} if fit is None else {"plain": None, args.fit: fit}
+            splits = split_fits(
+                pools,
+                range(args.split_seeds),
+                fits,
+                args.dev_fraction,
+                args.max_tokens_per_problem,
+                None,
+                args.subsets,
+                rules,
+            )
     asked = drawn["asked"]
     header = (
         f"ponder tune {args.task}: pool runs {', '.join(drawn['run_ids'])} ({len(every)} "
@@ -228,12 +247,12 @@ def run(args: argparse.Namespace) -> int:
     command = _command(args)
     out.mkdir(parents=True, exist_ok=True)
     written = [save(recipe, out / "recipe.json")] if given is None else []
-    text = text_report(result, header)
+    text = text_report(result, header, splits)
     (out / "report.txt").write_text(text)
-    (out / "report.json").write_text(json.dumps(json_report(result), indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(json_report(result, splits), indent=2) + "\n")
     png = plot_frontier(result, out / "frontier.png", f"ponder tune {args.task}")
-    (out / "report.md").write_text(markdown_report(result, command, header, args.md_image))
-    (out / "report.html").write_text(html_report(result, command, header, png.read_bytes()))
+    (out / "report.md").write_text(markdown_report(result, command, header, args.md_image, splits))
+    (out / "report.html").write_text(html_report(result, command, header, png.read_bytes(), splits))
     written += [out / n for n in ("report.txt", "report.json", "report.md", "report.html")]
     written.append(png)
     print(text, end="")
@@ -242,9 +261,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> Any:
-    """The fit's margin for noise from ``--fit`` and its options (None: the plain fit)."""
+    """The fit's margin for noise from ``--fit`` and its options (None: the plain fit),
+    after checking the options of the fit."""
     from ponder.evals.tune import Bootstrap
 
+    if args.max_tokens_per_problem is not None and args.max_tokens_per_problem <= 0:
+        raise ValueError("--max-tokens-per-problem must be > 0")
+    if not 0 < args.dev_fraction < 1:
+        raise ValueError(f"--dev-fraction must be in (0, 1), got {args.dev_fraction}")
+    if args.split_seeds < 0:
+        raise ValueError(f"--split-seeds must be >= 0, got {args.split_seeds}")
+    if args.split_seeds and args.recipe:
+        raise ValueError("--split-seeds re-fits; with --recipe nothing is fitted")
     if args.fit == "plain":
         return None
     return Bootstrap(args.fit_draws, args.fit_confidence, args.fit_tolerance, args.fit_seed)
@@ -403,6 +431,8 @@ def _command(args: argparse.Namespace) -> str:
                 parts.append(f"--fit-{key} {value:g}")
     if args.dev_fraction != 0.5 or args.split_seed:
         parts.append(f"--dev-fraction {args.dev_fraction:g} --split-seed {args.split_seed}")
+    if args.split_seeds:
+        parts.append(f"--split-seeds {args.split_seeds}")
     if args.rules:
         parts.append(f"--rules {args.rules}")
     if args.recipe:

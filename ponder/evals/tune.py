@@ -80,7 +80,7 @@ class Point:
     stopping at each stage; ``asked``: for a recipe, samples per problem the model was asked
     about (``no_more``; counted in ``scorer_calls`` and, one token each, in ``tokens``);
     ``rule``, ``k``, ``temperature``: for a fixed rule, what it is; ``tokens_by_problem``:
-    for a recipe, problem id -> generated tokens."""
+    problem id -> generated tokens (a fixed rule: ``k`` times the mean sample length)."""
 
     label: str
     kind: str
@@ -273,6 +273,7 @@ def fixed_points(
             chosen = [s for s in default_estimators(scorers) if s.strategy != "rpc"]
         chosen = [s for s in chosen if _usable(s, group)]
         at = "" if t is None else f" T={t:g}"
+        lengths = _sample_lengths(group)
         out += [
             Point(
                 f"{e.label}@{e.k}{at}",
@@ -286,10 +287,19 @@ def fixed_points(
                 rule=e.label,
                 k=e.k,
                 temperature=t,
+                tokens_by_problem={pid: e.k * length for pid, length in lengths.items()},
             )
             for e in estimate(group, chosen, ks or k_grid(min(p.n for p in group)), subsets=subsets)
         ]
     return out
+
+
+def _sample_lengths(pools: Sequence[PoolRecord]) -> dict[str, float]:
+    """Problem id -> mean over its pools of the mean sample length (tokens)."""
+    return {
+        pid: float(np.mean([np.mean([s.tokens for s in p.samples]) for p in group]))
+        for pid, group in by_problem(pools).items()
+    }
 
 
 def _usable(spec: EstimatorSpec, pools: Sequence[PoolRecord]) -> bool:
@@ -586,23 +596,12 @@ def tune(
     held = _only(grouped, held_ids)
     if not any(dev.values()):
         raise ValueError("no pools for the development problems")
-    every = [p for ps in dev.values() for p in ps]
-    scorers = sorted({name for p in every for s in p.samples for name in s.scores})
-    n = min(p.n for ps in grouped.values() for p in ps)
-    ask = has_p_yes(dev, first_stage_draws(n))
+    fixed, sims, ask = candidates(
+        dev, min(p.n for ps in grouped.values() for p in ps), recipes, subsets, rules
+    )
     temps = tuple(grouped)
-    grid = list(recipes) if recipes is not None else recipe_grid(n, scorers, temps, ask)
-    fixed = fixed_points(dev, rules, subsets=subsets)
-    sims = [simulate(r, dev, f"auto[{r.describe()}]") for r in grid]
-    top = best_fixed(fixed)
     budget = max_tokens_per_problem
-    if budget is not None:
-        top = best_fixed([p for p in fixed if p.tokens <= budget] or fixed)
-    statistic = None
-    if fit is None:
-        chosen = choose(sims, top.accuracy, budget)
-    else:
-        chosen, statistic = choose_robust(sims, top, fit, budget)
+    chosen, top, statistic = fit_recipe(sims, fixed, budget, fit)
     objective = _objective(top, budget, fit)
     held_recipe = held_fixed = None
     if any(held.values()):
@@ -625,6 +624,41 @@ def tune(
         statistic,
         budget,
     )
+
+
+def candidates(
+    pools: Pools,
+    n: int,
+    recipes: Sequence[Recipe] | None = None,
+    subsets: int = 200,
+    rules: Sequence[EstimatorSpec] | None = None,
+) -> tuple[list[Point], list[Point], bool]:
+    """(fixed points, recipe points, whether the grid reads ``no_more``) on ``pools``:
+    ``recipes``, or the grid for pools of ``n`` over their scorers and temperatures."""
+    every = [p for ps in pools.values() for p in ps]
+    scorers = sorted({name for p in every for s in p.samples for name in s.scores})
+    ask = has_p_yes(pools, first_stage_draws(n))
+    grid = list(recipes) if recipes is not None else recipe_grid(n, scorers, tuple(pools), ask)
+    fixed = fixed_points(pools, rules, subsets=subsets)
+    return fixed, [simulate(r, pools, f"auto[{r.describe()}]") for r in grid], ask
+
+
+def fit_recipe(
+    sims: Sequence[Point],
+    fixed: Sequence[Point],
+    budget: float | None,
+    fit: Bootstrap | None,
+) -> tuple[Point, Point, float | None]:
+    """(chosen recipe, best fixed rule, the fit's statistic): the best fixed rule (within
+    ``budget`` when one fits it) and the recipe ``choose`` (``fit`` None) or
+    ``choose_robust`` picks against it."""
+    top = best_fixed(fixed)
+    if budget is not None:
+        top = best_fixed([p for p in fixed if p.tokens <= budget] or fixed)
+    if fit is None:
+        return choose(sims, top.accuracy, budget), top, None
+    chosen, statistic = choose_robust(sims, top, fit, budget)
+    return chosen, top, statistic
 
 
 def _objective(top: Point, budget: float | None, fit: Bootstrap | None) -> str:

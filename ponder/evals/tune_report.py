@@ -14,6 +14,7 @@ from typing import Any
 
 from ponder.evals.plots import img_tag
 from ponder.evals.tune import Point, Tuning
+from ponder.evals.tune_splits import SplitFit, spread
 
 
 def _row(p: Point) -> str:
@@ -24,8 +25,8 @@ def _row(p: Point) -> str:
     )
 
 
-def text_report(t: Tuning, header: str = "") -> str:
-    """The report as plain text."""
+def text_report(t: Tuning, header: str = "", splits: Sequence[SplitFit] = ()) -> str:
+    """The report as plain text (with ``splits``: how stable the fit is over other splits)."""
     lines = [header] if header else []
     lines += [
         f"development problems: {len(t.dev_ids)}; held-back problems: {len(t.held_ids)}",
@@ -50,7 +51,41 @@ def text_report(t: Tuning, header: str = "") -> str:
             _row(t.held_fixed),
             f"  {_comparison(t)}",
         ]
+    if splits:
+        lines += ["", _splits_title(splits) + ":"]
+        lines += [
+            "  " + "; ".join(f"{c}: {v}" for c, v in zip(_SPLIT_COLUMNS, row, strict=True))
+            for row in _split_rows(splits)
+        ]
     return "\n".join(lines) + "\n"
+
+
+_SPLIT_COLUMNS = (
+    "fit",
+    "held-back accuracy, mean (min–max)",
+    "minus the best fixed rule's, mean (min–max)",
+    "tokens / best fixed rule's",
+    "splits more / less accurate than the first fit",
+)
+
+
+def _splits_title(splits: Sequence[SplitFit]) -> str:
+    seeds = sorted({r.seed for r in splits})
+    return f"stability: the fits at {len(seeds)} random splits (split seeds {seeds[0]}–{seeds[-1]})"
+
+
+def _split_rows(splits: Sequence[SplitFit]) -> list[tuple[str, ...]]:
+    """Per fit, the cells of ``_SPLIT_COLUMNS``."""
+    return [
+        (
+            name,
+            f"{s['held_accuracy']:.1%} ({s['held_min']:.1%}–{s['held_max']:.1%})",
+            f"{s['gap']:+.1%} ({s['gap_min']:+.1%}–{s['gap_max']:+.1%})",
+            f"{s['token_share']:.0%}",
+            f"{s['better']} / {s['worse']} of {s['splits']}",
+        )
+        for name, s in spread(splits).items()
+    ]
 
 
 def fit_line(t: Tuning) -> str:
@@ -63,9 +98,11 @@ def fit_line(t: Tuning) -> str:
             f"the recipe's {1 - t.fit.confidence:.0%} quantile of development accuracy over "
             f"{t.fit.draws} resamples is {t.fit_statistic:.1%}"
         )
+    closest = "no recipe qualifies; the closest " if t.fit_statistic < t.fit.confidence else ""
     return (
-        f"the recipe is not below {t.best_fixed.label} by more than {t.fit.tolerance:.1%} in "
-        f"{t.fit_statistic:.1%} of {t.fit.draws} resamples (required: {t.fit.confidence:.0%})"
+        f"{closest or 'the recipe '}is not below {t.best_fixed.label} by more than "
+        f"{t.fit.tolerance:.1%} in {t.fit_statistic:.1%} of {t.fit.draws} resamples "
+        f"(required: {t.fit.confidence:.0%})"
     )
 
 
@@ -148,7 +185,9 @@ def _comparison(t: Tuning) -> str | None:
     return f"recipe vs best fixed rule: {diff:+.1%} accuracy at {ratio:.0%} of its tokens"
 
 
-def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") -> str:
+def markdown_report(
+    t: Tuning, command: str, header: str = "", image: str = "", splits: Sequence[SplitFit] = ()
+) -> str:
     """A Markdown section for docs/RESULTS.md: the command, the recipe and its thresholds,
     development and held-back accuracy (95% Wilson) and tokens, the frontier (every
     candidate on it) and the plot ``image`` (every candidate)."""
@@ -174,6 +213,9 @@ def markdown_report(t: Tuning, command: str, header: str = "", image: str = "") 
             "",
             f"{_comparison(t)}.",
         ]
+    if splits:
+        lines += ["", f"**{_splits_title(splits)}**", "", *_md_head(_SPLIT_COLUMNS)]
+        lines += [_md_row(row) for row in _split_rows(splits)]
     lines += ["", *_md_table("Frontier (development)", t.frontier)]
     if image:
         lines += ["", f"![accuracy vs tokens per problem, every candidate]({image})"]
@@ -189,7 +231,13 @@ def _md_table(title: str, points: Sequence[Point]) -> list[str]:
     ]
 
 
-def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = None) -> str:
+def html_report(
+    t: Tuning,
+    command: str,
+    header: str = "",
+    png: bytes | None = None,
+    splits: Sequence[SplitFit] = (),
+) -> str:
     """One self-contained HTML page: the command, the frontier plot (inline), the recipe
     and its thresholds, development and held-back accuracy with 95% Wilson intervals and
     tokens, the frontier and every candidate tried."""
@@ -224,6 +272,9 @@ def html_report(t: Tuning, command: str, header: str = "", png: bytes | None = N
             "Held-back split (never seen by the fit)", [t.held_recipe, t.held_fixed]
         )
         parts.append(f"<p>{e(str(_comparison(t)))}</p>")
+    if splits:
+        parts += [f"<h2>{e(_splits_title(splits))}</h2>", _html_head(_SPLIT_COLUMNS)]
+        parts += [_html_row(row) for row in _split_rows(splits)] + ["</table>"]
     parts += _html_table("Frontier (development)", t.frontier)
     ranked = sorted(t.dev_points, key=lambda p: (p.tokens, -p.accuracy))
     parts.append(f"<details><summary>Every candidate ({len(ranked)})</summary>")
@@ -240,7 +291,7 @@ def _html_table(title: str, points: Sequence[Point]) -> list[str]:
     return rows
 
 
-def json_report(t: Tuning) -> dict[str, Any]:
+def json_report(t: Tuning, splits: Sequence[SplitFit] = ()) -> dict[str, Any]:
     """The report as JSON-able data (the recipe itself is written separately)."""
     return {
         "objective": t.objective,
@@ -259,6 +310,8 @@ def json_report(t: Tuning) -> dict[str, Any]:
         "held_recipe": None if t.held_recipe is None else t.held_recipe.as_dict(),
         "held_fixed": None if t.held_fixed is None else t.held_fixed.as_dict(),
         "points": [p.as_dict() for p in t.dev_points],
+        "splits": [r.as_dict() for r in splits],
+        "split_spread": spread(splits) if splits else None,
     }
 
 
