@@ -8,7 +8,9 @@ draw, its P(yes) to "would more attempts give a better answer?" (the ``no_more``
 stored with the sample, so never asked twice); splits the problems into a development and a
 held-back part (a seeded random split, written into the report); simulates every fixed pool
 rule at every k and temperature and a grid of recipes on the development part; fits the
-recipe, and measures it and the best fixed rule on the held-back part. ``--pools-from
+recipe (``--fit``: by default with a margin for sampling noise, a paired bootstrap over the
+development problems), and measures it and the best fixed rule on the held-back part;
+``--split-seeds N`` repeats the fit at N other splits and reports the spread. ``--pools-from
 RUN_ID`` adds the pools of other runs in the same database. It writes ``recipe.json``,
 ``report.txt``, ``report.json``, ``report.md`` (a section for docs/RESULTS.md),
 ``report.html`` and ``frontier.png`` into ``--out``. With ``--recipe FILE`` it fits nothing:

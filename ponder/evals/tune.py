@@ -18,9 +18,11 @@ check).
 
 ``tune`` compares every fixed pool rule at every ``k`` and temperature
 (``ponder.evals.estimators``) with a grid of recipes on the development problems, fits the
-recipe (most accurate within ``max_tokens_per_problem``; or, without a budget, the cheapest
-that reaches the best fixed rule's accuracy), and measures the fitted recipe and the best
-fixed rule on the held-back problems with Wilson intervals over problems.
+recipe with a margin for sampling noise (``Bootstrap``, ``choose_robust``: a paired
+bootstrap over the development problems; or without one, ``choose``: the most accurate
+within ``max_tokens_per_problem``, or without a budget the cheapest that reaches the best
+fixed rule's accuracy), and measures the fitted recipe and the best fixed rule on the
+held-back problems with Wilson intervals over problems.
 """
 
 from __future__ import annotations
