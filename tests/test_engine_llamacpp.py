@@ -234,7 +234,7 @@ def test_concurrent_threads(engine):
 
 
 def test_kv_pressure_preempts_and_recovers(small_model):
-    # 6 sequences of ~110 tokens in a 256-cell cache: the scheduler must evict and
+    # 6 sequences of ~110 tokens in a 256-cell shared cache: the scheduler must evict and
     # preempt (dropping KV, recomputing later) and still lose or repeat no token.
     reqs = [
         Request(
@@ -243,7 +243,7 @@ def test_kv_pressure_preempts_and_recovers(small_model):
         )
         for i in range(6)
     ]
-    with LlamaCppEngine(small_model, n_ctx=256, n_parallel=8) as small:
+    with LlamaCppEngine(small_model, n_ctx=256, n_parallel=8, layout="shared") as small:
         got = [g[0] for g in small.generate_sync(reqs)]
         assert small.stats()["preemptions"] > 0
         again = small.generate_sync([reqs[0]])[0][0]

@@ -1,7 +1,8 @@
 """The engine's KV layouts (``ponder/engines/llamacpp/layout.py``) on the real small model:
-how one is chosen, that the streams layout (one KV stream per sequence) computes exactly
-what the shared one does in exact mode, forks by copying a stream, and stops a sequence
-at its stream's end; and that contexts share one loaded model."""
+how one is chosen (``auto``: streams sized to a memory budget, the shared cache for a
+request that outgrows a stream), that the streams layout (one KV stream per sequence)
+computes exactly what the shared one does in exact mode, forks by copying a stream, and
+stops a sequence at its stream's end; and that contexts share one loaded model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from ponder import models
 from ponder.engines.llamacpp.engine import LlamaCppEngine
-from ponder.engines.llamacpp.layout import STREAM_MIN_CELLS, choose_layout
+from ponder.engines.llamacpp.layout import choose_layout, plan_layout, stream_sizing
 from ponder.engines.llamacpp.native import NativeContext, NativeModel
 from ponder.types import GREEDY, Request, SamplingParams
 
@@ -18,13 +19,20 @@ def chat(q: str) -> tuple[dict[str, str], ...]:
     return ({"role": "user", "content": q},)
 
 
-def test_the_engine_chooses_streams_when_each_can_hold_a_long_sequence(monkeypatch):
+def test_auto_is_the_default_and_sizes_its_streams_to_a_memory_budget(monkeypatch):
     monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
-    assert choose_layout(None, 16384, 64) == ("shared", 16384)
-    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64) == ("streams", 64 * STREAM_MIN_CELLS)
-    assert choose_layout(None, 64 * STREAM_MIN_CELLS - 1, 64)[0] == "shared"
-    assert choose_layout("shared", 64 * STREAM_MIN_CELLS, 64)[0] == "shared"
+    assert choose_layout(None, 16384, 64) == ("auto", 16384)
+    assert choose_layout("shared", 16384, 64) == ("shared", 16384)
     assert choose_layout("streams", 1024, 8) == ("streams", 1024)
+    # the default model, 12 KiB a cell: 41 streams of 1,536 cells and the spare in 768 MiB
+    assert stream_sizing(16384, 64, 12288) == (41, 1536)
+    assert 42 * 1536 * 12288 <= 768 * 2**20 < 43 * 1536 * 12288
+    assert stream_sizing(16384, 16, 12288) == (16, 1536)  # no more than n_parallel
+    assert stream_sizing(1024, 64, 12288) == (63, 1024)  # no longer than n_ctx
+    assert stream_sizing(16384, 64, 12288, budget_mb=100) is None  # 4 streams: too few
+    assert plan_layout("auto", 16384, 64, 12288, budget_mb=100).mode == "shared"
+    assert plan_layout("auto", 16384, 64, 12288).stream_slots == 41
+    assert plan_layout("shared", 16384, 64, 12288).stream_slots == 0
 
 
 def test_the_environment_can_force_a_layout_for_measurements(monkeypatch):
@@ -32,17 +40,67 @@ def test_the_environment_can_force_a_layout_for_measurements(monkeypatch):
     assert choose_layout(None, 16384, 64) == ("streams", 64 * 1536)
     assert choose_layout("shared", 16384, 64) == ("shared", 16384)  # an explicit choice wins
     monkeypatch.setenv("PONDER_KV_LAYOUT", "shared")
-    assert choose_layout(None, 64 * STREAM_MIN_CELLS, 64)[0] == "shared"
+    assert choose_layout(None, 16384, 64)[0] == "shared"
+    monkeypatch.setenv("PONDER_KV_LAYOUT", "auto")
+    assert choose_layout(None, 16384, 64)[0] == "auto"
     monkeypatch.setenv("PONDER_KV_LAYOUT", "streams")
     with pytest.raises(ValueError, match="it needs >= 64"):
         choose_layout(None, 1024, 64)
     monkeypatch.setenv("PONDER_KV_LAYOUT", "paged:12")
-    with pytest.raises(ValueError, match="PONDER_KV_LAYOUT must be shared, streams or streams:"):
+    with pytest.raises(ValueError, match="PONDER_KV_LAYOUT must be auto, shared, streams or"):
         choose_layout(None, 16384, 64)
 
 
+def test_auto_runs_a_request_that_outgrows_a_stream_in_the_shared_cache(small_model, monkeypatch):
+    """``auto`` runs in streams; a request whose prompt plus ``max_tokens`` does not fit a
+    stream waits for the streams to drain and runs whole in the shared cache; the next
+    ones that fit go back to streams. In exact mode the moves change no output."""
+    monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
+    p = GREEDY.with_(ignore_eos=True)
+    short = Request(chat("Name a colour."), p.with_(max_tokens=8))
+    long = Request(chat("Tell a story."), p.with_(max_tokens=200))
+    with LlamaCppEngine(
+        small_model, n_ctx=2048, n_parallel=8, stream_cells=128, seed=0, flash_attn=True
+    ) as eng:
+        assert (eng.layout_mode, eng.layout) == ("auto", "streams")
+        assert eng.max_seq_len == 2048 and eng.capabilities.max_parallel == 8
+        [first] = eng.generate_sync([short])
+        [[story]] = eng.generate_sync([long])
+        assert eng.layout == "shared" and eng.stats()["relayouts"] == 1
+        assert story.tokens == 200  # not cut at the stream's 128 cells
+        [again] = eng.generate_sync([short])
+        assert eng.layout == "streams" and eng.stats()["relayouts"] == 2
+        assert again[0].text == first[0].text
+        # both kinds in one call: each runs in its layout, answers in order
+        mixed = eng.generate_sync([short, long, short])
+        assert [r[0].tokens for r in mixed] == [8, 200, 8]
+        assert mixed[0][0].text == mixed[2][0].text == first[0].text
+        assert mixed[1][0].text == story.text
+        assert eng.stats()["relayouts"] == 4 and eng.stats()["held"] == 0
+
+
+def test_a_request_held_for_the_other_layout_can_be_cancelled(small_model, monkeypatch):
+    monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
+    p = GREEDY.with_(ignore_eos=True)
+    with LlamaCppEngine(
+        small_model, n_ctx=2048, n_parallel=8, stream_cells=128, seed=0, flash_attn=True
+    ) as eng:
+        running, held = eng.submit_many(
+            [
+                Request("Once upon a time", p.with_(max_tokens=64)),
+                Request("Hi", p.with_(max_tokens=500)),
+            ]
+        )
+        eng.cancel(held)
+        assert running.result()[0].tokens == 64
+        assert held.cancelled()
+        [[after]] = eng.generate_sync([Request("Hi", p.with_(max_tokens=4))])
+        assert after.tokens == 4
+        assert eng.stats()["relayouts"] == 0 and eng.stats()["held"] == 0
+
+
 def test_a_bad_layout_is_refused_before_the_model_loads():
-    with pytest.raises(ValueError, match="layout must be one of shared, streams"):
+    with pytest.raises(ValueError, match="layout must be one of auto, shared, streams"):
         LlamaCppEngine("/no/such/model.gguf", layout="paged")
     with pytest.raises(ValueError, match="needs >= 64: raise n_ctx or lower n_parallel"):
         LlamaCppEngine("/no/such/model.gguf", n_ctx=1024, n_parallel=32, layout="streams")

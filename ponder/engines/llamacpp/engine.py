@@ -17,8 +17,14 @@ from typing import Any
 
 from ponder import models
 from ponder.engines.base import Capabilities, EngineError, raise_first_failure
-from ponder.engines.llamacpp.layout import choose_layout
-from ponder.engines.llamacpp.native import NativeContext, NativeModel
+from ponder.engines.llamacpp.layout import (
+    KV_BUDGET_MB,
+    STREAM_CELLS,
+    Plan,
+    choose_layout,
+    plan_layout,
+)
+from ponder.engines.llamacpp.native import NativeContext, NativeError, NativeModel
 from ponder.engines.llamacpp.scheduler import Scheduler, Ticket
 from ponder.types import Completion, Request
 
@@ -32,8 +38,10 @@ class LlamaCppEngine:
     (``layout.py``): ``"shared"``, one unified cache in which forks share cells and every
     query's attention runs over all sequences' cells; ``"streams"``, one KV stream of
     ``n_ctx // n_parallel`` cells per slot, in which a query attends only its own
-    sequence and a fork copies its parent's stream; ``None``, the engine's choice from
-    that sizing, or ``PONDER_KV_LAYOUT`` (``layout.choose_layout``).
+    sequence and a fork copies its parent's stream; ``"auto"`` (``None``, unless
+    ``PONDER_KV_LAYOUT`` says otherwise): streams of ``stream_cells`` cells, as many (up
+    to ``n_parallel``) as ``kv_memory_mb`` holds, while the requests fit them, and the
+    shared cache of ``n_ctx`` cells for those that do not.
     ``flash_attn``: llama.cpp's flash attention; ``None`` (llama.cpp's choice: on, on a
     CPU) is the exact mode, in which an output does not depend on its batch or cache;
     ``False`` is faster for one problem's long shared prefixes on a CPU
@@ -54,6 +62,8 @@ class LlamaCppEngine:
         seed: int = 0,
         flash_attn: bool | None = None,
         layout: str | None = None,
+        kv_memory_mb: float = KV_BUDGET_MB,
+        stream_cells: int = STREAM_CELLS,
     ) -> None:
         if n_parallel < 1 or n_parallel > 256:
             raise ValueError(f"n_parallel must be in [1, 256], got {n_parallel}")
@@ -66,23 +76,33 @@ class LlamaCppEngine:
             raise ValueError(f"n_ctx must be >= 64, got {n_ctx}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        self.layout, n_ctx = choose_layout(layout, n_ctx, n_parallel)
+        if not kv_memory_mb > 0:
+            raise ValueError(f"kv_memory_mb must be > 0, got {kv_memory_mb!r}")
+        if stream_cells < 64:
+            raise ValueError(f"stream_cells must be >= 64, got {stream_cells}")
+        mode, n_ctx = choose_layout(layout, n_ctx, n_parallel)
         self.path: Path = models.resolve(model)
         self.model = model
-        threads = n_threads or max(1, os.cpu_count() or 1)
+        self._threads = n_threads or max(1, os.cpu_count() or 1)
+        self._n_batch = n_batch
+        self._flash_attn = flash_attn
         self._weights = NativeModel(self.path)
+        self._plan: Plan = plan_layout(
+            mode, n_ctx, n_parallel, self._weights.kv_bytes_per_cell, kv_memory_mb, stream_cells
+        )
+        self.relayouts = 0
         try:
-            self._nx = NativeContext(
-                self._weights, n_ctx, n_parallel, n_batch, threads, flash_attn,
-                streams=self.layout == "streams",
-            )  # fmt: skip
+            self._nx = self._open(streams=self._plan.mode != "shared")
         except BaseException:
             self._weights.close()
             raise
-        n_train = self._weights.n_ctx_train
-        per_seq = self._nx.n_ctx_seq
-        self.max_seq_len = min(per_seq, n_train) if n_train > 0 else per_seq
-        self._sched = Scheduler(self._nx, self.max_seq_len)
+        if self._plan.mode == "auto":
+            self.max_seq_len = self._seq_limit(self._plan.n_ctx)
+        else:
+            self.max_seq_len = self._seq_limit(self._nx.n_ctx_seq)
+        self._sched = Scheduler(self._nx, self._seq_limit(self._nx.n_ctx_seq))
+        # Tickets taken in but not yet admitted: they wait for the other layout (auto).
+        self._held: deque[Ticket] = deque()
         self._seed = seed
         self._inbox: queue.SimpleQueue[list[Ticket] | _Call | None] = queue.SimpleQueue()
         self._closed = False
@@ -93,6 +113,48 @@ class LlamaCppEngine:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="ponder-llamacpp", daemon=True)
         self._thread.start()
+
+    def _seq_limit(self, cells: int) -> int:
+        n_train = self._weights.n_ctx_train
+        return min(cells, n_train) if n_train > 0 else cells
+
+    def _context(self, streams: bool) -> NativeContext:
+        plan = self._plan
+        if not streams:
+            n_ctx, n_seq = plan.n_ctx, plan.n_parallel
+        elif plan.mode == "auto":
+            n_ctx, n_seq = plan.stream_slots * plan.stream_cells, plan.stream_slots
+        else:
+            n_ctx, n_seq = plan.n_ctx, plan.n_parallel
+        return NativeContext(
+            self._weights, n_ctx, n_seq, self._n_batch, self._threads, self._flash_attn,
+            streams=streams,
+        )  # fmt: skip
+
+    def _open(self, streams: bool) -> NativeContext:
+        """A context in the layout asked for; in ``auto``, when llama.cpp cannot make the
+        streams (memory), the shared cache from then on."""
+        try:
+            return self._context(streams)
+        except NativeError:
+            if not streams or self._plan.mode != "auto":
+                raise
+            logging.getLogger(__name__).warning(
+                "llama.cpp could not make %d KV streams of %d cells; using the shared cache",
+                self._plan.stream_slots, self._plan.stream_cells,
+            )  # fmt: skip
+            self._plan = Plan("shared", self._plan.n_ctx, self._plan.n_parallel)
+            return self._context(streams=False)
+
+    @property
+    def layout(self) -> str:
+        """The layout running now: ``"shared"`` or ``"streams"``."""
+        return "streams" if self._nx.streams else "shared"
+
+    @property
+    def layout_mode(self) -> str:
+        """``"auto"``, ``"shared"`` or ``"streams"`` (``auto`` moves between the two)."""
+        return self._plan.mode
 
     # ---- protocol --------------------------------------------------------------------
 
@@ -109,10 +171,10 @@ class LlamaCppEngine:
         """The exact text the model sees for a request."""
         if isinstance(request.prefix, str):
             return request.prefix + request.partial
-        return self._nx.apply_chat_template(request.prefix) + request.partial
+        return self._weights.apply_chat_template(request.prefix) + request.partial
 
     def tokenize(self, text: str) -> list[int]:
-        return self._nx.tokenize(text)
+        return self._weights.tokenize(text)
 
     def submit(self, request: Request) -> Future[list[Completion]]:
         """Queue one request; the future resolves to its ``n`` completions."""
@@ -128,7 +190,7 @@ class LlamaCppEngine:
             fut: Future[list[Completion]] = Future()
             futures.append(fut)
             try:
-                prompt = self._nx.tokenize(self.render(request))
+                prompt = self._weights.tokenize(self.render(request))
             except ValueError as exc:
                 fut.set_exception(exc)
                 continue
@@ -185,6 +247,9 @@ class LlamaCppEngine:
         s = self._sched
         return {
             "layout": self.layout,
+            "layout_mode": self._plan.mode,
+            "relayouts": self.relayouts,
+            "held": len(self._held),
             "steps": s.steps,
             "preemptions": s.preemptions,
             "running": len(s.running),
@@ -248,10 +313,9 @@ class LlamaCppEngine:
             self._stop("the engine was closed")
 
     def _serve(self) -> None:
-        sched = self._sched
         taken = self._taken
         while True:
-            self._take(block=not sched.has_work)
+            self._take(block=not self._sched.has_work and not self._held)
             while taken:
                 item = taken[0]
                 if item is None:
@@ -259,20 +323,57 @@ class LlamaCppEngine:
                 if isinstance(item, _Call):
                     item.run()
                 else:
-                    for ticket in item:
-                        try:
-                            sched.add(ticket, self._seed + sched.steps)
-                        except Exception as exc:
-                            _fail(ticket.future, exc)
+                    self._held.extend(item)
                 taken.popleft()
             if self._cancelled:
                 self._mark_cancelled()
+            self._admit()
+            sched = self._sched
             if not sched.has_work:
                 continue
             try:
                 sched.step()
             except Exception as exc:
                 sched.fail_all(exc)
+
+    def _admit(self) -> None:
+        """Hand the held tickets to the scheduler in order. In ``auto``, a ticket that
+        wants the other layout stops the line until the running layout has drained;
+        then the context is re-created in that layout."""
+        held = self._held
+        while held:
+            ticket = held[0]
+            if ticket.future.done():  # cancelled while held
+                held.popleft()
+                continue
+            want = self._layout_for(ticket)
+            if want != self.layout:
+                if self._sched.has_work:
+                    return
+                self._relayout(want)
+            held.popleft()
+            try:
+                self._sched.add(ticket, self._seed + self._sched.steps)
+            except Exception as exc:
+                _fail(ticket.future, exc)
+
+    def _layout_for(self, ticket: Ticket) -> str:
+        """The layout a ticket runs in: in ``auto``, streams when its prompt plus
+        ``max_tokens`` fits a stream, else the shared cache."""
+        if self._plan.mode != "auto":
+            return self.layout
+        need = len(ticket.prompt) + ticket.request.params.max_tokens
+        return "streams" if need <= self._seq_limit(self._plan.stream_cells) else "shared"
+
+    def _relayout(self, layout: str) -> None:
+        """Re-create the context (empty) in ``layout``; the scheduler starts afresh and
+        keeps counting steps, so seeds stay distinct."""
+        old = self._sched
+        self._nx.close()
+        self._nx = self._open(streams=layout == "streams")
+        self._sched = Scheduler(self._nx, self._seq_limit(self._nx.n_ctx_seq))
+        self._sched.steps, self._sched.preemptions = old.steps, old.preemptions
+        self.relayouts += 1
 
     def _take(self, block: bool) -> None:
         """Move everything in the inbox now (waiting for a first item when ``block``),
@@ -301,6 +402,9 @@ class LlamaCppEngine:
             seqs.extend(s.followers)
         for s in seqs:
             _fail(s.ticket.future, error)
+        for ticket in self._held:
+            _fail(ticket.future, error)
+        self._held.clear()
         self._take(block=False)
         for item in self._taken:
             if isinstance(item, _Call):

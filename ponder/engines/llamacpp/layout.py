@@ -14,41 +14,89 @@ while all sequences still decode in one ``llama_decode`` (one pass over the weig
 A fork copies its parent's stream (the whole stream buffer: ``n_ctx // n_parallel``
 cells × the model's bytes per cell, e.g. 12 KiB a cell on qwen2.5-0.5b, on the next
 decode) instead of sharing it, and no sequence may outgrow its stream.
+
+``auto`` (the default): both, one at a time. The engine runs in streams, sized to a KV
+memory budget (``stream_sizing``), while every request it admits fits a stream (prompt
+plus ``max_tokens``); a request that does not waits until the streams drain, then the
+engine re-creates its context as the shared cache (the weights stay loaded) and runs it
+there, and goes back to streams, once idle, for requests that fit again. A change of
+layout empties the prefix cache; in exact mode it changes no output.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 LAYOUTS = ("shared", "streams")
 
-# The auto layout gives each slot its own stream when a stream can hold this many
-# tokens: a few-shot prompt plus a long answer. Below it, sequences would be cut short
-# where the shared cache lets them grow, so the shared layout is kept.
-STREAM_MIN_CELLS = 2048
+# auto: each stream holds this many cells (a ~1,000-token prompt and a 512-token answer),
+STREAM_CELLS = 1536
+# and the streams' KV takes at most this much memory (with the default model's weights
+# and buffers, peak RSS stays under 1.5 GiB),
+KV_BUDGET_MB = 768
+# and streams are used only when the budget gives at least this many slots.
+MIN_STREAM_SLOTS = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The layout an engine runs. ``mode``: ``shared``, ``streams`` (fixed) or ``auto``.
+    ``n_ctx`` and ``n_parallel``: the shared cache's cells and slots (in ``streams`` mode,
+    the streams' cells in all and their count). ``stream_slots`` and ``stream_cells``:
+    the streams of ``auto`` (0 in the fixed modes)."""
+
+    mode: str
+    n_ctx: int
+    n_parallel: int
+    stream_slots: int = 0
+    stream_cells: int = 0
+
+
+def kv_bytes_per_cell(n_layer: int, n_head_kv: int, n_embd: int, n_head: int) -> int:
+    """KV bytes one cell takes: a key and a value of ``n_head_kv`` heads of
+    ``n_embd // n_head`` f16 values in every layer (the engine's cache type)."""
+    return 2 * n_layer * n_head_kv * (n_embd // max(n_head, 1)) * 2
+
+
+def stream_sizing(
+    n_ctx: int,
+    n_parallel: int,
+    bytes_per_cell: int,
+    budget_mb: float = KV_BUDGET_MB,
+    stream_cells: int = STREAM_CELLS,
+) -> tuple[int, int] | None:
+    """``auto``'s streams, ``(slots, cells)``: up to ``n_parallel`` streams of
+    ``min(stream_cells, n_ctx)`` cells, as many as fit ``budget_mb`` with the spare stream;
+    None when fewer than ``MIN_STREAM_SLOTS`` fit (then ``auto`` keeps the shared cache)."""
+    cells = min(stream_cells, n_ctx)
+    fit = int(budget_mb * 2**20) // (cells * max(bytes_per_cell, 1)) - 1
+    slots = min(n_parallel, fit)
+    return (slots, cells) if slots >= MIN_STREAM_SLOTS else None
 
 
 def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> tuple[str, int]:
-    """The layout to run and its cells in all: ``layout`` when given (ValueError if
+    """The layout mode to run and its cells in all: ``layout`` when given (ValueError if
     unknown or if its streams would be too short); else ``PONDER_KV_LAYOUT`` when set
-    (``shared``, ``streams``, or ``streams:CELLS`` for ``n_parallel`` streams of CELLS
-    cells each, whatever ``n_ctx`` says: for measuring a workload in streams without
-    changing its code); else ``streams`` when every slot's stream holds at least
-    ``STREAM_MIN_CELLS`` cells, else ``shared``."""
+    (``shared``, ``streams``, ``auto``, or ``streams:CELLS`` for ``n_parallel`` streams of
+    CELLS cells each, whatever ``n_ctx`` says: for measuring a workload in one layout
+    without changing its code); else ``auto``."""
     if layout is None:
         forced = os.environ.get("PONDER_KV_LAYOUT", "").strip()
         if not forced:
-            auto = "streams" if n_ctx // n_parallel >= STREAM_MIN_CELLS else "shared"
-            return auto, n_ctx
+            return "auto", n_ctx
         layout, _, cells = forced.partition(":")
         if cells:
             if layout != "streams" or not cells.isdigit():
                 raise ValueError(
-                    f"PONDER_KV_LAYOUT must be shared, streams or streams:CELLS, got {forced!r}"
+                    "PONDER_KV_LAYOUT must be auto, shared, streams or streams:CELLS, got "
+                    f"{forced!r}"
                 )
             n_ctx = n_parallel * int(cells)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
+    if layout not in (*LAYOUTS, "auto"):
+        raise ValueError(
+            f"layout must be one of auto, {', '.join(LAYOUTS)} or None, got {layout!r}"
+        )
     if layout == "streams" and n_ctx // n_parallel < 64:
         raise ValueError(
             f"the streams layout gives each of the n_parallel={n_parallel} slots "
@@ -56,3 +104,21 @@ def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> tuple[str,
             "or lower n_parallel"
         )
     return layout, n_ctx
+
+
+def plan_layout(
+    mode: str,
+    n_ctx: int,
+    n_parallel: int,
+    bytes_per_cell: int,
+    budget_mb: float = KV_BUDGET_MB,
+    stream_cells: int = STREAM_CELLS,
+) -> Plan:
+    """The ``Plan`` for a mode from ``choose_layout``: ``auto`` gets its streams from
+    ``stream_sizing``, or becomes ``shared`` when the budget holds too few."""
+    if mode != "auto":
+        return Plan(mode, n_ctx, n_parallel)
+    sizing = stream_sizing(n_ctx, n_parallel, bytes_per_cell, budget_mb, stream_cells)
+    if sizing is None:
+        return Plan("shared", n_ctx, n_parallel)
+    return Plan("auto", n_ctx, n_parallel, *sizing)

@@ -19,6 +19,7 @@ import llama_cpp as ll
 import numpy as np
 
 from ponder.engines.base import EngineError
+from ponder.engines.llamacpp.layout import kv_bytes_per_cell
 from ponder.engines.llamacpp.streams import StreamMap
 from ponder.types import Message
 
@@ -137,6 +138,11 @@ class NativeModel:
         self.vocab = ll.llama_model_get_vocab(self.model)
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.model)
+        m = self.model
+        self.kv_bytes_per_cell = kv_bytes_per_cell(
+            ll.llama_model_n_layer(m), ll.llama_model_n_head_kv(m),
+            ll.llama_model_n_embd(m), ll.llama_model_n_head(m),
+        )  # fmt: skip
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         tmpl = ll.llama_model_chat_template(self.model, None)
