@@ -3,6 +3,7 @@ engine (which stage stops, what is drawn and counted, what the trace says), reci
 validation, and a run on the real small model."""
 
 import asyncio
+import dataclasses
 import json
 import math
 
@@ -422,3 +423,61 @@ def test_auto_with_no_more_on_the_real_model(engine):
     again = asyncio.run(more.ask(engine, problem, [c.text for c in r.candidates[:2]]))
     assert again.p_yes == pytest.approx(asked, abs=1e-3)
     print("p_yes", asked, "usage of asking again", again.usage)
+
+
+# The confidence-vote final rule (DeepConf's offline filter-and-vote).
+
+CONFIDENCE = {**RECIPE, "final": "confidence-vote"}
+
+
+class Confident(Waves):
+    """``Waves``, with two top alternatives per token when asked for them: samples answering
+    9 are peaked (the second choice 5 nats below), the others flat (0.2 nats)."""
+
+    def _one(self, r):
+        out = super()._one(r)
+        if not r.params.top_logprobs:
+            return out
+        done = []
+        for c in out:
+            d = 5.0 if c.text.endswith("9") else 0.2
+            top = tuple(
+                TokenLogprob(t.token, t.logprob, ((t.token, t.logprob), ("~", t.logprob - d)))
+                for t in c.logprobs
+            )
+            done.append(dataclasses.replace(c, logprobs=top))
+        return done
+
+
+def test_confidence_vote_final_votes_by_deepconf_confidence_and_only_it_asks_for_top_logprobs():
+    table = {0: ["1", "2"], 1: ["1", "1", "9", "9"], 2: ["9", "1"]}
+    eng = Confident(table)
+    r = run(eng, recipe=CONFIDENCE)
+    assert [q.params.top_logprobs for q in eng.requests] == [20, 20, 20]
+    # Token confidence -mean(lp, lp - d) = 0.5 + d / 2: 3.0 for the 9s, 0.6 for the rest;
+    # all are at or above the 10th percentile, so all vote, and three 9s outweigh four 1s.
+    conf = [3.0 if c.answer == "9" else 0.6 for c in r.candidates]
+    assert r.trace["confidences"] == pytest.approx(conf)
+    assert r.answer == "9" and r.trace["rule"] == "confidence-vote"
+    assert r.trace["reason"] == "every stage drawn (8 samples); confidence-vote over all"
+    out = replay(load_dict(CONFIDENCE), r.candidates, confidences=r.trace["confidences"])
+    assert r.candidates[out.selection.index].answer == "9" and out.rule == "confidence-vote"
+    eng = Confident(table)
+    r = run(eng)
+    assert r.answer == "1" and "confidences" not in r.trace
+    assert {q.params.top_logprobs for q in eng.requests} == {0}
+    # A stop rule that fires still answers with the majority.
+    r = run(Confident({0: ["4", "4"]}), recipe=CONFIDENCE)
+    assert r.trace["rule"] == "majority" and r.trace["confidences"] == pytest.approx([0.6, 0.6])
+
+
+def test_a_confidence_vote_recipe_needs_top_logprobs():
+    recipe = load_dict(CONFIDENCE)
+    assert recipe.needs_confidences and recipe.needs_logprobs and not recipe.needs_scorer
+    assert from_dict(recipe.as_dict()) == recipe and not load_dict(RECIPE).needs_confidences
+    with pytest.raises(ValueError, match="needs token log-probabilities"):
+        run(Confident({0: ["1", "2"]}, logprobs=False), recipe=CONFIDENCE)
+    with pytest.raises(ValueError, match="needs the top log-probabilities of every token"):
+        run(Waves({0: ["1", "2"]}), recipe=CONFIDENCE)
+    with pytest.raises(ValueError, match="'final' must be one of .*'confidence-vote'"):
+        from_dict({**RECIPE, "final": "deepconf"})

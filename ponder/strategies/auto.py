@@ -13,7 +13,11 @@ and, only when the stage's rule names it, ``no_more``: the model's own P(yes) to
 more attempts give a better answer?", asked once per sample, ``recipes.more``) are checked
 against the stage's thresholds. The run stops at the first stage whose rule fires and
 answers with the majority vote; when none fires, the recipe's final rule (majority,
-best-of-n or weighted best-of-n) picks from all samples. The budget caps the samples.
+best-of-n, weighted best-of-n or confidence-vote) picks from all samples. The budget caps
+the samples. Only a recipe ending in ``confidence-vote`` requests the top log-probabilities
+(``policy.CONFIDENCE_VOTE.top_logprobs`` per token); each sample's DeepConf trace confidence
+is computed from them as a pool stores it (``ponder.evals.pool.sample_stats``) and the
+recipe's final rule votes with them (``policy.pick``, as the offline simulation does).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
 from ponder.scoring.base import require_outcome
+from ponder.strategies import confidence
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
+from ponder.strategies.confidence_vote import token_confidences
 from ponder.strategies.recipes import Recipe, from_dict, load, more, policy
 from ponder.strategies.selection import with_votes
 from ponder.types import Budget, Candidate, Completion, Problem, Result, Usage
@@ -41,6 +47,21 @@ class AutoConfig(SamplingConfig):
         super().__post_init__()
         if not isinstance(self.recipe, str | dict):
             raise ValueError(f"recipe must be a file path or a recipe object, got {self.recipe!r}")
+
+
+def trace_confidence(completion: Completion, engine: Engine) -> float:
+    """The sample's DeepConf trace confidence at ``policy.CONFIDENCE_VOTE``'s settings, from
+    its top log-probabilities (an empty sample: 0, as ``confidence.trace_confidence``)."""
+    cfg = policy.CONFIDENCE_VOTE
+    lps = completion.logprobs or ()
+    if completion.tokens and (len(lps) == 0 or any(not t.top for t in lps)):
+        raise ValueError(
+            "the recipe's final rule 'confidence-vote' needs the top log-probabilities of "
+            f"every token, and engine {engine.name!r} returned none; use an engine that "
+            "supports top_logprobs, or a recipe with another final rule"
+        )
+    conf = token_confidences(lps)
+    return confidence.trace_confidence(conf, cfg.group_window, cfg.trace_confidence)
 
 
 @register
@@ -68,16 +89,24 @@ class Auto(StrategyBase):
         scores: list[float | None] | None = [] if outcome_scorer else None
         usage, log = Usage(), []
         p_yes: list[float] = []
+        confidences: list[float] | None = [] if recipe.needs_confidences else None
+        top = policy.CONFIDENCE_VOTE.top_logprobs if recipe.needs_confidences else 0
         undecided = 0
         for j, stage in enumerate(recipe.stages):
             m = min(stage.draw, limit - len(samples))
             seed = None if cfg.seed is None else cfg.seed + j
             temperature = recipe.temperature_of(j, cfg.temperature)
             params = cfg.sampling(
-                budget, logprobs=engine.capabilities.logprobs, seed=seed, temperature=temperature
+                budget,
+                logprobs=engine.capabilities.logprobs,
+                top_logprobs=top,
+                seed=seed,
+                temperature=temperature,
             )
             new = await sample(engine, problem, params, m)
             samples.extend(new)
+            if confidences is not None:
+                confidences.extend(trace_confidence(c, engine) for c in new)
             fresh = [to_candidate(c, cfg.answer_kind) for c in new]
             if outcome_scorer is not None and scores is not None:
                 scored = await outcome_scorer.score(problem, [c.text for c in fresh])
@@ -93,7 +122,9 @@ class Auto(StrategyBase):
             entry, done = policy.step(stage, j, cands, scores, p_yes)
             log.append({**entry, "samples": m, "seed": seed, "temperature": temperature})
             if done or len(samples) >= limit:
-                outcome = policy.finish(recipe, cands, scores, len(cands), j, done, log, len(p_yes))
+                outcome = policy.finish(
+                    recipe, cands, scores, len(cands), j, done, log, len(p_yes), confidences
+                )
                 break
         chosen = outcome.selection
         voted = with_votes(cands, chosen.clusters)
@@ -116,6 +147,7 @@ class Auto(StrategyBase):
                 "clusters": chosen.clusters,
                 "winner": chosen.winner,
                 **({"scores": scores} if scores is not None else {}),
+                **({"confidences": confidences} if confidences is not None else {}),
                 **({"p_yes": p_yes, "undecided": undecided} if p_yes else {}),
             },
         )

@@ -8,7 +8,12 @@ the stage's ``stop_if`` is met (``signal >= threshold``), answering with the maj
 are drawn at (``ponder tune`` fits it); without one, the strategy's ``temperature`` setting.
 A stage without ``stop_if`` never stops the run early. When the last stage has drawn and no
 rule fired, the ``final`` rule picks the answer from all samples: ``majority``
-(self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer).
+(self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer), or
+``confidence-vote``: the offline DeepConf filter-and-vote of the fixed rule
+``confidence-vote`` at its default settings (``policy.CONFIDENCE_VOTE``: each sample's lowest
+group confidence over windows of 128 tokens of its top-20 log-probabilities; the samples at
+or above the 10th percentile vote, weighted by it), which needs an engine with
+log-probabilities (``auto`` then requests the top ones).
 
 Example::
 
@@ -40,8 +45,9 @@ minus the second largest cluster's; confidence: mean over samples of the geometr
 token probability ``exp(mean token logprob)``; score: the best verifier score so far;
 no_more: mean over the samples of ``1 - P(yes)``, the model's own probability that more
 attempts would not give a better answer (``ponder.strategies.recipes.more``)."""
-FINALS = ("majority", "best-of-n", "weighted-best-of-n")
+FINALS = ("majority", "best-of-n", "weighted-best-of-n", "confidence-vote")
 SCORED_FINALS = ("best-of-n", "weighted-best-of-n")
+CONFIDENCE_FINAL = "confidence-vote"
 DEFAULT = "default.json"
 
 
@@ -122,8 +128,15 @@ class Recipe:
         return self.final in SCORED_FINALS or any("score" in s.stop_if for s in self.stages)
 
     @property
+    def needs_confidences(self) -> bool:
+        """Whether the final rule reads DeepConf trace confidences (top log-probabilities)."""
+        return self.final == CONFIDENCE_FINAL
+
+    @property
     def needs_logprobs(self) -> bool:
-        return any("confidence" in s.stop_if or "no_more" in s.stop_if for s in self.stages)
+        return self.needs_confidences or any(
+            "confidence" in s.stop_if or "no_more" in s.stop_if for s in self.stages
+        )
 
     @property
     def asks(self) -> int:
@@ -163,7 +176,7 @@ class Recipe:
             rule = " and ".join(f"{k}>={v:g}" for k, v in s.stop_if.items())
             at = f" at T={s.temperature:g}" if s.temperature is not None else ""
             parts.append(f"draw {s.draw}{at}" + (f", stop if {rule}" if rule else ""))
-        final = self.final if self.final == "majority" else f"{self.final}@{self.scorer or '?'}"
+        final = f"{self.final}@{self.scorer or '?'}" if self.final in SCORED_FINALS else self.final
         at = f"T={self.temperature:g}: " if self.temperature is not None else ""
         return at + "; ".join(parts) + f"; else {final}"
 

@@ -2,9 +2,11 @@
 
 The live ``auto`` strategy and the offline simulation in ``ponder.evals.tune`` call these
 same functions on the same evidence (answers, token counts, mean token log-probabilities,
-scores, the model's P(yes) to "would more attempts give a better answer?"), so a recipe
-simulated on stored samples answers exactly what ``auto`` answers from those samples.
-The answers are clustered and voted by ``ponder.strategies.selection``.
+scores, the model's P(yes) to "would more attempts give a better answer?", DeepConf trace
+confidences), so a recipe simulated on stored samples answers exactly what ``auto`` answers
+from those samples. The answers are clustered and voted by ``ponder.strategies.selection``;
+the ``confidence-vote`` final rule is ``selection.select_confident``, the function the fixed
+rule ``confidence-vote`` and its pool estimate call, at ``CONFIDENCE_VOTE``'s settings.
 """
 
 from __future__ import annotations
@@ -14,9 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder.strategies.recipes.format import Recipe, Stage
-from ponder.strategies.selection import Selection, best_scored, select_majority, select_weighted
+from ponder.strategies.confidence_vote import ConfidenceVoteConfig
+from ponder.strategies.recipes.format import CONFIDENCE_FINAL, Recipe, Stage
+from ponder.strategies.selection import (
+    Selection,
+    best_scored,
+    select_confident,
+    select_majority,
+    select_weighted,
+)
 from ponder.types import Candidate
+
+CONFIDENCE_VOTE = ConfidenceVoteConfig(mode="offline")
+"""The ``confidence-vote`` final rule's settings: the fixed rule's defaults (top-20
+log-probabilities, lowest group confidence over 128-token windows, keep 90%), as a pool
+estimates it and the pools store the confidences."""
 
 
 def signals(
@@ -68,11 +82,24 @@ def pick(
     candidates: Sequence[Candidate],
     scores: Sequence[float | None] | None,
     stopped_early: bool,
+    confidences: Sequence[float] | None = None,
 ) -> tuple[Selection, str]:
     """The answer: the majority vote when a stop rule fired, else the recipe's ``final``
-    rule over all samples; with the rule's name."""
+    rule over all samples; with the rule's name. ``confidences``: each sample's DeepConf
+    trace confidence (``CONFIDENCE_VOTE.trace_confidence``), read by ``confidence-vote``."""
     if stopped_early or recipe.final == "majority":
         return select_majority(candidates), "majority"
+    if recipe.final == CONFIDENCE_FINAL:
+        if confidences is None or len(confidences) < len(candidates):
+            raise ValueError(
+                f"the recipe's final rule {CONFIDENCE_FINAL!r} needs every sample's DeepConf "
+                "confidence (top log-probabilities); "
+                f"got {0 if confidences is None else len(confidences)} for {len(candidates)}"
+            )
+        chosen = select_confident(
+            candidates, confidences[: len(candidates)], CONFIDENCE_VOTE.keep_percent
+        )
+        return chosen, recipe.final
     if scores is None:
         raise ValueError(f"the recipe's final rule {recipe.final!r} needs a scorer")
     if recipe.final == "best-of-n":
@@ -105,13 +132,15 @@ def replay(
     scores: Sequence[float | None] | None = None,
     cap: int | None = None,
     p_yes: Sequence[float | None] = (),
+    confidences: Sequence[float] | None = None,
 ) -> Outcome:
     """Run ``recipe`` over samples already drawn, in order: stage ``j`` sees the first
     ``draw_0 + ... + draw_j`` of them (cut to ``cap`` samples). ``p_yes[i]``: the model's
     P(yes) about sample ``i`` (needed for every sample drawn by a stage whose rule names
-    ``no_more``: that stage asks about every sample not yet asked). This is the whole
-    policy of ``auto`` with the drawing taken out; ``auto`` itself draws stage by stage,
-    asks when a stage needs it, and calls ``step`` after each."""
+    ``no_more``: that stage asks about every sample not yet asked); ``confidences[i]``:
+    sample ``i``'s DeepConf trace confidence (read by the ``confidence-vote`` final rule).
+    This is the whole policy of ``auto`` with the drawing taken out; ``auto`` itself draws
+    stage by stage, asks when a stage needs it, and calls ``step`` after each."""
     limit = min(recipe.total_draws, cap or recipe.total_draws)
     if len(candidates) < limit:
         raise ValueError(f"the recipe draws {limit} samples; only {len(candidates)} given")
@@ -135,7 +164,9 @@ def replay(
         )
         log.append(entry)
         if done or drawn >= limit:
-            return finish(recipe, candidates[:drawn], scores, drawn, j, done, log, asked)
+            return finish(
+                recipe, candidates[:drawn], scores, drawn, j, done, log, asked, confidences
+            )
     raise AssertionError("unreachable: the last stage always finishes")
 
 
@@ -171,9 +202,14 @@ def finish(
     stopped_early: bool,
     log: Sequence[dict[str, Any]],
     asked: int = 0,
+    confidences: Sequence[float] | None = None,
 ) -> Outcome:
     chosen, rule = pick(
-        recipe, candidates[:drawn], None if scores is None else scores[:drawn], stopped_early
+        recipe,
+        candidates[:drawn],
+        None if scores is None else scores[:drawn],
+        stopped_early,
+        None if confidences is None else confidences[:drawn],
     )
     return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log), asked)
 
