@@ -34,9 +34,9 @@ from ponder.evals.tune_report import text_report
 from ponder.evals.tune_signals import ask_pools
 from ponder.evals.tune_splits import split_fits, spread
 from ponder.strategies import create
-from ponder.strategies.recipes import from_dict, load, more
+from ponder.strategies.recipes import from_dict, load, more, replay
 from ponder.tasks import create_task
-from ponder.types import Budget, Completion, TokenLogprob, Usage
+from ponder.types import Budget, Candidate, Completion, TokenLogprob, Usage
 
 RECIPE = {
     "stages": [
@@ -631,3 +631,133 @@ def test_split_fits_equal_tune_at_each_split_and_spread_counts_the_differences()
     assert summary["bootstrap"]["held_accuracy"] == pytest.approx(np.mean(robust))
     assert summary["plain"]["held_min"] == min(plain) and summary["plain"]["splits"] == 4
     assert results[0].as_dict()["held_wilson"] == [round(x, 4) for x in results[0].held_wilson]
+
+
+# The confidence-vote final rule: DeepConf's offline vote over the stored confidences.
+
+CONFIDENCE_RECIPE = {**RECIPE, "final": "confidence-vote"}
+
+
+def spread_of(text):
+    """How far below the sampled token the scripted model's second choice lies: samples
+    answering with a larger number are more peaked (more confident)."""
+    return 0.2 + 0.5 * (int(text.rstrip(".").rsplit(" ", 1)[1]) % 9)
+
+
+def with_tops(r, completions):
+    """The completions with ``r.params.top_logprobs`` alternatives per token when asked for
+    (the sampled token and ones ``spread_of(text)`` nats below it), as a real engine."""
+    if not r.params.top_logprobs:
+        return completions
+    out = []
+    for c in completions:
+        d = spread_of(c.text)
+        lps = tuple(
+            TokenLogprob(t.token, t.logprob, ((t.token, t.logprob), ("~", t.logprob - d)))
+            for t in c.logprobs or ()
+        )
+        out.append(dataclasses.replace(c, logprobs=lps or None))
+    return out
+
+
+class ConfidentEngine(ScriptedEngine):
+    def _one(self, r):
+        return with_tops(r, super()._one(r))
+
+
+class ConfidentStageEngine(StageEngine):
+    def _one(self, r):
+        return with_tops(r, super()._one(r))
+
+
+def test_offline_simulation_with_the_confidence_vote_final_equals_the_live_auto_run(tmp_path):
+    task = create_task("arithmetic", level=2)
+    problems = task.problems(12)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
+    db = tmp_path / "runs.sqlite"
+    summary = run_pool(
+        task, PoolConfig(n=8), [0], 12, db, ConfidentEngine(pool_script(refs)), progress=False
+    )
+    with Store(db) as store:
+        pools = store.pools(summary.run_id)
+    recipe = from_dict(CONFIDENCE_RECIPE)
+    sim = simulate(recipe, pools)
+    auto = create("auto", recipe=CONFIDENCE_RECIPE, seed=0)
+    stored = {p.problem_id: [s.stats["confidence"]["lowest"] for s in p.samples] for p in pools}
+    live_acc, live_tokens, stages, finals = {}, [], [0, 0, 0], 0
+    for p in problems:
+        engine = ConfidentStageEngine(pool_script(refs))
+        r = asyncio.run(auto.run(p, engine, None, Budget(n=8)))
+        assert {q.params.top_logprobs for q in engine.requests} == {20}
+        assert r.trace["confidences"] == stored[p.id][: len(r.candidates)]
+        live_acc[p.id] = float(asyncio.run(task.grade(p, r)))
+        live_tokens.append(r.usage.tokens_generated)
+        stages[r.trace["stopped_at"]] += 1
+        finals += r.trace["rule"] == "confidence-vote"
+    assert sim.per_problem == live_acc
+    assert sim.tokens == pytest.approx(sum(live_tokens) / len(live_tokens))
+    assert sim.stages == pytest.approx(tuple(s / len(problems) for s in stages))
+    assert finals == round(sim.stages[-1] * len(problems)) > 0
+    majority = simulate(from_dict(RECIPE), pools)
+    assert majority.per_problem != sim.per_problem, "the script should make the votes differ"
+    # The same recipe run to the end equals the fixed rule confidence-vote@8 on these pools.
+    every = from_dict({"stages": [{"draw": 8}], "final": "confidence-vote"})
+    rule = [p for p in fixed_points(pools, ks=[8]) if p.label == "confidence-vote@8"]
+    assert simulate(every, pools).per_problem == rule[0].per_problem
+
+
+def test_the_grid_ends_in_confidence_vote_only_when_the_pools_carry_the_confidences():
+    grid = recipe_grid(8, ["judge"], confidence=True)
+    assert {r.final for r in grid} == {
+        "majority",
+        "confidence-vote",
+        "best-of-n",
+        "weighted-best-of-n",
+    }
+    assert len({repr(r.as_dict()) for r in grid}) == len(grid)
+    assert all(r.needs_logprobs and r.scorer is None for r in grid if r.needs_confidences)
+    plain = recipe_grid(8, ["judge"])
+    assert len(grid) == len(plain) * 4 // 3 and "confidence-vote" not in {r.final for r in plain}
+    pools = synthetic(12, 8)
+    ids = sorted({p.problem_id for p in pools})
+    t = tune(pools, ids[:10], ids[10:])
+    assert not t.confidence and not any(
+        p.recipe and p.recipe.needs_confidences for p in t.dev_points
+    )
+    confident = [
+        dataclasses.replace(
+            p,
+            samples=tuple(
+                dataclasses.replace(s, stats={**s.stats, "confidence": {"lowest": 1.0 + i}})
+                for i, s in enumerate(p.samples)
+            ),
+        )
+        for p in pools
+    ]
+    t = tune(confident, ids[:10], ids[10:])
+    assert t.confidence
+    finals = {p.recipe.final for p in t.dev_points if p.recipe}
+    assert finals == {"majority", "confidence-vote"}
+    assert from_dict(CONFIDENCE_RECIPE).describe().endswith("; else confidence-vote")
+
+
+def test_a_confidence_vote_recipe_without_the_confidences_is_a_clear_error(tmp_path):
+    recipe = from_dict(CONFIDENCE_RECIPE)
+    with pytest.raises(ValueError, match="drawn without top log-probabilities.*--top-logprobs"):
+        simulate(recipe, synthetic())
+    task = create_task("arithmetic", level=1)
+    problem = task.problems(1)[0]
+    refs = {problem.messages[0]["content"]: int(problem.reference)}
+    auto = create("auto", recipe=CONFIDENCE_RECIPE, seed=0)
+    no_logprobs = ScriptedEngine(pool_script(refs), logprobs=False)
+    with pytest.raises(ValueError, match="needs token log-probabilities"):
+        asyncio.run(auto.run(problem, no_logprobs, None, Budget(n=8)))
+    no_tops = StageEngine(pool_script(refs))
+    with pytest.raises(ValueError, match="needs the top log-probabilities .* 'scripted'"):
+        asyncio.run(auto.run(problem, no_tops, None, Budget(n=8)))
+    two = from_dict({"stages": [{"draw": 2}], "final": "confidence-vote"})
+    cands = [Candidate("a", "1", 1), Candidate("b", "2", 1)]
+    with pytest.raises(ValueError, match="needs every sample's DeepConf confidence"):
+        replay(two, cands)
+    with pytest.raises(ValueError, match="got 1 for 2"):
+        replay(two, cands, confidences=[0.5])

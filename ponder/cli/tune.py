@@ -111,7 +111,10 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
         "no no_more recipes); stored, never asked twice",
     )
     g.add_argument(
-        "--top-logprobs", type=int, default=20, help="0 skips confidence-vote's statistics"
+        "--top-logprobs",
+        type=int,
+        default=20,
+        help="0 skips confidence-vote's statistics (the fixed rule and the recipes ending in it)",
     )
     f = p.add_argument_group("the fit")
     f.add_argument(

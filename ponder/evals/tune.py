@@ -9,12 +9,14 @@ samples in drawing order: stage ``j``'s samples are the next ones of the pool at
 stage's temperature (``draw_0 + ... + draw_{j-1}`` onwards), so a recipe at one temperature
 reads its pool's first ``k`` samples. Its cost there is those samples' tokens, plus, when a
 stage names the ``no_more`` signal, the one token generated per sample the model is asked
-about (a scorer call each, as live). Stage 0 of a live ``auto`` run with seed ``s`` draws
-exactly the first samples of the pool drawn with seed ``s`` at its temperature; later stages
-draw with seeds ``s + 1, s + 2, ...``, i.e. fresh independent samples from the same
-distribution as the pool's next ones, so the simulated accuracy and tokens are unbiased
-estimates of the live recipe's (exactly equal when given the same samples, which the tests
-check).
+about (a scorer call each, as live). A recipe ending in ``confidence-vote`` votes with the
+DeepConf trace confidences the pool stores per sample (``stats["confidence"]``, computed
+from the top log-probabilities as live ``auto`` computes them). Stage 0 of a live ``auto``
+run with seed ``s`` draws exactly the first samples of the pool drawn with seed ``s`` at its
+temperature; later stages draw with seeds ``s + 1, s + 2, ...``, i.e. fresh independent
+samples from the same distribution as the pool's next ones, so the simulated accuracy and
+tokens are unbiased estimates of the live recipe's (exactly equal when given the same
+samples, which the tests check).
 
 ``tune`` compares every fixed pool rule at every ``k`` and temperature
 (``ponder.evals.estimators``) with a grid of recipes on the development problems, fits the
@@ -47,6 +49,8 @@ from ponder.evals.metrics import k_grid, wilson_interval
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.evals.tune_signals import STAT, TOKENS
 from ponder.strategies.recipes import Recipe, Stage, replay
+from ponder.strategies.recipes.format import CONFIDENCE_FINAL
+from ponder.strategies.recipes.policy import CONFIDENCE_VOTE
 
 Pools = Mapping[float | None, Sequence[PoolRecord]]
 """Pools by the temperature they were drawn at (None: one set, temperature unnamed)."""
@@ -189,7 +193,10 @@ def simulate(recipe: Recipe, pools: Sequence[PoolRecord] | Pools, label: str = "
                     raise ValueError(f"the pools have no scores from scorer {name!r}")
                 scores = [s.scores[name] for s in samples]
             p_yes = [s.stats.get(STAT) for s in samples[: recipe.asks]]
-            out = replay(recipe, candidates_of(samples), scores, p_yes=p_yes)
+            confidences = _confidences(samples) if recipe.needs_confidences else None
+            out = replay(
+                recipe, candidates_of(samples), scores, p_yes=p_yes, confidences=confidences
+            )
             i = out.selection.index
             hits.append(0.0 if i is None else float(samples[i].correct))
             spent = sum(s.tokens for s in samples[: out.drawn])
@@ -210,6 +217,25 @@ def simulate(recipe: Recipe, pools: Sequence[PoolRecord] | Pools, label: str = "
         temperature=recipe.temperature,
         tokens_by_problem=by_problem,
     )
+
+
+def _confidences(samples: Sequence[SampleRecord]) -> list[float]:
+    """The samples' stored DeepConf trace confidences at the ``confidence-vote`` final
+    rule's kind (``CONFIDENCE_VOTE.trace_confidence``)."""
+    if any("confidence" not in s.stats for s in samples):
+        raise ValueError(
+            f"the recipe's final rule {CONFIDENCE_FINAL!r} reads each sample's DeepConf "
+            "confidence; these pools were drawn without top log-probabilities (draw them with "
+            "--top-logprobs 20)"
+        )
+    return [float(s.stats["confidence"][CONFIDENCE_VOTE.trace_confidence]) for s in samples]
+
+
+def has_confidences(pools: Sequence[PoolRecord] | Pools) -> bool:
+    """Whether every sample of every pool carries its DeepConf trace confidences (the
+    evidence of the ``confidence-vote`` final rule)."""
+    every = [s for ps in by_temperature(pools).values() for p in ps for s in p.samples]
+    return bool(every) and all("confidence" in s.stats for s in every)
 
 
 def _drawn(
@@ -321,14 +347,18 @@ def recipe_grid(
     scorers: Sequence[str] = (),
     temperatures: Sequence[float | None] = (None,),
     no_more: bool = False,
+    confidence: bool = False,
 ) -> list[Recipe]:
     """The recipes ``tune`` tries with pools of ``n`` samples: each schedule of
     ``SCHEDULES`` within ``n``; stage 0 stops on ``agreement >= a`` (``AGREEMENT``) and,
     with ``no_more``, also on ``no_more >= q`` (``NO_MORE``) alone or with each ``a``;
-    middle stages on ``margin >= m`` (``MARGIN``); final rule majority, or best-of-n /
+    middle stages on ``margin >= m`` (``MARGIN``); final rule majority, with
+    ``confidence`` (the pools carry DeepConf confidences) confidence-vote, and best-of-n /
     weighted best-of-n with each pool scorer; each at every temperature of
     ``temperatures`` (None: the recipe names none)."""
     finals: list[tuple[str, str | None]] = [("majority", None)]
+    if confidence:
+        finals.append((CONFIDENCE_FINAL, None))
     finals += [(f, s) for s in scorers for f in ("best-of-n", "weighted-best-of-n")]
     out = []
     for schedule in SCHEDULES:
@@ -547,7 +577,8 @@ class Tuning:
     """What ``tune`` found: every point on the development problems, the frontier, the
     fitted recipe and the best fixed rule there, and both on the held-back problems;
     ``temperatures``: those the pools were drawn at; ``no_more``: whether the grid had
-    recipes reading the model's P(yes); ``fit``: the noise margin the fit kept (None: the
+    recipes reading the model's P(yes); ``confidence``: whether it had recipes ending in
+    ``confidence-vote``; ``fit``: the noise margin the fit kept (None: the
     plain fit); ``fit_statistic``: with a margin, the chosen recipe's share of bootstrap
     draws not below the best fixed rule (no budget) or its accuracy quantile (budget);
     ``budget``: the ``max_tokens_per_problem`` fitted within."""
@@ -566,6 +597,7 @@ class Tuning:
     fit: Bootstrap | None = None
     fit_statistic: float | None = None
     budget: float | None = None
+    confidence: bool = False
 
     @property
     def recipe(self) -> Recipe:
@@ -592,7 +624,8 @@ def tune(
     ``rules``: the fixed pool rules to compare with (``fixed_points``' default); ``fit``:
     the margin for noise (``choose_robust``), None for the plain fit (``choose``). The grid
     (``recipe_grid``) covers every temperature of ``pools`` and reads ``no_more`` when every
-    pool carries P(yes) for the samples stage 0 may draw."""
+    pool carries P(yes) for the samples stage 0 may draw, and ends in ``confidence-vote``
+    too when every sample carries its DeepConf confidences."""
     grouped = by_temperature(pools)
     dev = _only(grouped, dev_ids)
     held = _only(grouped, held_ids)
@@ -625,6 +658,7 @@ def tune(
         fit,
         statistic,
         budget,
+        any(p.recipe is not None and p.recipe.needs_confidences for p in sims),
     )
 
 
@@ -636,11 +670,16 @@ def candidates(
     rules: Sequence[EstimatorSpec] | None = None,
 ) -> tuple[list[Point], list[Point], bool]:
     """(fixed points, recipe points, whether the grid reads ``no_more``) on ``pools``:
-    ``recipes``, or the grid for pools of ``n`` over their scorers and temperatures."""
+    ``recipes``, or the grid for pools of ``n`` over their scorers and temperatures (with
+    the ``confidence-vote`` final rule when every sample carries its confidences)."""
     every = [p for ps in pools.values() for p in ps]
     scorers = sorted({name for p in every for s in p.samples for name in s.scores})
     ask = has_p_yes(pools, first_stage_draws(n))
-    grid = list(recipes) if recipes is not None else recipe_grid(n, scorers, tuple(pools), ask)
+    grid = (
+        list(recipes)
+        if recipes is not None
+        else recipe_grid(n, scorers, tuple(pools), ask, has_confidences(pools))
+    )
     fixed = fixed_points(pools, rules, subsets=subsets)
     return fixed, [simulate(r, pools, f"auto[{r.describe()}]") for r in grid], ask
 

@@ -304,6 +304,7 @@ def json_report(t: Tuning, splits: Sequence[SplitFit] = ()) -> dict[str, Any]:
         "thresholds": thresholds(t),
         "temperatures": list(t.temperatures),
         "no_more": t.no_more,
+        "confidence_final": t.confidence,
         "chosen": t.chosen.as_dict(),
         "best_fixed": t.best_fixed.as_dict(),
         "frontier": [p.as_dict() for p in t.frontier],
