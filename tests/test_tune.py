@@ -21,6 +21,7 @@ from ponder.evals.tune import (
     best_fixed,
     choose,
     choose_robust,
+    confidence_settings,
     first_stage_draws,
     fixed_points,
     frontier,
@@ -220,6 +221,9 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert len(report["dev_problems"]) == 2 and report["held_recipe"]["problems"] == 2
     assert report["fit"]["rule"] == "bootstrap" and report["max_tokens_per_problem"] is None
     assert report["no_more"] and report["temperatures"] == [0.5, 1.0]
+    # Pools at 5 top log-probs store other confidences than live auto's (20): no recipe
+    # ends in confidence-vote.
+    assert report["confidence_final"] is False
     assert {p["temperature"] for p in report["points"]} == {0.5, 1.0}
     lo, hi = report["held_recipe"]["wilson"]
     assert lo <= report["held_recipe"]["accuracy"] <= hi
@@ -738,6 +742,11 @@ def test_the_grid_ends_in_confidence_vote_only_when_the_pools_carry_the_confiden
     assert t.confidence
     finals = {p.recipe.final for p in t.dev_points if p.recipe}
     assert finals == {"majority", "confidence-vote"}
+    # Confidences from other top-k or windows than live auto's are left out of the grid.
+    assert confidence_settings(20, 128) and not confidence_settings(5, 128)
+    assert not confidence_settings(20, 64)
+    t = tune(confident, ids[:10], ids[10:], confidence=False)
+    assert not t.confidence and {p.recipe.final for p in t.dev_points if p.recipe} == {"majority"}
     assert from_dict(CONFIDENCE_RECIPE).describe().endswith("; else confidence-vote")
 
 

@@ -224,7 +224,17 @@ def run(args: argparse.Namespace) -> int:
         recipe = given
     else:
         dev, held = split([p.problem_id for p in every], args.dev_fraction, args.split_seed)
-        result = tune(pools, dev, held, args.max_tokens_per_problem, None, args.subsets, rules, fit)
+        result = tune(
+            pools,
+            dev,
+            held,
+            args.max_tokens_per_problem,
+            None,
+            args.subsets,
+            rules,
+            fit,
+            drawn["confidence"],
+        )
         recipe = dataclasses.replace(
             result.recipe, about=_about(args, model, result, drawn["run_ids"])
         )
@@ -239,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 None,
                 args.subsets,
                 rules,
+                drawn["confidence"],
             )
     asked = drawn["asked"]
     header = (
@@ -318,14 +329,17 @@ def _draw(
     first: int,
 ) -> dict[str, Any]:
     """Every missing pool drawn and every missing P(yes) asked, on one engine; the pools
-    by temperature (with those of ``--pools-from``), the run ids and the counts."""
+    by temperature (with those of ``--pools-from``), the run ids, the counts, and whether
+    every run stored the DeepConf confidences live ``auto`` computes (``confidence``)."""
     from ponder.evals.pool import PoolConfig
     from ponder.evals.store import Store
+    from ponder.evals.tune import confidence_settings
     from ponder.evals.tune_signals import ask_pools
 
     pools: dict[float | None, list[Any]] = {t: [] for t in temps}
     problems: dict[str, Any] = {}
     run_ids, reused, drawn = [], 0, 0
+    settings: list[tuple[int, int]] = []
     asked = {"asked": 0, "cached": 0, "tokens": 0, "prompt": 0}
     engine = engine_from_args(args)
     try:
@@ -347,11 +361,13 @@ def _draw(
                             f"{args.db}`); run the same command again to retry them"
                         )
                     run_ids.append(summary.run_id)
+                    settings.append((config.top_logprobs, config.window))
                     reused += summary.pools_already_done
                     drawn += summary.pools_run
                     pools[t] += store.pools(summary.run_id)
             for run_id in args.pools_from:
-                t, more = _pools_from(store, run_id, problems)
+                t, more, setting = _pools_from(store, run_id, problems)
+                settings.append(setting)
                 pools.setdefault(t, []).extend(more)
                 run_ids.append(run_id)
             if first and engine.capabilities.logprobs:
@@ -367,7 +383,14 @@ def _draw(
                     pools = {t: _reread(store, ps) for t, ps in pools.items()}
     finally:
         engine.close()
-    return {"pools": pools, "run_ids": run_ids, "reused": reused, "drawn": drawn, "asked": asked}
+    return {
+        "pools": pools,
+        "run_ids": run_ids,
+        "reused": reused,
+        "drawn": drawn,
+        "asked": asked,
+        "confidence": all(confidence_settings(*s) for s in settings),
+    }
 
 
 def _reread(store: Any, pools: list[Any]) -> list[Any]:
@@ -379,8 +402,11 @@ def _reread(store: Any, pools: list[Any]) -> list[Any]:
     return out
 
 
-def _pools_from(store: Any, run_id: str, problems: dict[str, Any]) -> tuple[float, list[Any]]:
-    """Another run's pools, its temperature, and its problems added to ``problems``."""
+def _pools_from(
+    store: Any, run_id: str, problems: dict[str, Any]
+) -> tuple[float, list[Any], tuple[int, int]]:
+    """Another run's pools, its temperature and (top log-probs, DeepConf group window), and
+    its problems added to ``problems``."""
     from ponder.tasks import create_task
 
     runs = {r["run_id"]: r for r in store.runs()}
@@ -392,7 +418,9 @@ def _pools_from(store: Any, run_id: str, problems: dict[str, Any]) -> tuple[floa
     limit = runs[run_id]["grid"].get("limit")
     for p in task.problems(limit, seed=config.get("task_seed", 0)):
         problems.setdefault(p.id, p)
-    return float(config["pool"]["temperature"]), pools
+    pool = config["pool"]
+    setting = (int(pool.get("top_logprobs", 0)), int(pool.get("group_window", 0)))
+    return float(pool["temperature"]), pools, setting
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -238,6 +238,17 @@ def has_confidences(pools: Sequence[PoolRecord] | Pools) -> bool:
     return bool(every) and all("confidence" in s.stats for s in every)
 
 
+def confidence_settings(top_logprobs: int, group_window: int) -> bool:
+    """Whether pools drawn with ``top_logprobs`` alternatives per token and DeepConf groups
+    of ``group_window`` tokens store the confidences live ``auto`` computes for the
+    ``confidence-vote`` final rule (``CONFIDENCE_VOTE``'s); other pools' confidences would
+    make the simulation differ from the live run."""
+    return (
+        top_logprobs == CONFIDENCE_VOTE.top_logprobs
+        and group_window == CONFIDENCE_VOTE.group_window
+    )
+
+
 def _drawn(
     recipe: Recipe,
     temps: Sequence[float | None],
@@ -619,20 +630,22 @@ def tune(
     subsets: int = 200,
     rules: Sequence[EstimatorSpec] | None = None,
     fit: Bootstrap | None = DEFAULT_FIT,
+    confidence: bool = True,
 ) -> Tuning:
     """Fit a recipe on the ``dev_ids`` pools and measure it on the ``held_ids`` pools;
     ``rules``: the fixed pool rules to compare with (``fixed_points``' default); ``fit``:
     the margin for noise (``choose_robust``), None for the plain fit (``choose``). The grid
     (``recipe_grid``) covers every temperature of ``pools`` and reads ``no_more`` when every
-    pool carries P(yes) for the samples stage 0 may draw, and ends in ``confidence-vote``
-    too when every sample carries its DeepConf confidences."""
+    pool carries P(yes) for the samples stage 0 may draw, and, unless ``confidence`` is
+    False (``confidence_settings``), ends in ``confidence-vote`` too when every sample
+    carries its DeepConf confidences."""
     grouped = by_temperature(pools)
     dev = _only(grouped, dev_ids)
     held = _only(grouped, held_ids)
     if not any(dev.values()):
         raise ValueError("no pools for the development problems")
     fixed, sims, ask = candidates(
-        dev, min(p.n for ps in grouped.values() for p in ps), recipes, subsets, rules
+        dev, min(p.n for ps in grouped.values() for p in ps), recipes, subsets, rules, confidence
     )
     temps = tuple(grouped)
     budget = max_tokens_per_problem
@@ -668,17 +681,19 @@ def candidates(
     recipes: Sequence[Recipe] | None = None,
     subsets: int = 200,
     rules: Sequence[EstimatorSpec] | None = None,
+    confidence: bool = True,
 ) -> tuple[list[Point], list[Point], bool]:
     """(fixed points, recipe points, whether the grid reads ``no_more``) on ``pools``:
     ``recipes``, or the grid for pools of ``n`` over their scorers and temperatures (with
-    the ``confidence-vote`` final rule when every sample carries its confidences)."""
+    the ``confidence-vote`` final rule when ``confidence`` and every sample carries its
+    confidences)."""
     every = [p for ps in pools.values() for p in ps]
     scorers = sorted({name for p in every for s in p.samples for name in s.scores})
     ask = has_p_yes(pools, first_stage_draws(n))
     grid = (
         list(recipes)
         if recipes is not None
-        else recipe_grid(n, scorers, tuple(pools), ask, has_confidences(pools))
+        else recipe_grid(n, scorers, tuple(pools), ask, confidence and has_confidences(pools))
     )
     fixed = fixed_points(pools, rules, subsets=subsets)
     return fixed, [simulate(r, pools, f"auto[{r.describe()}]") for r in grid], ask

@@ -84,15 +84,17 @@ def split_fits(
     recipes: Sequence[Recipe] | None = None,
     subsets: int = 200,
     rules: Sequence[EstimatorSpec] | None = None,
+    confidence: bool = True,
 ) -> list[SplitFit]:
     """Each fit of ``fits`` (name -> margin, None: the plain fit) at the split of each seed
-    of ``seeds`` (``split(ids, dev_fraction, seed)``), seed by seed."""
+    of ``seeds`` (``split(ids, dev_fraction, seed)``), seed by seed; ``confidence``: as in
+    ``tune``."""
     grouped = by_temperature(pools)
     every = [p for ps in grouped.values() for p in ps]
     if not every:
         raise ValueError("no pools to split")
     n = min(p.n for p in every)
-    fixed, sims, _ = candidates(grouped, n, recipes, subsets, rules)
+    fixed, sims, _ = candidates(grouped, n, recipes, subsets, rules, confidence)
     out = []
     for seed in seeds:
         dev, held = split([p.problem_id for p in every], dev_fraction, seed)
