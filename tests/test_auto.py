@@ -10,8 +10,10 @@ import math
 import pytest
 from scripted import ScriptedEngine
 
+from ponder.evals.pool import PoolConfig, sample_stats
 from ponder.scoring import scorer
 from ponder.strategies import create
+from ponder.strategies.common import sample
 from ponder.strategies.recipes import (
     Recipe,
     Stage,
@@ -481,3 +483,17 @@ def test_a_confidence_vote_recipe_needs_top_logprobs():
         run(Waves({0: ["1", "2"]}), recipe=CONFIDENCE)
     with pytest.raises(ValueError, match="'final' must be one of .*'confidence-vote'"):
         from_dict({**RECIPE, "final": "deepconf"})
+
+
+def test_auto_ending_in_confidence_vote_on_the_real_model_reads_what_a_pool_stores(engine):
+    problem = Problem.from_question("What is 2 plus 2? Answer with a number.")
+    config = PoolConfig(n=4, max_tokens=24)
+    params = config.sampling(Budget(), seed=0, logprobs=True, top_logprobs=config.top_logprobs)
+    pooled = asyncio.run(sample(engine, problem, params, 4))
+    stored = [sample_stats(c, config)["confidence"]["lowest"] for c in pooled]
+    recipe = {"stages": [{"draw": 4}], "final": "confidence-vote"}
+    strategy = create("auto", max_tokens=24, seed=0, recipe=recipe)
+    r = asyncio.run(strategy.run(problem, engine, None, Budget(n=4)))
+    assert [c.text for c in r.candidates] == [c.text for c in pooled]
+    assert r.trace["confidences"] == pytest.approx(stored, abs=1e-3)
+    assert r.trace["rule"] == "confidence-vote" and r.answer is not None
