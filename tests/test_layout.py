@@ -30,6 +30,10 @@ def test_auto_is_the_default_and_sizes_its_streams_to_a_memory_budget(monkeypatc
     assert stream_sizing(16384, 16, 12288) == (16, 1536)  # no more than n_parallel
     assert stream_sizing(1024, 64, 12288) == (63, 1024)  # no longer than n_ctx
     assert stream_sizing(16384, 64, 12288, budget_mb=100) is None  # 4 streams: too few
+    # SmolLM2-135M, 22.5 KiB a cell: 21 streams, too few for a search's 16 branches and
+    # their 16 cached parents, so auto keeps the shared cache; with 8 slots asked, 8 fit
+    assert stream_sizing(16384, 64, 23040) is None
+    assert stream_sizing(16384, 8, 23040) == (8, 1536)
     assert plan_layout("auto", 16384, 64, 12288, budget_mb=100).mode == "shared"
     assert plan_layout("auto", 16384, 64, 12288).stream_slots == 41
     assert plan_layout("shared", 16384, 64, 12288).stream_slots == 0

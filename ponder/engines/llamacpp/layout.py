@@ -35,8 +35,10 @@ STREAM_CELLS = 1536
 # and the streams' KV takes at most this much memory (with the default model's weights
 # and buffers, peak RSS stays under 1.5 GiB),
 KV_BUDGET_MB = 768
-# and streams are used only when the budget gives at least this many slots.
-MIN_STREAM_SLOTS = 8
+# and streams are used only when the budget holds at least this many (or n_parallel, if
+# fewer): a search's branches (16 running, forked from their 16 cached parents) need twice
+# their number of slots, or they evict the prefixes they are about to fork.
+MIN_STREAM_SLOTS = 32
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,12 @@ def stream_sizing(
 ) -> tuple[int, int] | None:
     """``auto``'s streams, ``(slots, cells)``: up to ``n_parallel`` streams of
     ``min(stream_cells, n_ctx)`` cells, as many as fit ``budget_mb`` with the spare stream;
-    None when fewer than ``MIN_STREAM_SLOTS`` fit (then ``auto`` keeps the shared cache)."""
+    None when fewer than ``min(MIN_STREAM_SLOTS, n_parallel)`` fit (then ``auto`` keeps
+    the shared cache)."""
     cells = min(stream_cells, n_ctx)
     fit = int(budget_mb * 2**20) // (cells * max(bytes_per_cell, 1)) - 1
     slots = min(n_parallel, fit)
-    return (slots, cells) if slots >= MIN_STREAM_SLOTS else None
+    return (slots, cells) if slots >= min(MIN_STREAM_SLOTS, n_parallel) else None
 
 
 def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> tuple[str, int]:
