@@ -79,16 +79,22 @@ class StageEngine(ScriptedEngine):
         self._script = script
 
 
-def test_offline_simulation_equals_the_live_auto_run_on_the_same_samples(tmp_path):
+def _pools_of_12(tmp_path, engine_class):
+    """12 level-2 arithmetic problems, their references by prompt, and their pools of 8
+    drawn from ``engine_class`` on the scripted pool answers."""
     task = create_task("arithmetic", level=2)
     problems = task.problems(12)
     refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
     db = tmp_path / "runs.sqlite"
     summary = run_pool(
-        task, PoolConfig(n=8), [0], 12, db, ScriptedEngine(pool_script(refs)), progress=False
+        task, PoolConfig(n=8), [0], 12, db, engine_class(pool_script(refs)), progress=False
     )
     with Store(db) as store:
-        pools = store.pools(summary.run_id)
+        return task, problems, refs, store.pools(summary.run_id)
+
+
+def test_offline_simulation_equals_the_live_auto_run_on_the_same_samples(tmp_path):
+    task, problems, refs, pools = _pools_of_12(tmp_path, ScriptedEngine)
     recipe = from_dict(RECIPE)
     sim = simulate(recipe, pools)
     auto = create("auto", recipe=RECIPE, seed=0)
@@ -675,15 +681,7 @@ class ConfidentStageEngine(StageEngine):
 
 
 def test_offline_simulation_with_the_confidence_vote_final_equals_the_live_auto_run(tmp_path):
-    task = create_task("arithmetic", level=2)
-    problems = task.problems(12)
-    refs = {p.messages[0]["content"]: int(p.reference) for p in problems}
-    db = tmp_path / "runs.sqlite"
-    summary = run_pool(
-        task, PoolConfig(n=8), [0], 12, db, ConfidentEngine(pool_script(refs)), progress=False
-    )
-    with Store(db) as store:
-        pools = store.pools(summary.run_id)
+    task, problems, refs, pools = _pools_of_12(tmp_path, ConfidentEngine)
     recipe = from_dict(CONFIDENCE_RECIPE)
     sim = simulate(recipe, pools)
     auto = create("auto", recipe=CONFIDENCE_RECIPE, seed=0)
