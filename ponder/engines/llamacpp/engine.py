@@ -120,11 +120,9 @@ class LlamaCppEngine:
 
     def _context(self, streams: bool) -> NativeContext:
         plan = self._plan
-        if not streams:
-            n_ctx, n_seq = plan.n_ctx, plan.n_parallel
-        elif plan.mode == "auto":
+        if streams and plan.mode == "auto":
             n_ctx, n_seq = plan.stream_slots * plan.stream_cells, plan.stream_slots
-        else:
+        else:  # the shared cache, or the fixed streams layout's own sizing
             n_ctx, n_seq = plan.n_ctx, plan.n_parallel
         return NativeContext(
             self._weights, n_ctx, n_seq, self._n_batch, self._threads, self._flash_attn,
