@@ -123,8 +123,17 @@ def test_problem_without_visible_tests_is_an_error() -> None:
     problem = Problem(id="none", messages=(), metadata={"entry_point": "f"})
     with pytest.raises(ValueError, match="has no visible tests"):
         score(["def f(): pass"], problem)
+    bad = Problem(id="str", messages=(), metadata={"visible_tests": "assert f() is None"})
+    with pytest.raises(ValueError, match="must be a list of strings"):
+        score(["def f(): pass"], bad)
     with pytest.raises(ValueError, match="unknown option"):
         create_scorer("visible-tests", None, timeout=3)
+
+
+def test_an_empty_list_of_checks_scores_whether_the_program_loads() -> None:
+    # HumanEval/38 and /41 have no docstring examples: every program that loads ties at 1.0
+    problem = Problem(id="HumanEval/41", messages=(), metadata={"visible_tests": []})
+    assert score(["def f():\n    return 1\n", "return 1", "def f(:\n"], problem) == (1.0, 0.0, 0.0)
 
 
 def test_candidates_run_concurrently_through_the_pool() -> None:

@@ -6,7 +6,10 @@ e.g. the examples in a HumanEval docstring, see ``doctest_checks``). Each candid
 runs on its own, so one failing or raising check does not hide the others, and each check has its
 own time limit. The checks run in the sandbox's judge process, which calls the program's functions
 over a pipe (see ``ponder.scoring.execution``), so no program can forge its score. The score is
-``passed / len(checks)``; 0.0 when the program does not even load.
+``passed / len(checks)``; 0.0 when the program does not even load. A problem whose list is empty
+(a HumanEval docstring with no examples: HumanEval/38 and /41) scores 1.0 for every program that
+loads: nothing else can be checked, so selection by this score falls to its tie rule. A problem
+with no list at all is a configuration error.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ __all__ = ["VisibleTestScorer", "build_program", "doctest_checks", "visible_test
 
 
 def visible_tests(problem: Problem) -> list[str]:
-    """The problem's visible checks, or a ValueError saying they are missing."""
+    """The problem's visible checks (possibly none), or a ValueError when the problem carries
+    no list of them."""
     checks = problem.metadata.get("visible_tests")
-    if not checks:
+    if checks is None:
         raise ValueError(
-            f"problem {problem.id!r} has no visible tests (metadata['visible_tests'] is empty); "
-            "the visible-tests scorer needs a list of assert statements to run"
+            f"problem {problem.id!r} has no visible tests (metadata['visible_tests'] is missing); "
+            "the visible-tests scorer needs a list of assert statements to run (an empty list "
+            "when the problem has none)"
         )
-    if isinstance(checks, str) or not all(isinstance(c, str) for c in checks):
+    if not isinstance(checks, list | tuple) or not all(isinstance(c, str) for c in checks):
         raise ValueError(
             f"problem {problem.id!r}: metadata['visible_tests'] must be a list of strings, "
             f"got {type(checks).__name__}"
@@ -136,7 +141,7 @@ class VisibleTestScorer:
     async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
         total = len(visible_tests(problem))
         runs = await self.run(problem, candidates)
-        values = [0.0 if passed is None else passed / total for passed, _ in runs]
+        values = [0.0 if passed is None else passed / total if total else 1.0 for passed, _ in runs]
         return Scores(tuple(values), Usage(scorer_calls=len(candidates)))
 
 
