@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ponder import models
+from ponder.engines.base import ContextOverflowError
 from ponder.engines.llamacpp.engine import LlamaCppEngine
 from ponder.engines.llamacpp.layout import choose_layout, plan_layout, stream_sizing
 from ponder.engines.llamacpp.native import NativeContext, NativeModel
@@ -101,6 +102,11 @@ def test_a_request_held_for_the_other_layout_can_be_cancelled(small_model, monke
         [[after]] = eng.generate_sync([Request("Hi", p.with_(max_tokens=4))])
         assert after.tokens == 4
         assert eng.stats()["relayouts"] == 0 and eng.stats()["held"] == 0
+        # a prompt longer than even the shared cache holds is refused where it is: the
+        # streams are not torn down for a request no layout can run
+        with pytest.raises(ContextOverflowError, match="a sequence can hold at"):
+            eng.generate_sync([Request("word " * 2100, p.with_(max_tokens=4))])
+        assert eng.layout == "streams" and eng.stats()["relayouts"] == 0
 
 
 def test_a_bad_layout_is_refused_before_the_model_loads():

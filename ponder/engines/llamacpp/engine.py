@@ -357,8 +357,9 @@ class LlamaCppEngine:
 
     def _layout_for(self, ticket: Ticket) -> str:
         """The layout a ticket runs in: in ``auto``, streams when its prompt plus
-        ``max_tokens`` fits a stream, else the shared cache."""
-        if self._plan.mode != "auto":
+        ``max_tokens`` fits a stream, else the shared cache. A prompt that fits neither
+        stays in the running layout, whose scheduler refuses it: no relayout for it."""
+        if self._plan.mode != "auto" or len(ticket.prompt) >= self.max_seq_len:
             return self.layout
         need = len(ticket.prompt) + ticket.request.params.max_tokens
         return "streams" if need <= self._seq_limit(self._plan.stream_cells) else "shared"
