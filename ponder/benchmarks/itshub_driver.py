@@ -1,0 +1,133 @@
+"""its_hub's particle filtering over a list of problems, for ``ponder bench its-hub``.
+
+Runs in the peers' venv (``make peers``), where ponder is not installed: it imports only
+its_hub and the standard library. Reads one JSON object on stdin::
+
+    {"endpoint": "http://127.0.0.1:PORT/v1", "model": NAME, "particles": N,
+     "delimiter": "\\n\\n", "stop_token": "The answer is", "max_steps": M,
+     "step_tokens": T, "judge_tokens": J, "temperature": 0.8, "seed": S,
+     "problems": [{"id": ID, "prompt": TEXT}, ...]}
+
+and prints one JSON line per problem, as it finishes: ``{"id", "answer", "seconds",
+"steps", "judge_fallbacks"}`` (``answer``: the text of the particle its_hub selects).
+
+its_hub 1.2.0 has no LLM-judge *process* reward model: its ``LLMJudge`` is an outcome
+reward model (a 0-10 score, asked for as JSON). ``JudgeAsProcessReward`` puts it where
+``ParticleFiltering`` wants one: each partial solution is judged as the assistant's reply
+so far, and the score divided by 10 is the step's reward in [0, 1] (which its_hub then
+turns into a log-weight by the inverse sigmoid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import sys
+import time
+import warnings
+from typing import Any
+
+# its_hub ships no type information
+from its_hub.api.reward_models.prm import AbstractProcessRewardModel  # type: ignore[import-untyped]
+from its_hub.api.types import ChatMessage  # type: ignore[import-untyped]
+from its_hub.core.algorithms.particle_gibbs import ParticleFiltering  # type: ignore[import-untyped]
+from its_hub.core.lms.openai_lm import OpenAICompatibleLanguageModel  # type: ignore[import-untyped]
+from its_hub.core.lms.step_generation import StepGeneration  # type: ignore[import-untyped]
+from its_hub.core.reward_models.llm_judge import LLMJudge  # type: ignore[import-untyped]
+
+JUDGE_SCALE = 10.0
+"""The top of ``LLMJudge``'s default scale (its prompt asks for 0-10)."""
+
+
+class FallbackCounter(logging.Handler):
+    """Counts the judge replies ``LLMJudge`` could not read a score from (it logs each one
+    and scores it ``fallback_score``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Failed to extract score"):
+            self.count += 1
+
+
+class JudgeAsProcessReward(AbstractProcessRewardModel):
+    """its_hub's ``LLMJudge`` as a process reward: P(good) = score / 10, clipped to [0, 1]."""
+
+    def __init__(self, judge: LLMJudge, judge_tokens: int) -> None:
+        self.judge = judge
+        self.judge_tokens = judge_tokens
+
+    def score(self, prompt_or_messages: Any, steps: list[str]) -> list[float]:
+        return asyncio.run(self.ascore(prompt_or_messages, steps))
+
+    async def ascore(self, prompt_or_messages: Any, steps: list[str]) -> list[float]:
+        conversations = [
+            [ChatMessage(role="user", content=prompt_or_messages), ChatMessage("assistant", s)]
+            for s in steps
+        ]
+        # greedy, as a judge is; the score is the first field of its JSON, so the cap only
+        # shortens the reasoning that follows it
+        scores = await self.judge.ascore(
+            conversations, temperature=0.0, max_completion_tokens=self.judge_tokens
+        )
+        return [min(1.0, max(0.0, float(s) / JUDGE_SCALE)) for s in scores]
+
+
+def build(spec: dict[str, Any]) -> tuple[ParticleFiltering, OpenAICompatibleLanguageModel]:
+    """The search and the model client ``spec`` describes."""
+    lm = OpenAICompatibleLanguageModel(
+        endpoint=spec["endpoint"],
+        api_key="unused",
+        model_name=spec["model"],
+        # with a step token, StepGeneration sends no per-step cap of its own: the client's
+        # default cap is the per-step cap
+        max_completion_tokens=spec["step_tokens"],
+        max_tries=1,
+    )
+    sg = StepGeneration(
+        # its_hub stops a particle once it has more than max_steps steps; ponder's cap
+        # counts steps, so one less makes the two the same
+        max_steps=spec["max_steps"] - 1,
+        step_token=spec["delimiter"],
+        stop_token=spec["stop_token"],
+        temperature=spec["temperature"],
+    )
+    prm = JudgeAsProcessReward(LLMJudge(lm), spec["judge_tokens"])
+    return ParticleFiltering(sg, prm), lm
+
+
+async def run(spec: dict[str, Any], fallbacks: FallbackCounter) -> None:
+    pf, lm = build(spec)
+    try:
+        for problem in spec["problems"]:
+            before = fallbacks.count
+            t0 = time.perf_counter()
+            result = await pf.ainfer(lm, problem["prompt"], spec["particles"], False)
+            seconds = time.perf_counter() - t0
+            line = {
+                "id": problem["id"],
+                "answer": result.the_one.get("content") or "",
+                "seconds": seconds,
+                "steps": result.steps_used_lst[result.selected_index],
+                "judge_fallbacks": fallbacks.count - before,
+            }
+            print(json.dumps(line), flush=True)
+    finally:
+        await lm.close()
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    random.seed(spec["seed"])  # its_hub resamples with the random module
+    warnings.simplefilter("ignore", DeprecationWarning)  # StepGeneration's batch call
+    fallbacks = FallbackCounter()
+    logging.getLogger().addHandler(fallbacks)
+    asyncio.run(run(spec, fallbacks))
+
+
+if __name__ == "__main__":
+    main()

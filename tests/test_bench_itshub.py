@@ -1,0 +1,185 @@
+"""``ponder bench its-hub``: its checks, the counters it reads from llama-server, the table
+it builds, and one real run of both systems on the small model when ``make peers`` has
+installed llama-server and its_hub (the figures it measures live in docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ponder.benchmarks import itshub_bench as bench
+from ponder.benchmarks.engine_bench import find_llama_server
+from ponder.evals.metrics import wilson_interval
+
+
+def ponder(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ponder.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def options(**changes: object) -> argparse.Namespace:
+    base = {
+        "particles": "4,8",
+        "systems": "ponder,its-hub",
+        "limit": 40,
+        "max_tokens": 256,
+        "max_steps": 40,
+        "judge_tokens": 32,
+    }
+    return argparse.Namespace(**{**base, **changes})
+
+
+def test_arguments_are_read_in_a_fixed_system_order() -> None:
+    assert bench.check_args(options()) == ([4, 8], ["ponder", "its-hub"])
+    assert bench.check_args(options(particles="2", systems="its-hub,ponder")) == (
+        [2],
+        ["ponder", "its-hub"],
+    )
+    assert bench.check_args(options(systems="its-hub")) == ([4, 8], ["its-hub"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"particles": "4,x"}, "--particles takes a comma list"),
+        ({"particles": "0,4"}, "--particles needs counts >= 1"),
+        ({"particles": ""}, "--particles needs counts >= 1"),
+        ({"systems": "ponder,itshub"}, "--systems takes ponder, its-hub"),
+        ({"systems": ""}, "--systems takes"),
+        ({"limit": 0}, "--limit must be >= 1"),
+        ({"max_steps": 0}, "--max-steps must be >= 1"),
+        ({"judge_tokens": 0}, "--judge-tokens must be >= 1"),
+    ],
+)
+def test_unusable_arguments_say_which(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bench.check_args(options(**changes))
+
+
+def test_bad_particles_on_the_command_line_exit_2_without_a_traceback() -> None:
+    p = ponder("bench", "its-hub", "--particles", "4,0")
+    assert p.returncode == 2 and "--particles needs counts >= 1" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_missing_peers_name_make_peers(small_model: str, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PONDER_PEERS": str(tmp_path)}
+    p = ponder(
+        "bench", "its-hub", "--model", small_model, "--systems", "its-hub",
+        "--llama-server", str(tmp_path / "llama-server"), env=env,
+    )  # fmt: skip
+    assert p.returncode == 2 and "make peers" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "llama-server").write_text("")  # a server, but no venv with its_hub
+    p = ponder(
+        "bench", "its-hub", "--model", small_model, "--systems", "its-hub",
+        "--llama-server", str(tmp_path / "llama-server"), env=env,
+    )  # fmt: skip
+    assert p.returncode == 2 and "its_hub" in p.stderr and "make peers" in p.stderr
+
+
+METRICS = """\
+# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
+# TYPE llamacpp:prompt_tokens_total counter
+llamacpp:prompt_tokens_total 1234
+# HELP llamacpp:prompt_seconds_total Prompt process time
+# TYPE llamacpp:prompt_seconds_total counter
+llamacpp:prompt_seconds_total 2.5
+llamacpp:tokens_predicted_total 567
+llamacpp:requests_processing{slot="0"} 1
+llamacpp:requests_processing{slot="1"} 2
+"""
+
+
+def test_metrics_are_read_by_name_with_labels_summed() -> None:
+    m = bench.parse_metrics(METRICS)
+    assert m["llamacpp:prompt_tokens_total"] == 1234
+    assert m["llamacpp:prompt_seconds_total"] == 2.5
+    assert m["llamacpp:tokens_predicted_total"] == 567
+    assert m["llamacpp:requests_processing"] == 3
+    assert bench.parse_metrics("") == {}
+
+
+def test_peer_tokens_are_the_counters_differences() -> None:
+    before = bench.parse_metrics(METRICS)
+    after = {**before, bench.PROMPT_COUNTER: 2000.0, bench.PREDICTED_COUNTER: 600.0}
+    assert bench.counted(before, after) == {
+        "tokens_generated": 33,
+        "prompt_tokens_computed": 766,
+    }
+    with pytest.raises(RuntimeError, match="--metrics"):
+        bench.counted({}, {"llamacpp:requests_processing": 0.0})
+
+
+def _row(system: str, particles: int, correct: list[bool], seconds: float) -> dict[str, object]:
+    outcomes = [{"correct": c, "seconds": seconds / len(correct)} for c in correct]
+    tokens = {"tokens_generated": 1000, "prompt_tokens_computed": 20000}
+    return bench.summarize(system, particles, outcomes, tokens)
+
+
+def test_rows_carry_wilson_intervals_and_the_speedup_per_particle_count() -> None:
+    rows = [
+        _row("ponder", 4, [True, True, False, True], 10.0),
+        _row("its-hub", 4, [True, False, False, True], 25.0),
+        _row("ponder", 8, [True] * 4, 20.0),
+    ]
+    p4 = rows[0]
+    assert p4["accuracy"] == 0.75 and p4["correct"] == 3 and p4["problems"] == 4
+    assert p4["wilson_95"] == list(wilson_interval(3, 4))
+    assert p4["seconds"] == pytest.approx(10.0)
+    # its_hub at 8 particles was not run: no ratio for 8
+    assert bench.speedups(rows) == {4: pytest.approx(2.5)}
+    table = bench.format_table(rows).splitlines()
+    assert table[0].startswith("| system | particles | accuracy [95% Wilson]")
+    low, high = wilson_interval(3, 4)
+    assert table[2] == (
+        f"| ponder | 4 | 3/4 = 0.75 [{low:.2f}, {high:.2f}] | 10.0 | 2.5 | 1,000 | 20,000 | 2.50x |"
+    )
+    assert table[3].startswith("| its-hub | 4 | 2/4 = 0.50") and table[3].endswith("|  |")
+    assert table[4].endswith("|  |")  # ponder at 8: nothing to compare with
+
+
+def test_the_peer_server_gets_one_slot_per_particle_and_its_counters() -> None:
+    args = argparse.Namespace(threads=2, n_ctx=16384, flash_attn="on")
+    cmd = bench.server_command("llama-server", Path("m.gguf"), 8080, 4, args)
+    pairs = dict(zip(cmd[1::2], cmd[2::2], strict=False))
+    assert pairs["--parallel"] == "4" and pairs["-c"] == "16384" and pairs["-t"] == "2"
+    assert "--metrics" in cmd and cmd[cmd.index("--flash-attn") + 1] == "on"
+
+
+HAVE_PEERS = find_llama_server() is not None and bench.peers_python().exists()
+
+
+@pytest.mark.skipif(not HAVE_PEERS, reason="llama-server / its_hub not installed (make peers)")
+def test_both_systems_answer_and_count_their_tokens(small_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "itshub.json"
+    p = ponder(
+        "bench", "its-hub", "--model", small_model, "--limit", "1", "--particles", "2",
+        "--max-tokens", "48", "--max-steps", "3", "--threads", "2", "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    rows = {row["system"]: row for row in r["rows"]}
+    assert set(rows) == {"ponder", "its-hub"}
+    for row in rows.values():
+        assert row["particles"] == 2 and row["problems"] == 1
+        assert row["tokens_generated"] > 0 and row["prompt_tokens_computed"] > 0
+        assert row["seconds"] > 0 and 0 <= row["wilson_95"][0] <= row["wilson_95"][1] <= 1
+    [its] = rows["its-hub"]["outcomes"]
+    assert isinstance(its["answer"], str) and its["answer"]
+    assert 1 <= its["steps"] <= 3  # its_hub's step cap is set to ponder's
+    assert r["speedup"]["2"] == pytest.approx(
+        rows["its-hub"]["seconds"] / rows["ponder"]["seconds"]
+    )
+    assert "| ponder | 2 |" in p.stdout and "| its-hub | 2 |" in p.stdout
