@@ -99,10 +99,15 @@ def counted(before: dict[str, float], after: dict[str, float]) -> dict[str, int]
 
 
 def summarize(
-    system: str, particles: int, outcomes: list[dict[str, Any]], tokens: dict[str, int]
+    system: str,
+    particles: int,
+    outcomes: list[dict[str, Any]],
+    tokens: dict[str, int],
+    judge_fallbacks: int,
 ) -> dict[str, Any]:
-    """One row: accuracy with its 95% Wilson interval, the problems' summed seconds and the
-    tokens; ``outcomes`` has one dict per problem with ``correct`` and ``seconds``."""
+    """One row: accuracy with its 95% Wilson interval, the problems' summed seconds, the
+    tokens, and how many judgements gave no score (each then scored as undecided);
+    ``outcomes`` has one dict per problem with ``correct`` and ``seconds``."""
     right = sum(bool(o["correct"]) for o in outcomes)
     low, high = wilson_interval(right, len(outcomes))
     return {
@@ -114,6 +119,7 @@ def summarize(
         "wilson_95": [low, high],
         "seconds": sum(float(o["seconds"]) for o in outcomes),
         **tokens,
+        "judge_fallbacks": judge_fallbacks,
         "outcomes": outcomes,
     }
 
@@ -130,7 +136,8 @@ def speedups(rows: list[dict[str, Any]]) -> dict[int, float]:
 
 HEADER = (
     "| system | particles | accuracy [95% Wilson] | seconds | s/problem | tokens generated "
-    "| prompt tokens computed | ponder speed-up |\n|---|---|---|---|---|---|---|---|"
+    "| prompt tokens computed | judge fallbacks | ponder speed-up |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -148,7 +155,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['system']} | {r['particles']} | {r['correct']}/{r['problems']} = "
             f"{r['accuracy']:.2f} [{low:.2f}, {high:.2f}] | {r['seconds']:.1f} "
             f"| {r['seconds'] / max(1, r['problems']):.1f} | {r['tokens_generated']:,} "
-            f"| {r['prompt_tokens_computed']:,} | {up} |"
+            f"| {r['prompt_tokens_computed']:,} | {r['judge_fallbacks']} | {up} |"
         )
     return "\n".join(lines)
 
@@ -174,28 +181,32 @@ def run_ponder(
         "max_tokens": args.max_steps * args.max_tokens,
         "temperature": TEMPERATURE,
     }
-    db = str(Path(tempfile.mkdtemp(prefix="ponder-itshub-")) / "runs.sqlite")
     engine = load_engine(**engine_options)
-    try:
-        summary = run_eval(
-            create_task("arithmetic", level=args.level),
-            [StrategySpec(STRATEGY, STRATEGY, config)],
-            [particles],
-            [args.seed],
-            args.limit,
-            db,
-            engine,
-            scorer=create_scorer("judge", engine),
-            concurrency=1,
-            model=args.model,
-            progress=False,
-        )
-    finally:
-        engine.close()
-    if summary.cells_failed:
-        raise RuntimeError(f"ponder: {summary.cells_failed} problems failed: {summary.failures}")
-    with Store(db) as store:
-        cells = store.cells(summary.run_id)
+    judge = create_scorer("judge", engine)
+    with tempfile.TemporaryDirectory(prefix="ponder-itshub-") as tmp:
+        db = Path(tmp) / "runs.sqlite"
+        try:
+            summary = run_eval(
+                create_task("arithmetic", level=args.level),
+                [StrategySpec(STRATEGY, STRATEGY, config)],
+                [particles],
+                [args.seed],
+                args.limit,
+                db,
+                engine,
+                scorer=judge,
+                concurrency=1,
+                model=args.model,
+                progress=sys.stderr,
+            )
+        finally:
+            engine.close()
+        if summary.cells_failed:
+            raise RuntimeError(
+                f"ponder: {summary.cells_failed} problems failed: {summary.failures}"
+            )
+        with Store(db) as store:
+            cells = store.cells(summary.run_id)
     outcomes = [
         {"id": c.problem_id, "answer": c.answer, "correct": c.correct, "seconds": c.seconds}
         for c in cells
@@ -204,7 +215,8 @@ def run_ponder(
         "tokens_generated": sum(c.tokens_generated for c in cells),
         "prompt_tokens_computed": sum(c.prompt_tokens_computed for c in cells),
     }
-    return summarize("ponder", particles, outcomes, tokens)
+    # judge fallbacks: neither Yes nor No among the judge's top tokens (scored 0.5)
+    return summarize("ponder", particles, outcomes, tokens, judge.undecided)
 
 
 # ---- its_hub on llama-server -------------------------------------------------------------
@@ -264,21 +276,17 @@ def run_itshub(
         "max_steps": args.max_steps,
         "step_tokens": args.max_tokens,
         "judge_tokens": args.judge_tokens,
+        "judge_format": args.judge_format,
         "temperature": TEMPERATURE,
         "seed": args.seed,
         "problems": [{"id": p.id, "prompt": p.messages[-1]["content"]} for p in problems],
     }
     by_id = {p.id: p for p in problems}
     cmd = server_command(binary, model, port, particles, args)
-    with running(cmd, base + "/health"):
+    with running(cmd, base + "/health"), tempfile.TemporaryFile("w+") as log:
         before = parse_metrics(httpx.get(base + "/metrics", timeout=10).text)
-        proc = subprocess.run(
-            [str(python), str(DRIVER)], input=json.dumps(spec), capture_output=True, text=True
-        )
+        lines = _drive(python, spec, log)
         after = parse_metrics(httpx.get(base + "/metrics", timeout=10).text)
-    if proc.returncode != 0:
-        raise RuntimeError(f"its_hub's driver failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
 
     async def grade() -> list[bool]:
         # its_hub's chosen text, graded as ponder grades a candidate without an answer
@@ -288,7 +296,35 @@ def run_itshub(
         return [v for [v] in await asyncio.gather(*verdicts)]
 
     outcomes = [{**o, "correct": v} for o, v in zip(lines, asyncio.run(grade()), strict=True)]
-    return summarize("its-hub", particles, outcomes, counted(before, after))
+    # judge fallbacks: replies LLMJudge read no score from (scored 5 of 10)
+    fallbacks = sum(o["judge_fallbacks"] for o in outcomes)
+    return summarize("its-hub", particles, outcomes, counted(before, after), fallbacks)
+
+
+def _drive(python: Path, spec: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    """Run the driver on ``spec``: its JSON lines, one per problem, with a progress line on
+    stderr for each (its own stderr goes to ``log``, shown if it fails)."""
+    proc = subprocess.Popen(
+        [str(python), str(DRIVER)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(spec))
+    proc.stdin.close()
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        done = sum(o["seconds"] for o in lines)
+        print(
+            f"its-hub: {len(lines)}/{len(spec['problems'])} problems, {done:.0f} s", file=sys.stderr
+        )
+    if proc.wait() != 0:
+        log.seek(0)
+        raise RuntimeError(f"its_hub's driver failed ({proc.returncode}):\n{log.read()[-3000:]}")
+    return lines
 
 
 # ---- orchestration -----------------------------------------------------------------------
@@ -318,7 +354,16 @@ def main(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
 
 
 def settings(args: argparse.Namespace, particles: list[int], systems: list[str]) -> dict[str, Any]:
-    keys = ("model", "limit", "level", "max_tokens", "max_steps", "judge_tokens", "seed")
+    keys = (
+        "model",
+        "limit",
+        "level",
+        "max_tokens",
+        "max_steps",
+        "judge_tokens",
+        "judge_format",
+        "seed",
+    )
     return {
         **{k: getattr(args, k) for k in keys},
         "particles": particles,

@@ -5,8 +5,8 @@ its_hub and the standard library. Reads one JSON object on stdin::
 
     {"endpoint": "http://127.0.0.1:PORT/v1", "model": NAME, "particles": N,
      "delimiter": "\\n\\n", "stop_token": "The answer is", "max_steps": M,
-     "step_tokens": T, "judge_tokens": J, "temperature": 0.8, "seed": S,
-     "problems": [{"id": ID, "prompt": TEXT}, ...]}
+     "step_tokens": T, "judge_tokens": J, "judge_format": "schema", "temperature": 0.8,
+     "seed": S, "problems": [{"id": ID, "prompt": TEXT}, ...]}
 
 and prints one JSON line per problem, as it finishes: ``{"id", "answer", "seconds",
 "steps", "judge_fallbacks"}`` (``answer``: the text of the particle its_hub selects).
@@ -15,7 +15,14 @@ its_hub 1.2.0 has no LLM-judge *process* reward model: its ``LLMJudge`` is an ou
 reward model (a 0-10 score, asked for as JSON). ``JudgeAsProcessReward`` puts it where
 ``ParticleFiltering`` wants one: each partial solution is judged as the assistant's reply
 so far, and the score divided by 10 is the step's reward in [0, 1] (which its_hub then
-turns into a log-weight by the inverse sigmoid).
+turns into a log-weight by the inverse sigmoid). ``judge_format``: the judge's
+``response_format``, its own default (``schema``: a JSON schema with the score first, held
+by the server's grammar), ``object`` (any JSON object) or ``none`` (the prompt alone).
+
+llama-server answers a continued assistant message with the whole message, the text it
+was given followed by the new text, where vLLM (which its_hub is written against) answers
+with the new text alone; ``ContinuingModel`` removes the repeated part so that each of
+its_hub's steps is the new text only.
 """
 
 from __future__ import annotations
@@ -39,6 +46,30 @@ from its_hub.core.reward_models.llm_judge import LLMJudge  # type: ignore[import
 
 JUDGE_SCALE = 10.0
 """The top of ``LLMJudge``'s default scale (its prompt asks for 0-10)."""
+JUDGE_FORMATS: dict[str, dict[str, Any] | None] = {
+    "schema": LLMJudge.SCORE_RESPONSE_FORMAT,
+    "object": {"type": "json_object"},
+    "none": None,
+}
+
+
+class ContinuingModel(OpenAICompatibleLanguageModel):
+    """its_hub's client, with a continued assistant message's reply made the new text
+    only (llama-server repeats the given text before it)."""
+
+    async def agenerate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        replies = await super().agenerate(messages, *args, **kwargs)
+        if not isinstance(messages[0], list):
+            return _new_text(messages, replies)
+        return [_new_text(m, r) for m, r in zip(messages, replies, strict=True)]
+
+
+def _new_text(messages: list[Any], reply: dict[str, Any]) -> dict[str, Any]:
+    given = messages[-1].content if messages[-1].role == "assistant" else ""
+    text = reply.get("content") or ""
+    if given and text.startswith(given):
+        return {**reply, "content": text[len(given) :]}
+    return reply
 
 
 class FallbackCounter(logging.Handler):
@@ -79,7 +110,7 @@ class JudgeAsProcessReward(AbstractProcessRewardModel):
 
 def build(spec: dict[str, Any]) -> tuple[ParticleFiltering, OpenAICompatibleLanguageModel]:
     """The search and the model client ``spec`` describes."""
-    lm = OpenAICompatibleLanguageModel(
+    lm = ContinuingModel(
         endpoint=spec["endpoint"],
         api_key="unused",
         model_name=spec["model"],
@@ -96,7 +127,8 @@ def build(spec: dict[str, Any]) -> tuple[ParticleFiltering, OpenAICompatibleLang
         stop_token=spec["stop_token"],
         temperature=spec["temperature"],
     )
-    prm = JudgeAsProcessReward(LLMJudge(lm), spec["judge_tokens"])
+    judge = LLMJudge(lm, response_format=JUDGE_FORMATS[spec["judge_format"]])
+    prm = JudgeAsProcessReward(judge, spec["judge_tokens"])
     return ParticleFiltering(sg, prm), lm
 
 

@@ -74,6 +74,13 @@ def add_parsers(sub: Any) -> None:
     h.add_argument(
         "--judge-tokens", type=int, default=32, help="its_hub judge reply cap (score comes first)"
     )
+    h.add_argument(
+        "--judge-format",
+        default="schema",
+        choices=["schema", "object", "none"],
+        help="its_hub judge's response_format: its JSON schema (its default), any JSON "
+        "object, or none (the prompt alone)",
+    )
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
     h.add_argument("--systems", default="ponder,its-hub", help="comma list of: ponder,its-hub")
     h.add_argument("--llama-server", default="", help=_PEER)
