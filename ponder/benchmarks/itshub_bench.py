@@ -36,12 +36,13 @@ from ponder.benchmarks._common import model_path, write_json
 from ponder.benchmarks._procs import free_port, running
 from ponder.benchmarks.engine_bench import find_llama_server
 from ponder.evals.metrics import wilson_interval
+from ponder.strategies.particle_filter import ParticleFilterConfig
 
 SYSTEMS = ("ponder", "its-hub")
 STRATEGY = "particle-filter"
-DELIMITER = "\n\n"  # ponder's default step delimiter (StepSearchConfig)
+DELIMITER = ParticleFilterConfig.delimiter  # ponder's default step delimiter
+TEMPERATURE = ParticleFilterConfig.temperature  # ponder's and StepGeneration's default
 STOP_TOKEN = "The answer is"  # the arithmetic task's instruction ends every reply with it
-TEMPERATURE = 0.8  # both systems' default for steps
 DRIVER = Path(__file__).with_name("itshub_driver.py")
 PROMPT_COUNTER = "llamacpp:prompt_tokens_total"
 PREDICTED_COUNTER = "llamacpp:tokens_predicted_total"
