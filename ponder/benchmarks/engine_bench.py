@@ -173,19 +173,36 @@ def find_llama_server(explicit: str = "") -> str | None:
     return shutil.which("llama-server")
 
 
+def llama_server_command(
+    binary: str,
+    model: Path,
+    port: int,
+    parallel: int,
+    ctx: int,
+    threads: int,
+    fa: str = "auto",
+    metrics: bool = False,
+) -> list[str]:
+    """llama-server on loopback with ``parallel`` slots over ``ctx`` cells, continuous
+    batching, ``--flash-attn fa`` (its own default is auto) and, with ``metrics``, its
+    token counters on /metrics."""
+    from ponder.engines.llamacpp.native import extra_buffers_allowed
+
+    cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
+    cmd += ["-c", str(ctx), "--cont-batching"] + (["--metrics"] if metrics else [])
+    cmd += ["--flash-attn", fa]
+    if not extra_buffers_allowed():
+        cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
+    return cmd
+
+
 class _Server:
     def __init__(
         self, binary: str, model: Path, parallel: int, ctx: int, threads: int, fa: str = "auto"
     ):
         self.port = free_port()
-        cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
-        cmd += ["-c", str(ctx), "--cont-batching"]
-        cmd += ["--flash-attn", fa]  # llama-server's own default is auto
-        from ponder.engines.llamacpp.native import extra_buffers_allowed
-
-        if not extra_buffers_allowed():
-            cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
+        cmd = llama_server_command(binary, model, self.port, parallel, ctx, threads, fa)
         self.log = Path(tempfile.mkstemp(prefix="ponder-llama-server-", suffix=".log")[1])
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -34,7 +34,7 @@ from typing import Any
 
 from ponder.benchmarks._common import model_path, write_json
 from ponder.benchmarks._procs import free_port, running
-from ponder.benchmarks.engine_bench import find_llama_server
+from ponder.benchmarks.engine_bench import find_llama_server, llama_server_command
 from ponder.evals.metrics import wilson_interval
 from ponder.strategies.particle_filter import ParticleFilterConfig
 
@@ -243,16 +243,10 @@ def server_command(
 ) -> list[str]:
     """llama-server with one slot per particle, ``--flash-attn`` as asked (``auto``: its own
     default), its token counters on."""
-    from ponder.engines.llamacpp.native import extra_buffers_allowed
-
     threads = args.threads or (os.cpu_count() or 1)
-    cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(particles)]
-    cmd += ["-c", str(args.n_ctx), "--cont-batching", "--metrics"]
-    cmd += ["--flash-attn", args.flash_attn]
-    if not extra_buffers_allowed():
-        cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
-    return cmd
+    return llama_server_command(
+        binary, model, port, particles, args.n_ctx, threads, args.flash_attn, metrics=True
+    )
 
 
 def run_itshub(
