@@ -123,9 +123,18 @@ def test_peer_tokens_are_the_counters_differences() -> None:
 
 
 def _row(system: str, particles: int, correct: list[bool], seconds: float) -> dict[str, object]:
-    outcomes = [{"correct": c, "seconds": seconds / len(correct)} for c in correct]
-    tokens = {"tokens_generated": 1000, "prompt_tokens_computed": 20000}
-    return bench.summarize(system, particles, outcomes, tokens, judge_fallbacks=1)
+    n = len(correct)
+    outcomes = [
+        {
+            "correct": c,
+            "seconds": seconds / n,
+            "tokens_generated": 1000 // n,
+            "prompt_tokens_computed": 20000 // n,
+            "judge_fallbacks": int(i == 0),
+        }
+        for i, c in enumerate(correct)
+    ]
+    return bench.summarize(system, particles, outcomes)
 
 
 def test_rows_carry_wilson_intervals_and_the_speedup_per_particle_count() -> None:
@@ -176,6 +185,77 @@ def test_a_continued_reply_is_the_new_text_only() -> None:
     assert _new_text(first, {"role": "assistant", "content": "1\n\n2"})["content"] == "1\n\n2"
 
 
+def _settings(**changes: object) -> dict[str, object]:
+    return {"model": "m", "limit": 40, "particles": [4, 8], "systems": ["ponder"], "seed": 0,
+            "max_tokens": 256, **changes}  # fmt: skip
+
+
+def test_the_ledger_keeps_outcomes_and_refuses_other_settings(tmp_path: Path) -> None:
+    path = tmp_path / "b.rows.jsonl"
+    assert bench.read_ledger(path, _settings()) == []
+    ledger = bench.Ledger(path, _settings())
+    ledger.record("ponder", 4)({"id": "a", "correct": True, "seconds": 1.0})
+    ledger.record("its-hub", 4)({"id": "a", "correct": False, "seconds": 9.0})
+    # another part of the same comparison: other counts, systems and limit are fine
+    kept = bench.read_ledger(path, _settings(limit=10, particles=[8], systems=["its-hub"]))
+    assert [(o["system"], o["particles"], o["id"]) for o in kept] == [
+        ("ponder", 4, "a"),
+        ("its-hub", 4, "a"),
+    ]
+    with pytest.raises(ValueError, match=r"other settings \(max_tokens, seed\)"):
+        bench.read_ledger(path, _settings(seed=1, max_tokens=128))
+    # a line cut short by a kill is dropped, and the next outcome starts a line of its own
+    with path.open("a") as f:
+        f.write('{"system": "ponder", "partic')
+    assert len(bench.read_ledger(path, _settings())) == 2
+    bench.Ledger(path, _settings()).record("ponder", 8)({"id": "b", "correct": True})
+    assert [o["id"] for o in bench.read_ledger(path, _settings())] == ["a", "a", "b"]
+    # a bad line elsewhere is an error that names it, never silently skipped
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"b.rows.jsonl:2: not a JSON line"):
+        bench.read_ledger(path, _settings())
+    path.write_text('{"id": "a"}\n')
+    with pytest.raises(ValueError, match="not the settings line"):
+        bench.read_ledger(path, _settings())
+
+
+def test_the_ledger_sits_beside_the_output() -> None:
+    assert bench.rows_path(argparse.Namespace(rows="", out="x/b.json")) == Path("x/b.rows.jsonl")
+    assert bench.rows_path(argparse.Namespace(rows="r.jsonl", out="b.json")) == Path("r.jsonl")
+    assert bench.rows_path(argparse.Namespace(rows="", out="")) is None
+
+
+def test_ponder_records_each_problem_and_a_second_run_does_only_the_rest(
+    small_model: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "itshub.json"
+    common = ["bench", "its-hub", "--model", small_model, "--systems", "ponder",
+              "--particles", "2", "--max-tokens", "16", "--out", str(out)]  # fmt: skip
+    argv = [*common, "--max-steps", "2"]
+    first = ponder(*argv, "--limit", "1")
+    assert first.returncode == 0, first.stderr
+    ledger = tmp_path / "itshub.rows.jsonl"
+    [head, one] = [json.loads(x) for x in ledger.read_text().splitlines()]
+    assert head["settings"]["particles"] == [2] and one["system"] == "ponder"
+    assert one["tokens_generated"] > 0 and one["seconds"] > 0
+    second = ponder(*argv, "--limit", "2")
+    assert second.returncode == 0, second.stderr
+    assert "(1 from" in second.stderr  # the first problem came from the ledger
+    lines = [json.loads(x) for x in ledger.read_text().splitlines()[1:]]
+    assert [o["id"] for o in lines] == [one["id"], lines[1]["id"]] and lines[1]["id"] != one["id"]
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["problems"] == 2 and row["outcomes"][0] == {
+        k: v for k, v in one.items() if k not in ("system", "particles")
+    }
+    assert row["tokens_generated"] == sum(o["tokens_generated"] for o in lines)
+    # other settings on the same ledger: refused by name, the ledger untouched
+    before = ledger.read_text()
+    third = ponder(*common, "--max-steps", "3", "--limit", "2")
+    assert third.returncode == 2 and "other settings (max_steps)" in third.stderr
+    assert ledger.read_text() == before
+
+
 HAVE_PEERS = find_llama_server() is not None and bench.peers_python().exists()
 
 
@@ -201,3 +281,7 @@ def test_both_systems_answer_and_count_their_tokens(small_model: str, tmp_path: 
         rows["its-hub"]["seconds"] / rows["ponder"]["seconds"]
     )
     assert "| ponder | 2 |" in p.stdout and "| its-hub | 2 |" in p.stdout
+    # both systems' outcomes are in the ledger, its_hub's with its counters per problem
+    lines = (tmp_path / "itshub.rows.jsonl").read_text().splitlines()[1:]
+    assert sorted(json.loads(x)["system"] for x in lines) == ["its-hub", "ponder"]
+    assert rows["its-hub"]["tokens_generated"] == its["tokens_generated"] > 0

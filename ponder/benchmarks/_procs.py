@@ -52,7 +52,8 @@ def running(
     cmd: list[str], health: str, env: dict[str, str] | None = None, seconds: float = 180
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``cmd`` started with its output in a temporary log, once ``health`` answers
-    (``wait_healthy``); stopped (``stop``) on leaving, or when it does not come up."""
+    (``wait_healthy``); stopped (``stop``), and its log removed, on leaving or when it
+    does not come up."""
     log = Path(tempfile.mkstemp(prefix="ponder-bench-", suffix=".log")[1])
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -61,3 +62,4 @@ def running(
         yield proc
     finally:
         stop(proc)
+        log.unlink(missing_ok=True)

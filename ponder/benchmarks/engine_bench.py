@@ -16,12 +16,12 @@ with another for the CPU and each one's peak memory is its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ponder.benchmarks._common import model_path, peak_rss_mib, resample, write_json
-from ponder.benchmarks._procs import free_port, wait_healthy
+from ponder.benchmarks._procs import free_port, running
 
 PROMPT = (
     "The following is a long, detailed technical article about how compilers turn source "
@@ -198,19 +198,16 @@ def llama_server_command(
 
 
 class _Server:
+    """llama-server with ``parallel`` slots, up (``_procs.running``) until ``close``."""
+
     def __init__(
         self, binary: str, model: Path, parallel: int, ctx: int, threads: int, fa: str = "auto"
     ):
         self.port = free_port()
         cmd = llama_server_command(binary, model, self.port, parallel, ctx, threads, fa)
-        self.log = Path(tempfile.mkstemp(prefix="ponder-llama-server-", suffix=".log")[1])
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(f"http://127.0.0.1:{self.port}/health", self.proc, self.log, 120)
-        except RuntimeError:
-            self.close()
-            raise
+        self._up = contextlib.ExitStack()
+        health = f"http://127.0.0.1:{self.port}/health"
+        self.proc = self._up.enter_context(running(cmd, health, seconds=120))
 
     def complete(self, prompt: str, tokens: int, seed: int) -> dict[str, Any]:
         body = {
@@ -236,12 +233,7 @@ class _Server:
         return float("nan")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.unlink(missing_ok=True)
+        self._up.close()
 
 
 def run_server(

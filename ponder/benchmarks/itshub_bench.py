@@ -16,7 +16,13 @@ step cap and sampling temperature on both sides, one problem at a time:
 Both sides' answers are graded by the arithmetic task. Per system and particle count:
 accuracy with a Wilson interval, seconds (the sum over problems of each problem's search
 time), tokens generated and prompt tokens computed (ponder: its usage accounting;
-its_hub: llama-server's ``/metrics`` counters before and after), and ponder's speed-up.
+its_hub: llama-server's ``/metrics`` counters before and after each problem), and
+ponder's speed-up.
+
+Each problem's outcome is appended to a JSON-lines ledger as it finishes (``--rows``, by
+default next to ``--out``), whose first line holds the settings; a run started again with
+the same settings runs only the problems the ledger lacks, so a long comparison can be
+run in parts and its data committed as it lands.
 """
 
 from __future__ import annotations
@@ -28,15 +34,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ponder.benchmarks._common import model_path, write_json
 from ponder.benchmarks._procs import free_port, running
 from ponder.benchmarks.engine_bench import find_llama_server, llama_server_command
 from ponder.evals.metrics import wilson_interval
 from ponder.strategies.particle_filter import ParticleFilterConfig
+from ponder.tasks.base import Task
 
 SYSTEMS = ("ponder", "its-hub")
 STRATEGY = "particle-filter"
@@ -99,16 +106,15 @@ def counted(before: dict[str, float], after: dict[str, float]) -> dict[str, int]
     }
 
 
-def summarize(
-    system: str,
-    particles: int,
-    outcomes: list[dict[str, Any]],
-    tokens: dict[str, int],
-    judge_fallbacks: int,
-) -> dict[str, Any]:
-    """One row: accuracy with its 95% Wilson interval, the problems' summed seconds, the
+OUTCOME_SUMS = ("tokens_generated", "prompt_tokens_computed", "judge_fallbacks")
+"""The per-problem counts a row sums."""
+
+
+def summarize(system: str, particles: int, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row: accuracy with its 95% Wilson interval, the problems' summed seconds and
     tokens, and how many judgements gave no score (each then scored as undecided);
-    ``outcomes`` has one dict per problem with ``correct`` and ``seconds``."""
+    ``outcomes`` has one dict per problem with ``correct``, ``seconds`` and the counts
+    named in ``OUTCOME_SUMS``."""
     right = sum(bool(o["correct"]) for o in outcomes)
     low, high = wilson_interval(right, len(outcomes))
     return {
@@ -119,8 +125,7 @@ def summarize(
         "accuracy": right / len(outcomes) if outcomes else 0.0,
         "wilson_95": [low, high],
         "seconds": sum(float(o["seconds"]) for o in outcomes),
-        **tokens,
-        "judge_fallbacks": judge_fallbacks,
+        **{k: sum(int(o[k]) for o in outcomes) for k in OUTCOME_SUMS},
         "outcomes": outcomes,
     }
 
@@ -161,15 +166,117 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---- the ledger ------------------------------------------------------------------------
+
+Record = Callable[[dict[str, Any]], None]
+"""Called with each problem's outcome as it finishes."""
+
+
+def rows_path(args: argparse.Namespace) -> Path | None:
+    """The ledger: ``--rows``, else ``--out`` with ``.rows.jsonl`` for ``.json``, else none."""
+    if getattr(args, "rows", ""):
+        return Path(args.rows)
+    if args.out:
+        out = Path(args.out)
+        return out.with_name(out.stem + ".rows.jsonl")
+    return None
+
+
+def comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings two parts of one comparison must share (not which particle counts,
+    systems or how many problems a part runs)."""
+    return {k: v for k, v in settings.items() if k not in ("particles", "systems", "limit")}
+
+
+def read_ledger(path: Path | None, current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The outcomes a ledger holds; ``ValueError`` when it was written with other settings
+    or a line is unreadable (naming the line), so that no two comparisons are mixed."""
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # a line cut short when a part was killed: dropped
+                break
+            raise ValueError(f"{path}:{number}: not a JSON line; fix or remove it") from None
+    head, outcomes = records[0], records[1:]
+    if not isinstance(head, dict) or "settings" not in head:
+        raise ValueError(f"{path}: the first line is not the settings line of a ledger")
+    theirs, ours = comparable(head["settings"]), comparable(current)
+    if theirs != ours:
+        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise ValueError(
+            f"{path} was written with other settings ({', '.join(differ)}); "
+            "pass the same settings, or another --rows/--out to start a new comparison"
+        )
+    return outcomes
+
+
+class Ledger:
+    """Appends outcomes, one JSON line each, flushed as they come."""
+
+    def __init__(self, path: Path | None, settings: dict[str, Any]) -> None:
+        self.path = path
+        if path is not None and (not path.exists() or path.stat().st_size == 0):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"settings": settings}) + "\n")
+        elif path is not None:
+            with path.open("rb+") as f:  # a line cut short by a kill: dropped
+                data = f.read()
+                if not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+
+    def record(self, system: str, particles: int) -> Record:
+        def write(outcome: dict[str, Any]) -> None:
+            if self.path is not None:
+                line = {"system": system, "particles": particles, **outcome}
+                with self.path.open("a") as f:
+                    f.write(json.dumps(line) + "\n")
+
+        return write
+
+
 # ---- ponder ------------------------------------------------------------------------------
 
 
+class _Only:
+    """A task that offers only the given problems (the ones a ledger lacks), the task's
+    own in every other way (its name and options, so the run is recorded as the task's)."""
+
+    def __init__(self, task: Any, problems: list[Any]) -> None:
+        self.task = task
+        self.name = task.name
+        self.summary = task.summary
+        self.answer_kind = task.answer_kind
+        self._problems = problems
+
+    def problems(self, limit: int | None = None, seed: int = 0, **options: Any) -> list[Any]:
+        return self._problems[:limit]
+
+    async def grade(self, problem: Any, result: Any) -> bool:
+        return bool(await self.task.grade(problem, result))
+
+    async def grade_candidates(self, problem: Any, candidates: Any) -> list[bool]:
+        return list(await self.task.grade_candidates(problem, candidates))
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.task.options())
+
+
 def run_ponder(
-    args: argparse.Namespace, particles: int, engine_options: dict[str, Any]
-) -> dict[str, Any]:
-    """ponder's particle filter with the judge over the problems, one at a time."""
+    args: argparse.Namespace,
+    particles: int,
+    engine_options: dict[str, Any],
+    problems: list[Any],
+    record: Record,
+) -> list[dict[str, Any]]:
+    """ponder's particle filter with the judge over ``problems``, one at a time, each
+    outcome recorded as it finishes."""
     from ponder.api import load_engine
-    from ponder.evals.runner import StrategySpec, run_eval
+    from ponder.evals.runner import StrategySpec, run_eval_async
     from ponder.evals.store import Store
     from ponder.scoring import create_scorer
     from ponder.tasks import create_task
@@ -182,42 +289,60 @@ def run_ponder(
         "max_tokens": args.max_steps * args.max_tokens,
         "temperature": TEMPERATURE,
     }
+    task = create_task("arithmetic", level=args.level)
     engine = load_engine(**engine_options)
     judge = create_scorer("judge", engine)
-    with tempfile.TemporaryDirectory(prefix="ponder-itshub-") as tmp:
-        db = Path(tmp) / "runs.sqlite"
-        try:
-            summary = run_eval(
-                create_task("arithmetic", level=args.level),
+    outcomes = []
+
+    async def each(db: Path) -> None:
+        for problem in problems:
+            undecided = judge.undecided
+            summary = await run_eval_async(
+                cast(Task, _Only(task, [problem])),
                 [StrategySpec(STRATEGY, STRATEGY, config)],
                 [particles],
                 [args.seed],
-                args.limit,
+                None,
                 db,
                 engine,
                 scorer=judge,
                 concurrency=1,
                 model=args.model,
-                progress=sys.stderr,
+                progress=False,
             )
+            if summary.cells_failed:
+                raise RuntimeError(f"ponder: problem {problem.id} failed: {summary.failures}")
+            with Store(db) as store:
+                [cell] = [c for c in store.cells(summary.run_id) if c.problem_id == problem.id]
+            outcome = {
+                "id": cell.problem_id,
+                "answer": cell.answer,
+                "correct": cell.correct,
+                "seconds": cell.seconds,
+                "tokens_generated": cell.tokens_generated,
+                "prompt_tokens_computed": cell.prompt_tokens_computed,
+                # neither Yes nor No among the judge's top tokens (scored 0.5)
+                "judge_fallbacks": judge.undecided - undecided,
+            }
+            record(outcome)
+            outcomes.append(outcome)
+            _progress("ponder", particles, outcomes, len(problems))
+
+    with tempfile.TemporaryDirectory(prefix="ponder-itshub-") as tmp:
+        try:
+            asyncio.run(each(Path(tmp) / "runs.sqlite"))
         finally:
             engine.close()
-        if summary.cells_failed:
-            raise RuntimeError(
-                f"ponder: {summary.cells_failed} problems failed: {summary.failures}"
-            )
-        with Store(db) as store:
-            cells = store.cells(summary.run_id)
-    outcomes = [
-        {"id": c.problem_id, "answer": c.answer, "correct": c.correct, "seconds": c.seconds}
-        for c in cells
-    ]
-    tokens = {
-        "tokens_generated": sum(c.tokens_generated for c in cells),
-        "prompt_tokens_computed": sum(c.prompt_tokens_computed for c in cells),
-    }
-    # judge fallbacks: neither Yes nor No among the judge's top tokens (scored 0.5)
-    return summarize("ponder", particles, outcomes, tokens, judge.undecided)
+    return outcomes
+
+
+def _progress(system: str, particles: int, done: list[dict[str, Any]], total: int) -> None:
+    seconds = sum(o["seconds"] for o in done)
+    print(
+        f"{system} ({particles} particles): {len(done)}/{total} problems, {seconds:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # ---- its_hub on llama-server -------------------------------------------------------------
@@ -250,16 +375,23 @@ def server_command(
 
 
 def run_itshub(
-    args: argparse.Namespace, particles: int, binary: str, python: Path, model: Path
-) -> dict[str, Any]:
-    """its_hub's particle filtering with its LLM judge over the problems, one at a time."""
+    args: argparse.Namespace,
+    particles: int,
+    peer: tuple[str, Path],
+    model: Path,
+    problems: list[Any],
+    record: Record,
+) -> list[dict[str, Any]]:
+    """its_hub's particle filtering with its LLM judge over ``problems``, one at a time,
+    each outcome (graded, with llama-server's counters read before and after it) recorded
+    as it finishes."""
     import httpx
 
     from ponder.tasks import create_task
     from ponder.types import Candidate
 
+    binary, python = peer
     task = create_task("arithmetic", level=args.level)
-    problems = task.problems(args.limit)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     spec = {
@@ -277,28 +409,38 @@ def run_itshub(
         "problems": [{"id": p.id, "prompt": p.messages[-1]["content"]} for p in problems],
     }
     by_id = {p.id: p for p in problems}
+    outcomes: list[dict[str, Any]] = []
+
+    def counters() -> dict[str, float]:
+        return parse_metrics(httpx.get(base + "/metrics", timeout=30).text)
+
+    def graded(line: dict[str, Any], before: dict[str, float]) -> None:
+        # its_hub's chosen text, graded as ponder grades a candidate without an answer
+        candidate = Candidate(line["answer"], None, 0)
+        [correct] = asyncio.run(task.grade_candidates(by_id[line["id"]], [candidate]))
+        # judge fallbacks: replies LLMJudge read no score from (scored 5 of 10)
+        outcome = {**line, "correct": correct, **counted(before, counters())}
+        record(outcome)
+        outcomes.append(outcome)
+        _progress("its-hub", particles, outcomes, len(problems))
+
     cmd = server_command(binary, model, port, particles, args)
     with running(cmd, base + "/health"), tempfile.TemporaryFile("w+") as log:
-        before = parse_metrics(httpx.get(base + "/metrics", timeout=10).text)
-        lines = _drive(python, spec, log)
-        after = parse_metrics(httpx.get(base + "/metrics", timeout=10).text)
-
-    async def grade() -> list[bool]:
-        # its_hub's chosen text, graded as ponder grades a candidate without an answer
-        verdicts = [
-            task.grade_candidates(by_id[o["id"]], [Candidate(o["answer"], None, 0)]) for o in lines
-        ]
-        return [v for [v] in await asyncio.gather(*verdicts)]
-
-    outcomes = [{**o, "correct": v} for o, v in zip(lines, asyncio.run(grade()), strict=True)]
-    # judge fallbacks: replies LLMJudge read no score from (scored 5 of 10)
-    fallbacks = sum(o["judge_fallbacks"] for o in outcomes)
-    return summarize("its-hub", particles, outcomes, counted(before, after), fallbacks)
+        _drive(python, spec, log, counters, graded)
+    return outcomes
 
 
-def _drive(python: Path, spec: dict[str, Any], log: Any) -> list[dict[str, Any]]:
-    """Run the driver on ``spec``: its JSON lines, one per problem, with a progress line on
-    stderr for each (its own stderr goes to ``log``, shown if it fails)."""
+def _drive(
+    python: Path,
+    spec: dict[str, Any],
+    log: Any,
+    counters: Callable[[], dict[str, float]],
+    done: Callable[[dict[str, Any], dict[str, float]], None],
+) -> None:
+    """Run the driver on ``spec``, one problem at a time: the counters are read while the
+    server is idle, the driver is told to go on (a line on its stdin), and ``done`` gets
+    its JSON line with the counters from before (its own stderr goes to ``log``, shown if
+    it fails)."""
     proc = subprocess.Popen(
         [str(python), str(DRIVER)],
         stdin=subprocess.PIPE,
@@ -307,45 +449,72 @@ def _drive(python: Path, spec: dict[str, Any], log: Any) -> list[dict[str, Any]]
         text=True,
     )
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(spec))
-    proc.stdin.close()
-    lines = []
-    for line in proc.stdout:
-        lines.append(json.loads(line))
-        done = sum(o["seconds"] for o in lines)
-        print(
-            f"its-hub: {len(lines)}/{len(spec['problems'])} problems, {done:.0f} s", file=sys.stderr
-        )
+    try:
+        proc.stdin.write(json.dumps(spec) + "\n")
+        for _ in spec["problems"]:
+            before = counters()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:  # the driver ended early: its exit status says why
+                break
+            done(json.loads(line), before)
+        proc.stdin.close()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     if proc.wait() != 0:
         log.seek(0)
         raise RuntimeError(f"its_hub's driver failed ({proc.returncode}):\n{log.read()[-3000:]}")
-    return lines
 
 
 # ---- orchestration -----------------------------------------------------------------------
 
 
 def main(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
+    from ponder.tasks import create_task
+
     particles, systems = check_args(args)
     model = model_path(args)
-    binary, python = peers(args) if "its-hub" in systems else ("", Path())
+    peer = peers(args) if "its-hub" in systems else ("", Path())
+    current = settings(args, particles, systems)
+    path = rows_path(args)
+    kept = read_ledger(path, current)
+    ledger = Ledger(path, current)
+    problems = create_task("arithmetic", level=args.level).problems(args.limit)
     rows = []
     for p in particles:
         for system in systems:
-            print(f"{system}: {args.limit} problems, {p} particles …", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            if system == "ponder":
-                row = run_ponder(args, p, {**engine_options, "model": args.model})
-            else:
-                row = run_itshub(args, p, binary, python, model)
-            row["wall_seconds"] = time.perf_counter() - t0
+            have = {o["id"]: o for o in kept if o["system"] == system and o["particles"] == p}
+            missing = [q for q in problems if q.id not in have]
+            print(
+                f"{system}: {len(problems)} problems, {p} particles"
+                + (f" ({len(problems) - len(missing)} from {path})" if have else "")
+                + " …",
+                file=sys.stderr,
+                flush=True,
+            )
+            record = ledger.record(system, p)
+            new: list[dict[str, Any]] = []
+            if missing and system == "ponder":
+                new = run_ponder(args, p, {**engine_options, "model": args.model}, missing, record)
+            elif missing:
+                new = run_itshub(args, p, peer, model, missing, record)
+            by_id = {**have, **{o["id"]: o for o in new}}
+            outcomes = [_plain(by_id[q.id]) for q in problems]
+            row = summarize(system, p, outcomes)
             rows.append(row)
             print(format_table([row]).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_table(rows))
-    result = {"settings": settings(args, particles, systems), "rows": rows}
+    result = {"settings": current, "rows": rows}
     result["speedup"] = {str(k): v for k, v in speedups(rows).items()}
     write_json(result, args.out)
     return 0
+
+
+def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in outcome.items() if k not in ("system", "particles")}
 
 
 def settings(args: argparse.Namespace, particles: list[int], systems: list[str]) -> dict[str, Any]:

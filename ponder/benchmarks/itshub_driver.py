@@ -1,15 +1,17 @@
 """its_hub's particle filtering over a list of problems, for ``ponder bench its-hub``.
 
 Runs in the peers' venv (``make peers``), where ponder is not installed: it imports only
-its_hub and the standard library. Reads one JSON object on stdin::
+its_hub and the standard library. Reads one JSON object, on one line, on stdin::
 
     {"endpoint": "http://127.0.0.1:PORT/v1", "model": NAME, "particles": N,
      "delimiter": "\\n\\n", "stop_token": "The answer is", "max_steps": M,
      "step_tokens": T, "judge_tokens": J, "judge_format": "schema", "temperature": 0.8,
      "seed": S, "problems": [{"id": ID, "prompt": TEXT}, ...]}
 
-and prints one JSON line per problem, as it finishes: ``{"id", "answer", "seconds",
-"steps", "judge_fallbacks"}`` (``answer``: the text of the particle its_hub selects).
+then, for each problem, waits for a line on stdin (the bench reads llama-server's counters
+while the server is idle, then says go) and prints one JSON line as the problem finishes:
+``{"id", "answer", "seconds", "steps", "judge_fallbacks"}`` (``answer``: the text of the
+particle its_hub selects). It stops early at the end of its stdin.
 
 its_hub 1.2.0 has no LLM-judge *process* reward model: its ``LLMJudge`` is an outcome
 reward model (a 0-10 score, asked for as JSON). ``JudgeAsProcessReward`` puts it where
@@ -136,6 +138,8 @@ async def run(spec: dict[str, Any], fallbacks: FallbackCounter) -> None:
     pf, lm = build(spec)
     try:
         for problem in spec["problems"]:
+            if not sys.stdin.readline():  # the bench is done with us
+                break
             before = fallbacks.count
             t0 = time.perf_counter()
             result = await pf.ainfer(lm, problem["prompt"], spec["particles"], False)
@@ -153,7 +157,7 @@ async def run(spec: dict[str, Any], fallbacks: FallbackCounter) -> None:
 
 
 def main() -> None:
-    spec = json.loads(sys.stdin.read())
+    spec = json.loads(sys.stdin.readline())
     random.seed(spec["seed"])  # its_hub resamples with the random module
     warnings.simplefilter("ignore", DeprecationWarning)  # StepGeneration's batch call
     fallbacks = FallbackCounter()

@@ -84,6 +84,13 @@ def add_parsers(sub: Any) -> None:
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
     h.add_argument("--systems", default="ponder,its-hub", help="comma list of: ponder,its-hub")
     h.add_argument("--llama-server", default="", help=_PEER)
+    h.add_argument(
+        "--rows",
+        default="",
+        help="JSON-lines ledger: each problem's outcome is appended as it finishes, and a "
+        "run with the same settings does only the problems it lacks (default: --out's "
+        "name with .rows.jsonl; none without --out)",
+    )
     _common(h, _itshub)
     h.set_defaults(flash_attn="on")  # both systems alike; `auto`: each its own default
 
