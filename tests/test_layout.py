@@ -11,7 +11,12 @@ import pytest
 from ponder import models
 from ponder.engines.base import ContextOverflowError
 from ponder.engines.llamacpp.engine import LlamaCppEngine
-from ponder.engines.llamacpp.layout import choose_layout, plan_layout, stream_sizing
+from ponder.engines.llamacpp.layout import (
+    choose_layout,
+    plan_layout,
+    stream_rungs,
+    stream_sizing,
+)
 from ponder.engines.llamacpp.native import NativeContext, NativeModel
 from ponder.types import GREEDY, Request, SamplingParams
 
@@ -38,6 +43,22 @@ def test_auto_is_the_default_and_sizes_its_streams_to_a_memory_budget(monkeypatc
     assert plan_layout("auto", 16384, 64, 12288, budget_mb=100).mode == "shared"
     assert plan_layout("auto", 16384, 64, 12288).stream_slots == 41
     assert plan_layout("shared", 16384, 64, 12288).stream_slots == 0
+
+
+def test_auto_starts_in_short_streams_when_they_give_more_slots():
+    # the default model: 64 streams of 768 cells (84 fit; n_parallel caps them) before
+    # the 41 of 1,536, in the same 768 MiB
+    assert stream_rungs(16384, 64, 12288) == ((64, 768), (41, 1536))
+    plan = plan_layout("auto", 16384, 64, 12288)
+    assert plan.rungs == ((64, 768), (41, 1536))
+    assert (plan.stream_slots, plan.stream_cells) == (41, 1536)  # the full-length rung
+    # no short rung where it gives no more slots, where its streams would hold fewer than
+    # 512 cells, or where the full-length streams are too few (auto keeps the shared cache)
+    assert stream_rungs(16384, 16, 12288) == ((16, 1536),)
+    assert stream_rungs(16384, 64, 12288, stream_cells=768) == ((64, 768),)
+    assert stream_rungs(16384, 64, 23040) == ()
+    assert plan_layout("auto", 16384, 64, 23040).rungs == ()
+    assert plan_layout("shared", 16384, 64, 12288).rungs == ()
 
 
 def test_the_environment_can_force_a_layout_for_measurements(monkeypatch):
@@ -82,6 +103,43 @@ def test_auto_runs_a_request_that_outgrows_a_stream_in_the_shared_cache(small_mo
         assert mixed[0][0].text == mixed[2][0].text == first[0].text
         assert mixed[1][0].text == story.text
         assert eng.stats()["relayouts"] == 4 and eng.stats()["held"] == 0
+
+
+def test_auto_moves_to_longer_streams_for_a_request_that_needs_them_and_stays(
+    small_model, monkeypatch
+):
+    """With two stream sizes, ``auto`` starts in the short streams, moves to the long ones
+    for a request that outgrows a short stream and stays there (no move back and forth
+    between sizes), goes to the shared cache for a request no stream holds, and comes
+    back from there to the short streams. In exact mode no move changes an output."""
+    monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
+    p = GREEDY.with_(ignore_eos=True)
+    short = Request(chat("Name a colour."), p.with_(max_tokens=8))
+    middle = Request(chat("Tell a story."), p.with_(max_tokens=600))
+    long = Request(chat("Tell a story."), p.with_(max_tokens=1100))
+    # SmolLM2-135M, 22.5 KiB a cell: 34 streams of 1,024 cells in 800 MiB, or 64 of 512
+    with LlamaCppEngine(
+        small_model, n_ctx=4096, n_parallel=64, stream_cells=1024, kv_memory_mb=800,
+        seed=0, flash_attn=True,
+    ) as eng:  # fmt: skip
+        assert eng._plan.rungs == ((64, 512), (34, 1024))
+        assert (eng.layout, eng.stream_cells, eng.capabilities.max_parallel) == (
+            "streams", 512, 64,
+        )  # fmt: skip
+        [first] = eng.generate_sync([short])
+        assert eng.stats()["relayouts"] == 0
+        [[story]] = eng.generate_sync([middle])
+        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 1024, 1)
+        assert story.tokens == 600
+        [again] = eng.generate_sync([short])  # fits the long streams: no move
+        assert (eng.stream_cells, eng.stats()["relayouts"]) == (1024, 1)
+        assert again[0].text == first[0].text
+        [[longer]] = eng.generate_sync([long])
+        assert (eng.layout, eng.stats()["relayouts"]) == ("shared", 2)
+        assert longer.tokens == 1100 and longer.text.startswith(story.text)
+        [third] = eng.generate_sync([short])
+        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 512, 3)
+        assert third[0].text == first[0].text
 
 
 def test_a_request_held_for_the_other_layout_can_be_cancelled(small_model, monkeypatch):

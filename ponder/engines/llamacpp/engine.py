@@ -91,6 +91,8 @@ class LlamaCppEngine:
             mode, n_ctx, n_parallel, self._weights.kv_bytes_per_cell, kv_memory_mb, stream_cells
         )
         self.relayouts = 0
+        # auto: which of the plan's stream sizes the streams have (the shortest at first).
+        self._rung = 0
         try:
             self._nx = self._open(streams=self._plan.mode != "shared")
         except BaseException:
@@ -121,7 +123,8 @@ class LlamaCppEngine:
     def _context(self, streams: bool) -> NativeContext:
         plan = self._plan
         if streams and plan.mode == "auto":
-            n_ctx, n_seq = plan.stream_slots * plan.stream_cells, plan.stream_slots
+            n_seq, cells = plan.rungs[self._rung]
+            n_ctx = n_seq * cells
         else:  # the shared cache, or the fixed streams layout's own sizing
             n_ctx, n_seq = plan.n_ctx, plan.n_parallel
         return NativeContext(
@@ -139,7 +142,7 @@ class LlamaCppEngine:
                 raise
             logging.getLogger(__name__).warning(
                 "llama.cpp could not make %d KV streams of %d cells; using the shared cache",
-                self._plan.stream_slots, self._plan.stream_cells,
+                *self._plan.rungs[self._rung],
             )  # fmt: skip
             self._plan = Plan("shared", self._plan.n_ctx, self._plan.n_parallel)
             return self._context(streams=False)
@@ -148,6 +151,16 @@ class LlamaCppEngine:
     def layout(self) -> str:
         """The layout running now: ``"shared"`` or ``"streams"``."""
         return "streams" if self._nx.streams else "shared"
+
+    @property
+    def stream_cells(self) -> int:
+        """Cells in each KV stream running now, as planned (llama.cpp may round them up
+        to a multiple of 256); 0 in the shared cache."""
+        if not self._nx.streams:
+            return 0
+        if self._plan.mode == "auto":
+            return self._plan.rungs[self._rung][1]
+        return int(self._nx.n_ctx_seq)
 
     @property
     def layout_mode(self) -> str:
@@ -246,6 +259,7 @@ class LlamaCppEngine:
         return {
             "layout": self.layout,
             "layout_mode": self._plan.mode,
+            "stream_cells": self.stream_cells,
             "relayouts": self.relayouts,
             "held": len(self._held),
             "steps": s.steps,
@@ -345,7 +359,7 @@ class LlamaCppEngine:
                 held.popleft()
                 continue
             want = self._layout_for(ticket)
-            if want != self.layout:
+            if want != self._where():
                 if self._sched.has_work:
                     return
                 self._relayout(want)
@@ -355,20 +369,37 @@ class LlamaCppEngine:
             except Exception as exc:
                 _fail(ticket.future, exc)
 
-    def _layout_for(self, ticket: Ticket) -> str:
-        """The layout a ticket runs in: in ``auto``, streams when its prompt plus
-        ``max_tokens`` fits a stream, else the shared cache. A prompt that fits neither
-        stays in the running layout, whose scheduler refuses it: no relayout for it."""
-        if self._plan.mode != "auto" or len(ticket.prompt) >= self.max_seq_len:
-            return self.layout
-        need = len(ticket.prompt) + ticket.request.params.max_tokens
-        return "streams" if need <= self._seq_limit(self._plan.stream_cells) else "shared"
+    def _where(self) -> tuple[str, int]:
+        """The layout running now and, in streams, the index of its stream size in the
+        plan's ``rungs`` (-1 in the shared cache)."""
+        return ("streams", self._rung) if self._nx.streams else ("shared", -1)
 
-    def _relayout(self, layout: str) -> None:
-        """Re-create the context (empty) in ``layout``; the scheduler starts afresh and
-        keeps counting steps, so seeds stay distinct."""
+    def _layout_for(self, ticket: Ticket) -> tuple[str, int]:
+        """Where a ticket runs (as ``_where`` says it): in ``auto``, the running streams
+        when its prompt plus ``max_tokens`` fits them; else the shortest streams it fits;
+        else the shared cache. So the engine moves to longer streams for a request that
+        needs them and stays there (no move back and forth between stream sizes); it
+        comes back to the short ones only through the shared cache. A prompt that fits no
+        layout stays in the running one, whose scheduler refuses it: no relayout for it."""
+        where = self._where()
+        if self._plan.mode != "auto" or len(ticket.prompt) >= self.max_seq_len:
+            return where
+        need = len(ticket.prompt) + ticket.request.params.max_tokens
+        if where[0] == "streams" and need <= self._seq_limit(self._plan.rungs[self._rung][1]):
+            return where
+        for rung, (_, cells) in enumerate(self._plan.rungs):
+            if need <= self._seq_limit(cells):
+                return ("streams", rung)
+        return ("shared", -1)
+
+    def _relayout(self, where: tuple[str, int]) -> None:
+        """Re-create the context (empty) where ``_layout_for`` says; the scheduler starts
+        afresh and keeps counting steps, so seeds stay distinct."""
         old = self._sched
         self._nx.close()
+        layout, rung = where
+        if layout == "streams":
+            self._rung = rung
         self._nx = self._open(streams=layout == "streams")
         self._sched = Scheduler(self._nx, self._seq_limit(self._nx.n_ctx_seq))
         self._sched.steps, self._sched.preemptions = old.steps, old.preemptions

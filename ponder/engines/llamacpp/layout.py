@@ -19,8 +19,10 @@ decode) instead of sharing it, and no sequence may outgrow its stream.
 memory budget (``stream_sizing``), while every request it admits fits a stream (prompt
 plus ``max_tokens``); a request that does not waits until the streams drain, then the
 engine re-creates its context as the shared cache (the weights stay loaded) and runs it
-there, and goes back to streams, once idle, for requests that fit again. A change of
-layout empties the prefix cache; in exact mode it changes no output.
+there, and goes back to streams, once idle, for requests that fit again. The streams come
+in up to two sizes (``stream_rungs``): short ones, twice as many in the same budget, while
+the requests fit them, and the full-length ones from the first request that does not. A
+change of layout empties the prefix cache; in exact mode it changes no output.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ KV_BUDGET_MB = 768
 # fewer): a search's branches (16 running, forked from their 16 cached parents) need twice
 # their number of slots, or they evict the prefixes they are about to fork.
 MIN_STREAM_SLOTS = 32
+# auto starts in streams of half the cells (twice the slots in the same budget) when that
+# gives more slots and each short stream still holds this many cells: a search over short
+# prompts keeps more of its branches' prefixes between rounds, and a fork copies half the
+# bytes. llama.cpp rounds a stream up to a multiple of 256 cells.
+MIN_SHORT_STREAM_CELLS = 512
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class Plan:
     n_parallel: int
     stream_slots: int = 0
     stream_cells: int = 0
+    # auto's stream sizes, ``(slots, cells)``, shortest first; the last is
+    # ``(stream_slots, stream_cells)``. Empty in the fixed modes.
+    rungs: tuple[tuple[int, int], ...] = ()
 
 
 def kv_bytes_per_cell(n_layer: int, n_head_kv: int, n_embd: int, n_head: int) -> int:
@@ -76,6 +86,29 @@ def stream_sizing(
     fit = int(budget_mb * 2**20) // (cells * max(bytes_per_cell, 1)) - 1
     slots = min(n_parallel, fit)
     return (slots, cells) if slots >= min(MIN_STREAM_SLOTS, n_parallel) else None
+
+
+def stream_rungs(
+    n_ctx: int,
+    n_parallel: int,
+    bytes_per_cell: int,
+    budget_mb: float = KV_BUDGET_MB,
+    stream_cells: int = STREAM_CELLS,
+) -> tuple[tuple[int, int], ...]:
+    """``auto``'s stream sizes, shortest first: ``stream_sizing``'s streams, preceded by
+    streams of half as many cells when those give more slots in the same budget and hold
+    at least ``MIN_SHORT_STREAM_CELLS`` cells (a multiple of 256, as llama.cpp sizes a
+    stream); empty when the full-length streams are too few (then ``auto`` keeps the
+    shared cache, as before the short streams existed)."""
+    full = stream_sizing(n_ctx, n_parallel, bytes_per_cell, budget_mb, stream_cells)
+    if full is None:
+        return ()
+    half = full[1] // 2
+    if half >= MIN_SHORT_STREAM_CELLS and half % 256 == 0:
+        short = stream_sizing(n_ctx, n_parallel, bytes_per_cell, budget_mb, half)
+        if short is not None and short[0] > full[0]:
+            return (short, full)
+    return (full,)
 
 
 def choose_layout(layout: str | None, n_ctx: int, n_parallel: int) -> tuple[str, int]:
@@ -118,10 +151,10 @@ def plan_layout(
     stream_cells: int = STREAM_CELLS,
 ) -> Plan:
     """The ``Plan`` for a mode from ``choose_layout``: ``auto`` gets its streams from
-    ``stream_sizing``, or becomes ``shared`` when the budget holds too few."""
+    ``stream_rungs``, or becomes ``shared`` when the budget holds too few."""
     if mode != "auto":
         return Plan(mode, n_ctx, n_parallel)
-    sizing = stream_sizing(n_ctx, n_parallel, bytes_per_cell, budget_mb, stream_cells)
-    if sizing is None:
+    rungs = stream_rungs(n_ctx, n_parallel, bytes_per_cell, budget_mb, stream_cells)
+    if not rungs:
         return Plan("shared", n_ctx, n_parallel)
-    return Plan("auto", n_ctx, n_parallel, *sizing)
+    return Plan("auto", n_ctx, n_parallel, *rungs[-1], rungs=rungs)
