@@ -40,8 +40,9 @@ class LlamaCppEngine:
     ``n_ctx // n_parallel`` cells per slot, in which a query attends only its own
     sequence and a fork copies its parent's stream; ``"auto"`` (``None``, unless
     ``PONDER_KV_LAYOUT`` says otherwise): streams of ``stream_cells`` cells, as many (up
-    to ``n_parallel``) as ``kv_memory_mb`` holds, while the requests fit them, and the
-    shared cache of ``n_ctx`` cells for those that do not.
+    to ``n_parallel``) as ``kv_memory_mb`` holds, while the requests fit them (first
+    streams of half that length, where those give more slots, until a request needs the
+    full length), and the shared cache of ``n_ctx`` cells for those that do not.
     ``flash_attn``: llama.cpp's flash attention; ``None`` (llama.cpp's choice: on, on a
     CPU) is the exact mode, in which an output does not depend on its batch or cache;
     ``False`` is faster for one problem's long shared prefixes on a CPU
