@@ -127,7 +127,7 @@ def test_auto_moves_to_longer_streams_for_a_request_that_needs_them_and_stays(
             "streams", 512, 64,
         )  # fmt: skip
         [first] = eng.generate_sync([short])
-        assert eng.stats()["relayouts"] == 0
+        assert (eng.stats()["relayouts"], eng.stats()["stream_cells"]) == (0, 512)
         [[story]] = eng.generate_sync([middle])
         assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 1024, 1)
         assert story.tokens == 600
