@@ -386,7 +386,7 @@ class LlamaCppEngine:
         if self._plan.mode != "auto" or len(ticket.prompt) >= self.max_seq_len:
             return where
         need = len(ticket.prompt) + ticket.request.params.max_tokens
-        if where[0] == "streams" and need <= self._seq_limit(self._plan.rungs[self._rung][1]):
+        if where[0] == "streams" and need <= self._seq_limit(self.stream_cells):
             return where
         for rung, (_, cells) in enumerate(self._plan.rungs):
             if need <= self._seq_limit(cells):

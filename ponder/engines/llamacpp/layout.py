@@ -52,17 +52,22 @@ MIN_SHORT_STREAM_CELLS = 512
 class Plan:
     """The layout an engine runs. ``mode``: ``shared``, ``streams`` (fixed) or ``auto``.
     ``n_ctx`` and ``n_parallel``: the shared cache's cells and slots (in ``streams`` mode,
-    the streams' cells in all and their count). ``stream_slots`` and ``stream_cells``:
-    the streams of ``auto`` (0 in the fixed modes)."""
+    the streams' cells in all and their count). ``rungs``: the stream sizes of ``auto``,
+    ``(slots, cells)``, shortest first (empty in the fixed modes); ``stream_slots`` and
+    ``stream_cells`` are the last, full-length one (0 in the fixed modes)."""
 
     mode: str
     n_ctx: int
     n_parallel: int
-    stream_slots: int = 0
-    stream_cells: int = 0
-    # auto's stream sizes, ``(slots, cells)``, shortest first; the last is
-    # ``(stream_slots, stream_cells)``. Empty in the fixed modes.
     rungs: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def stream_slots(self) -> int:
+        return self.rungs[-1][0] if self.rungs else 0
+
+    @property
+    def stream_cells(self) -> int:
+        return self.rungs[-1][1] if self.rungs else 0
 
 
 def kv_bytes_per_cell(n_layer: int, n_head_kv: int, n_embd: int, n_head: int) -> int:
@@ -157,4 +162,4 @@ def plan_layout(
     rungs = stream_rungs(n_ctx, n_parallel, bytes_per_cell, budget_mb, stream_cells)
     if not rungs:
         return Plan("shared", n_ctx, n_parallel)
-    return Plan("auto", n_ctx, n_parallel, *rungs[-1], rungs=rungs)
+    return Plan("auto", n_ctx, n_parallel, rungs)
