@@ -115,6 +115,14 @@ def test_score_signal_stops_when_the_verifier_is_sure():
     r = run(eng, score=judge, recipe=recipe)
     assert r.trace["stopped_at"] == 0 and r.trace["rounds"][0]["signals"]["score"] == 0.9
     assert r.usage.scorer_calls == 2
+    # A rule that fired on the score answers with the best-scored sample, not the vote
+    # (here a tie that the vote breaks toward "1", the more confident shorter sample).
+    assert r.answer == "2" and r.trace["rule"] == "best-of-n"
+    out = replay(load_dict(recipe), r.candidates, r.trace["scores"], cap=2)
+    assert out.rule == "best-of-n" and r.candidates[out.selection.index].answer == "2"
+    # A rule without the score signal still answers with the vote.
+    vote = {"stages": [{"draw": 2, "stop_if": {"agreement": 0.5}}, {"draw": 6}]}
+    assert run(Waves({0: ["1", "2"]}), score=judge, recipe=vote).trace["rule"] == "majority"
 
 
 def test_a_scored_recipe_without_a_scorer_is_a_clear_error():

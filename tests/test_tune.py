@@ -187,6 +187,13 @@ def test_grid_recipes_fit_the_pool_and_the_fixed_points_cover_every_rule():
     assert grid and all(r.total_draws <= 8 for r in grid)
     assert {r.final for r in grid} == {"majority", "best-of-n", "weighted-best-of-n"}
     assert len({r.as_dict().__repr__() for r in grid}) == len(grid)
+    # Stopping on the verifier's score is tried only where the recipe has that scorer,
+    # at every stage but the last.
+    scored = [r for r in grid if any("score" in s.stop_if for s in r.stages)]
+    assert scored and all(r.scorer == "judge" and r.needs_scorer for r in scored)
+    assert all("score" not in r.stages[-1].stop_if for r in grid)
+    assert any("score" in r.stages[1].stop_if for r in scored if len(r.stages) == 3)
+    assert not any("score" in s.stop_if for r in recipe_grid(8) for s in r.stages)
     labels = {p.label for p in fixed_points(synthetic())}
     assert {"self-consistency@1", "self-consistency@8", "sample@4"} <= labels
     with pytest.raises(ValueError, match="the recipe draws 16 samples; the pools hold 8"):
@@ -719,7 +726,12 @@ def test_the_grid_ends_in_confidence_vote_only_when_the_pools_carry_the_confiden
     assert len({repr(r.as_dict()) for r in grid}) == len(grid)
     assert all(r.needs_logprobs and r.scorer is None for r in grid if r.needs_confidences)
     plain = recipe_grid(8, ["judge"])
-    assert len(grid) == len(plain) * 4 // 3 and "confidence-vote" not in {r.final for r in plain}
+    assert {repr(r.as_dict()) for r in grid if not r.needs_confidences} == {
+        repr(r.as_dict()) for r in plain
+    }
+    finals = [r.final for r in grid]
+    assert finals.count("confidence-vote") == finals.count("majority")
+    assert "confidence-vote" not in {r.final for r in plain}
     pools = synthetic(12, 8)
     ids = sorted({p.problem_id for p in pools})
     t = tune(pools, ids[:10], ids[10:])

@@ -60,6 +60,11 @@ MARGIN = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75)
 NO_MORE = (0.5, 0.65, 0.8)
 """``no_more`` thresholds stage 0 tries, alone and with each agreement threshold, when the
 pools carry the model's P(yes) for the samples stage 0 draws."""
+SCORE = (0.5, 0.9, 1.0)
+"""``score`` thresholds (the best verifier score so far) every stage but the last tries,
+in the recipes whose final rule reads that scorer: a stage that stops on one answers with
+the best-scored sample (``policy.pick``). For the visible tests 1.0 is "a sample passes
+every visible test"; for the judge, its P(yes)."""
 SCHEDULES = (
     (1, 2),
     (1, 4),
@@ -365,7 +370,8 @@ def recipe_grid(
     with ``no_more``, also on ``no_more >= q`` (``NO_MORE``) alone or with each ``a``;
     middle stages on ``margin >= m`` (``MARGIN``); final rule majority, with
     ``confidence`` (the pools carry DeepConf confidences) confidence-vote, and best-of-n /
-    weighted best-of-n with each pool scorer; each at every temperature of
+    weighted best-of-n with each pool scorer, whose recipes' stages (all but the last) may
+    also stop on that scorer's ``score >= s`` (``SCORE``); each at every temperature of
     ``temperatures`` (None: the recipe names none)."""
     finals: list[tuple[str, str | None]] = [("majority", None)]
     if confidence:
@@ -376,15 +382,13 @@ def recipe_grid(
         if schedule[-1] > n:
             continue
         draws = [b - a for a, b in itertools.pairwise((0, *schedule))]
-        middle = [MARGIN] * (len(draws) - 2)
-        for first, margins in itertools.product(
-            _first_rules(draws[0], no_more), itertools.product(*middle)
-        ):
-            for (final, scorer), t in itertools.product(finals, temperatures):
+        for (final, scorer), t in itertools.product(finals, temperatures):
+            by_score = [{"score": v} for v in SCORE] if scorer is not None else []
+            first_rules = _first_rules(draws[0], no_more) + by_score
+            middle = [[{"margin": m} for m in MARGIN] + by_score] * (len(draws) - 2)
+            for first, rest in itertools.product(first_rules, itertools.product(*middle)):
                 stages = [Stage(draws[0], dict(first))]
-                stages += [
-                    Stage(d, {"margin": m}) for d, m in zip(draws[1:-1], margins, strict=True)
-                ]
+                stages += [Stage(d, dict(r)) for d, r in zip(draws[1:-1], rest, strict=True)]
                 stages.append(Stage(draws[-1]))
                 out.append(Recipe(tuple(stages), final, scorer, temperature=t))
     return out

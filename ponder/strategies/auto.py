@@ -12,7 +12,8 @@ sample so far (answer agreement, vote margin, mean token confidence, best verifi
 and, only when the stage's rule names it, ``no_more``: the model's own P(yes) to "would
 more attempts give a better answer?", asked once per sample, ``recipes.more``) are checked
 against the stage's thresholds. The run stops at the first stage whose rule fires and
-answers with the majority vote; when none fires, the recipe's final rule (majority,
+answers with the majority vote (the best-scored sample when the rule names ``score``);
+when none fires, the recipe's final rule (majority,
 best-of-n, weighted best-of-n or confidence-vote) picks from all samples. The budget caps
 the samples. Only a recipe ending in ``confidence-vote`` requests the top log-probabilities
 (``policy.CONFIDENCE_VOTE.top_logprobs`` per token); each sample's DeepConf trace confidence

@@ -3,7 +3,9 @@
 A recipe is a list of stages and a final rule. Stage ``j`` draws ``draw`` more samples (one
 engine request); then, over every sample drawn so far, the online difficulty signals are
 computed (``ponder.strategies.recipes.policy``) and the run stops when every threshold of
-the stage's ``stop_if`` is met (``signal >= threshold``), answering with the majority vote.
+the stage's ``stop_if`` is met (``signal >= threshold``), answering with the majority vote,
+or, when the rule names ``score`` (the best verifier score so far), with the best-scored
+sample.
 ``temperature`` (of the recipe, or of one stage) is the sampling temperature its samples
 are drawn at (``ponder tune`` fits it); without one, the strategy's ``temperature`` setting.
 A stage without ``stop_if`` never stops the run early. When the last stage has drawn and no

@@ -83,10 +83,15 @@ def pick(
     scores: Sequence[float | None] | None,
     stopped_early: bool,
     confidences: Sequence[float] | None = None,
+    by_score: bool = False,
 ) -> tuple[Selection, str]:
-    """The answer: the majority vote when a stop rule fired, else the recipe's ``final``
-    rule over all samples; with the rule's name. ``confidences``: each sample's DeepConf
-    trace confidence (``CONFIDENCE_VOTE.trace_confidence``), read by ``confidence-vote``."""
+    """The answer: when a stop rule fired, the best-scored sample if the rule named the
+    ``score`` signal (``by_score``: a sample scored well enough, so that sample is the
+    answer) and the majority vote otherwise; else the recipe's ``final`` rule over all
+    samples; with the rule's name. ``confidences``: each sample's DeepConf trace confidence
+    (``CONFIDENCE_VOTE.trace_confidence``), read by ``confidence-vote``."""
+    if stopped_early and by_score and scores is not None:
+        return _best_of_n(candidates, scores), "best-of-n"
     if stopped_early or recipe.final == "majority":
         return select_majority(candidates), "majority"
     if recipe.final == CONFIDENCE_FINAL:
@@ -103,11 +108,16 @@ def pick(
     if scores is None:
         raise ValueError(f"the recipe's final rule {recipe.final!r} needs a scorer")
     if recipe.final == "best-of-n":
-        index = best_scored(candidates, scores)
-        chosen = select_majority(candidates)
-        key = next((k for k, ix in chosen.clusters.items() if index in ix), None)
-        return Selection(index, chosen.clusters, key), recipe.final
+        return _best_of_n(candidates, scores), recipe.final
     return select_weighted(candidates, [s or 0.0 for s in scores]), recipe.final
+
+
+def _best_of_n(candidates: Sequence[Candidate], scores: Sequence[float | None]) -> Selection:
+    """The best-scored sample (``best_scored``), with the answer clusters for the trace."""
+    index = best_scored(candidates, scores)
+    chosen = select_majority(candidates)
+    key = next((k for k, ix in chosen.clusters.items() if index in ix), None)
+    return Selection(index, chosen.clusters, key)
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,7 @@ def finish(
         None if scores is None else scores[:drawn],
         stopped_early,
         None if confidences is None else confidences[:drawn],
+        by_score=stopped_early and "score" in recipe.stages[stage].stop_if,
     )
     return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log), asked)
 
