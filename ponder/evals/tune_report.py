@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.evals.plots import img_tag
+from ponder.evals.plots import PALETTE, img_tag
 from ponder.evals.tune import Point, Tuning
 from ponder.evals.tune_splits import SplitFit, spread
 
@@ -325,7 +325,7 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
     recipes = [p for p in t.dev_points if p.kind == "recipe"]
     ax.scatter(
         [p.tokens for p in recipes],
@@ -338,9 +338,17 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
     for p in t.dev_points:
         if p.kind == "fixed":
             rules.setdefault(p.label.rsplit("@", 1)[0], []).append(p)
-    for name, pts in sorted(rules.items()):
+    for i, (name, pts) in enumerate(sorted(rules.items())):
         pts = sorted(pts, key=lambda p: p.tokens)
-        ax.plot([p.tokens for p in pts], [p.accuracy for p in pts], "o-", ms=3, lw=1, label=name)
+        ax.plot(
+            [p.tokens for p in pts],
+            [p.accuracy for p in pts],
+            "o-" if i < len(PALETTE) else "o--",  # dashed once the palette repeats
+            color=PALETTE[i % len(PALETTE)],
+            ms=3,
+            lw=1,
+            label=name,
+        )
     front = list(t.frontier)
     ax.step(
         [p.tokens for p in front],
@@ -379,7 +387,7 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
     ax.set_ylabel("accuracy")
     ax.set_title(title or "accuracy vs tokens per problem")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
