@@ -255,6 +255,11 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     assert "P(yes) asked about 0 samples now (0 tokens generated, 0 prompt tokens" in text
     assert "computed), 8 found stored" in text
     assert load(tmp_path / "same" / "recipe.json") == recipe
+    # A smaller --limit tunes on those problems' pools only, not on all the run holds.
+    limit = common.index("--limit") + 1
+    one = [*common[:limit], "1", *common[limit + 1 :], "--out", str(tmp_path / "one")]
+    assert main(["tune", "arithmetic", *one]) == 0
+    assert "(4 pools of 2; 4 reused, 0 drawn)" in capsys.readouterr().out
     plain = tmp_path / "plain"
     fit = ["--fit", "plain", "--fit-seed", "3"]
     assert main(["tune", "arithmetic", *common, *fit, "--out", str(plain)]) == 0

@@ -345,8 +345,8 @@ def _draw(
     try:
         with Store(args.db) as store:
             for task in tasks:
-                for p in task.problems(args.limit or None, seed=args.task_seed):
-                    problems[p.id] = p
+                mine = {p.id: p for p in task.problems(args.limit or None, seed=args.task_seed)}
+                problems.update(mine)
                 for t in temps:
                     config = PoolConfig(
                         n=args.pool,
@@ -364,7 +364,9 @@ def _draw(
                     settings.append((config.top_logprobs, config.window))
                     reused += summary.pools_already_done
                     drawn += summary.pools_run
-                    pools[t] += store.pools(summary.run_id)
+                    # only these problems' pools: a run may hold more (an earlier, larger
+                    # --limit), and --limit says which problems to tune on
+                    pools[t] += [p for p in store.pools(summary.run_id) if p.problem_id in mine]
             for run_id in args.pools_from:
                 t, more, setting = _pools_from(store, run_id, problems)
                 settings.append(setting)
