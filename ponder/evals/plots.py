@@ -41,6 +41,11 @@ PALETTE = (
 )
 
 
+def line_style(i: int) -> tuple[str, bool]:
+    """The ``i``-th line's colour and whether it is dashed (once the palette repeats)."""
+    return PALETTE[i % len(PALETTE)], i >= len(PALETTE)
+
+
 @dataclass(frozen=True)
 class Series:
     """A named line of points ``(x, y, lo, hi)``; ``lo``/``hi`` draw an interval bar.
@@ -64,8 +69,7 @@ def estimate_series(estimates: Sequence[Estimate], suffix: str = "") -> list[Ser
             Series(
                 f"{label}{suffix}",
                 tuple((e.tokens_per_problem, e.accuracy, *e.wilson) for e in mine),
-                PALETTE[i % len(PALETTE)],
-                dashed=i >= len(PALETTE),
+                *line_style(i),
             )
         )
     return out

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.evals.plots import PALETTE, img_tag
+from ponder.evals.plots import img_tag, line_style
 from ponder.evals.tune import Point, Tuning
 from ponder.evals.tune_splits import SplitFit, spread
 
@@ -340,11 +340,12 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
             rules.setdefault(p.label.rsplit("@", 1)[0], []).append(p)
     for i, (name, pts) in enumerate(sorted(rules.items())):
         pts = sorted(pts, key=lambda p: p.tokens)
+        color, dashed = line_style(i)
         ax.plot(
             [p.tokens for p in pts],
             [p.accuracy for p in pts],
-            "o-" if i < len(PALETTE) else "o--",  # dashed once the palette repeats
-            color=PALETTE[i % len(PALETTE)],
+            "o--" if dashed else "o-",
+            color=color,
             ms=3,
             lw=1,
             label=name,
