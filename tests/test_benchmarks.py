@@ -20,26 +20,29 @@ def test_bench_engine_counts_tokens_and_shares_prefixes(small_model: str, tmp_pa
     out = tmp_path / "engine.json"
     p = ponder(
         "bench", "engine", "--model", small_model, "--ns", "2", "--tokens", "8",
-        "--skip", "sequential,server", "--out", str(out),
+        "--skip", "sequential,server", "--search-rounds", "3", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    assert r["flash_attn"] == "auto" and r["ns"] == [2]
+    assert r["flash_attn"] == "auto" and r["ns"] == [2] and r["search_rounds"] == 3
     assert r["ponder"]["throughput"]["2"]["tokens"] == 16
     for name in ("short", "long"):
         s = r["ponder"]["search"][name]
-        assert s["tokens"] == 16 * 8 * 32
-        # every round's prefixes are forked from the cache: each of the 128 requests
+        assert s["tokens"] == 16 * 3 * 32
+        # every round's prefixes are forked from the cache: each of the 48 requests
         # computes its prompt's last token (a few, two, where re-tokenizing the text
         # merges a token across the old boundary)
-        assert 128 <= s["prompt_tokens_computed"] <= 2 * 128
-        assert s["prompt_tokens_cached"] > 100 * s["prompt_tokens_computed"]
+        assert 48 <= s["prompt_tokens_computed"] <= 2 * 48
+        assert s["prompt_tokens_cached"] > 20 * s["prompt_tokens_computed"]
     assert "| 2 |" in p.stdout
 
 
 def test_bench_engine_bad_skip_is_a_clear_error(small_model: str) -> None:
     p = ponder("bench", "engine", "--model", small_model, "--skip", "servr")
     assert p.returncode == 2 and "--skip takes" in p.stderr and "Traceback" not in p.stderr
+    p = ponder("bench", "engine", "--model", small_model, "--search-rounds", "0")
+    assert p.returncode == 2 and "--search-rounds must be" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_bench_strategies_defaults_to_budget_8(small_model: str, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def tokens(completion):
 
 @pytest.fixture(scope="module")
 def fresh(small_model):
-    eng = LlamaCppEngine(small_model, n_ctx=8192, n_parallel=48, seed=0, n_threads=1)
+    eng = LlamaCppEngine(small_model, n_ctx=8192, n_parallel=48, seed=0, n_threads=2)
     reference = eng.generate_sync([GREEDY])[0][0]
     yield eng, tokens(reference)
     eng.close()
@@ -47,7 +47,12 @@ def test_cached_and_batched_greedy_decodes_equal_the_first(fresh):
 
 def test_greedy_decode_after_a_fragmented_cache_equals_the_first(fresh):
     eng, want = fresh
-    for k in range(40):
-        prompt = f"Question {k}: what is {k} plus {k * 7}? " + "Explain. " * (k % 5)
-        eng.generate_sync([other(prompt, n=1 + k % 4, tokens=16 + (k * 13) % 50, temperature=1.0)])
+    # 40 requests of varied prompts, sample counts and lengths, in waves of 5 that start
+    # together and end apart, so the freed cells are scattered through the cache
+    for wave in range(8):
+        reqs = []
+        for k in range(5 * wave, 5 * wave + 5):
+            prompt = f"Question {k}: what is {k} plus {k * 7}? " + "Explain. " * (k % 5)
+            reqs.append(other(prompt, n=1 + k % 4, tokens=16 + (k * 13) % 50, temperature=1.0))
+        eng.generate_sync(reqs)
     assert tokens(eng.generate_sync([GREEDY])[0][0]) == want

@@ -10,6 +10,7 @@ import pytest
 
 from ponder import models
 from ponder.engines.base import ContextOverflowError
+from ponder.engines.llamacpp import layout as layout_module
 from ponder.engines.llamacpp.engine import LlamaCppEngine
 from ponder.engines.llamacpp.layout import (
     choose_layout,
@@ -113,32 +114,35 @@ def test_auto_moves_to_longer_streams_for_a_request_that_needs_them_and_stays(
     between sizes), goes to the shared cache for a request no stream holds, and comes
     back from there to the short streams. In exact mode no move changes an output."""
     monkeypatch.delenv("PONDER_KV_LAYOUT", raising=False)
+    # the rungs at half the real sizes (short streams of 256 cells, not 512), so the
+    # requests that outgrow them are half as long to decode
+    monkeypatch.setattr(layout_module, "MIN_SHORT_STREAM_CELLS", 256)
     p = GREEDY.with_(ignore_eos=True)
     short = Request(chat("Name a colour."), p.with_(max_tokens=8))
-    middle = Request(chat("Tell a story."), p.with_(max_tokens=600))
-    long = Request(chat("Tell a story."), p.with_(max_tokens=1100))
-    # SmolLM2-135M, 22.5 KiB a cell: 34 streams of 1,024 cells in 800 MiB, or 64 of 512
+    middle = Request(chat("Tell a story."), p.with_(max_tokens=300))
+    long = Request(chat("Tell a story."), p.with_(max_tokens=550))
+    # SmolLM2-135M, 22.5 KiB a cell: 34 streams of 512 cells in 400 MiB, or 64 of 256
     with LlamaCppEngine(
-        small_model, n_ctx=4096, n_parallel=64, stream_cells=1024, kv_memory_mb=800,
+        small_model, n_ctx=2048, n_parallel=64, stream_cells=512, kv_memory_mb=400,
         seed=0, flash_attn=True,
     ) as eng:  # fmt: skip
-        assert eng._plan.rungs == ((64, 512), (34, 1024))
+        assert eng._plan.rungs == ((64, 256), (34, 512))
         assert (eng.layout, eng.stream_cells, eng.capabilities.max_parallel) == (
-            "streams", 512, 64,
+            "streams", 256, 64,
         )  # fmt: skip
         [first] = eng.generate_sync([short])
-        assert (eng.stats()["relayouts"], eng.stats()["stream_cells"]) == (0, 512)
+        assert (eng.stats()["relayouts"], eng.stats()["stream_cells"]) == (0, 256)
         [[story]] = eng.generate_sync([middle])
-        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 1024, 1)
-        assert story.tokens == 600
+        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 512, 1)
+        assert story.tokens == 300
         [again] = eng.generate_sync([short])  # fits the long streams: no move
-        assert (eng.stream_cells, eng.stats()["relayouts"]) == (1024, 1)
+        assert (eng.stream_cells, eng.stats()["relayouts"]) == (512, 1)
         assert again[0].text == first[0].text
         [[longer]] = eng.generate_sync([long])
         assert (eng.layout, eng.stats()["relayouts"]) == ("shared", 2)
-        assert longer.tokens == 1100 and longer.text.startswith(story.text)
+        assert longer.tokens == 550 and longer.text.startswith(story.text)
         [third] = eng.generate_sync([short])
-        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 512, 3)
+        assert (eng.layout, eng.stream_cells, eng.stats()["relayouts"]) == ("streams", 256, 3)
         assert third[0].text == first[0].text
 
 

@@ -350,26 +350,39 @@ def test_live_strategies_on_the_small_model_pick_what_the_pool_picks(engine):
     sampling = {
         f: getattr(config, f) for f in ("temperature", "top_p", "top_k", "min_p", "max_tokens")
     }
-    checked, chose = 0, 0
+    runs = []
     for name, settings, scorer in LIVE:
         label = name + (f"@{scorer}" if scorer else "")
         [spec] = parse_estimators([label], list(scorers) if scorer else [])
         spec = replace(spec, config=create(name, **{**settings, **sampling}).config)
-        pick = picker(spec)
         for problem in problems:
-            for k in (4,):
-                strategy = create(name, **{**settings, **sampling, "answer_kind": "number"})
-                recording = Recording(engine)
-                result = asyncio.run(
-                    strategy.run(problem, recording, scorers.get(scorer or ""), Budget(n=k))
-                )
-                [completions] = recording.outputs
-                pool = asyncio.run(pool_record(task, problem, 0, config, completions, scorers))
-                i = pick(candidates_of(pool.samples), pool.samples)
-                assert [c.text for c in result.candidates] == [x.text for x in pool.samples]
-                assert (result.best.text if result.best else None) == (
-                    None if i is None else pool.samples[i].text
-                ), (label, settings, problem.id, k)
-                checked += 1
-                chose += len({x.answer for x in pool.samples}) > 1
+            strategy = create(name, **{**settings, **sampling, "answer_kind": "number"})
+            runs.append(
+                (label, settings, scorer, picker(spec), problem, strategy, Recording(engine))
+            )
+
+    async def run_all():
+        # all at once, so the engine batches them: the picks compare the samples each
+        # live run drew, whatever else shared its batches
+        return await asyncio.gather(
+            *(
+                strategy.run(problem, recording, scorers.get(scorer or ""), Budget(n=4))
+                for _, _, scorer, _, problem, strategy, recording in runs
+            )
+        )
+
+    results = asyncio.run(run_all())
+    checked, chose = 0, 0
+    for (label, settings, _, pick, problem, _, recording), result in zip(
+        runs, results, strict=True
+    ):
+        [completions] = recording.outputs
+        pool = asyncio.run(pool_record(task, problem, 0, config, completions, scorers))
+        i = pick(candidates_of(pool.samples), pool.samples)
+        assert [c.text for c in result.candidates] == [x.text for x in pool.samples]
+        assert (result.best.text if result.best else None) == (
+            None if i is None else pool.samples[i].text
+        ), (label, settings, problem.id)
+        checked += 1
+        chose += len({x.answer for x in pool.samples}) > 1
     assert checked == len(LIVE) * 2 and chose > 0

@@ -4,8 +4,9 @@ Two workloads on the same model, threads and prompt:
 
 * throughput: one prompt, N samples of exactly ``--tokens`` tokens (end-of-generation
   disabled everywhere so every system makes the same tokens), N in ``--ns``;
-* search: 16 sequences, 8 rounds of 32 tokens; before each round every sequence
-  continues from the text of a randomly chosen sequence (particle resampling).
+* search: 16 sequences, 8 rounds of 32 tokens (``--search-rounds``); before each round
+  every sequence continues from the text of a randomly chosen sequence (particle
+  resampling).
 
 Systems: (a) ponder's embedded engine, (b) sequential ``llama_cpp.Llama.create_completion``
 calls, (c) llama.cpp's own ``llama-server`` with ``--parallel N`` on loopback, sent full
@@ -65,7 +66,12 @@ SEQUENTIAL_MAX_CALLS = 4
 
 
 def run_ponder(
-    model: Path, ns: list[int], tokens: int, threads: int, fa: str = "auto", search: bool = True
+    model: Path,
+    ns: list[int],
+    tokens: int,
+    threads: int,
+    fa: str = "auto",
+    rounds: int = SEARCH_ROUNDS,
 ) -> dict[str, Any]:
     from ponder.engines.llamacpp.engine import LlamaCppEngine
     from ponder.types import Request, SamplingParams
@@ -87,14 +93,14 @@ def run_ponder(
             made = sum(c.tokens for c in outs)
             out["throughput"][str(n)] = {"tokens": made, "seconds": dt, "tok_s": made / dt}
         p = params.with_(max_tokens=SEARCH_TOKENS)
-        for name, prompt in SEARCH_PROMPTS.items() if search else ():
+        for name, prompt in SEARCH_PROMPTS.items() if rounds else ():
             eng.clear_cache()
             eng.generate_sync([Request(prompt, p.with_(max_tokens=4))])  # warm, as the peer is
             rng = np.random.default_rng(0)
             texts = [prompt] * SEARCH_SEQS
             made = computed = cached = 0
             t0 = time.perf_counter()
-            for r in range(SEARCH_ROUNDS):
+            for r in range(rounds):
                 prefixes = resample(texts, rng)
                 reqs = [Request(pre, p.with_(seed=r * 100 + i)) for i, pre in enumerate(prefixes)]
                 results = eng.generate_sync(reqs)
@@ -243,7 +249,7 @@ def run_server(
     tokens: int,
     threads: int,
     fa: str = "auto",
-    search: bool = True,
+    rounds: int = SEARCH_ROUNDS,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"throughput": {}, "peak_rss_mib": 0.0}
     for n in ns:
@@ -260,7 +266,7 @@ def run_server(
         finally:
             srv.close()
     out["search"] = {}
-    for name, prompt in SEARCH_PROMPTS.items() if search else ():
+    for name, prompt in SEARCH_PROMPTS.items() if rounds else ():
         srv = _Server(binary, model, SEARCH_SEQS, SEARCH_SEQS * 2048, threads, fa)
         try:
             srv.complete(prompt, 4, 0)
@@ -268,7 +274,7 @@ def run_server(
             texts = [prompt] * SEARCH_SEQS
             made = prompt_tokens = 0
             t0 = time.perf_counter()
-            for r in range(SEARCH_ROUNDS):
+            for r in range(rounds):
                 prefixes = resample(texts, rng)
                 seeds = [r * 100 + i for i in range(SEARCH_SEQS)]
                 with ThreadPoolExecutor(max_workers=SEARCH_SEQS) as pool:
@@ -314,8 +320,11 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--skip takes sequential, server, search; got {sorted(unknown)}")
     fa = getattr(args, "flash_attn", "auto")
-    search = "no" if "search" in skip else "yes"
-    common = [str(model), ",".join(map(str, ns)), str(args.tokens), str(threads), fa, search]
+    rounds = getattr(args, "search_rounds", SEARCH_ROUNDS)
+    if rounds < 1:
+        raise ValueError(f"--search-rounds must be at least 1, got {rounds}")
+    rounds = 0 if "search" in skip else rounds
+    common = [str(model), ",".join(map(str, ns)), str(args.tokens), str(threads), fa, str(rounds)]
     results: dict[str, Any] = {
         "model": args.model,
         "threads": threads,
@@ -323,6 +332,7 @@ def main(args: argparse.Namespace) -> int:
         "ns": ns,
         "host_cpus": os.cpu_count(),
         "flash_attn": fa,
+        "search_rounds": rounds,
     }
     print(f"ponder: N={ns} x {args.tokens} tokens, then the search workload …", file=sys.stderr)
     results["ponder"] = _run_part("ponder", common)
@@ -393,15 +403,15 @@ def _part_main(argv: list[str]) -> None:
     part, rest = argv[0], argv[1:]
     if part == "server":
         binary, rest = rest[0], rest[1:]
-    model, ns_s, tokens_s, threads_s, fa, search_s = rest
+    model, ns_s, tokens_s, threads_s, fa, rounds_s = rest
     ns = [int(x) for x in ns_s.split(",") if x]
-    tokens, threads, search = int(tokens_s), int(threads_s), search_s == "yes"
+    tokens, threads, rounds = int(tokens_s), int(threads_s), int(rounds_s)
     if part == "ponder":
-        out = run_ponder(Path(model), ns, tokens, threads, fa, search)
+        out = run_ponder(Path(model), ns, tokens, threads, fa, rounds)
     elif part == "sequential":
         out = run_sequential(Path(model), ns, tokens, threads, fa)
     else:
-        out = run_server(binary, Path(model), ns, tokens, threads, fa, search)
+        out = run_server(binary, Path(model), ns, tokens, threads, fa, rounds)
     print(json.dumps(out))
 
 

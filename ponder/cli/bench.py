@@ -32,6 +32,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--tokens", type=int, default=128, help="tokens per sample")
     e.add_argument("--llama-server", default="", help=_PEER)
     e.add_argument("--skip", default="", help="comma list of: sequential,server,search")
+    e.add_argument(
+        "--search-rounds",
+        type=int,
+        default=8,
+        help="rounds of the search workload (16 sequences, 32 tokens a round)",
+    )
     _common(e, _engine)
 
     s = suites.add_parser("serve", help="requests/s: ponder serve vs OptiLLM + llama-server")
