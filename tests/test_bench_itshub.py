@@ -59,6 +59,8 @@ def test_arguments_are_read_in_a_fixed_system_order() -> None:
         ({"limit": 0}, "--limit must be >= 1"),
         ({"max_steps": 0}, "--max-steps must be >= 1"),
         ({"judge_tokens": 0}, "--judge-tokens must be >= 1"),
+        ({"its_hub_timeout": -1.0}, "--its-hub-timeout must be >= 0"),
+        ({"its_hub_timeout": float("nan")}, "--its-hub-timeout must be >= 0"),
     ],
 )
 def test_unusable_arguments_say_which(changes: dict[str, object], message: str) -> None:
@@ -158,6 +160,30 @@ def test_rows_carry_wilson_intervals_and_the_speedup_per_particle_count() -> Non
     )
     assert table[3].startswith("| its-hub | 4 | 2/4 = 0.50") and table[3].endswith("|  |")
     assert table[4].endswith("|  |")  # ponder at 8: nothing to compare with
+
+
+def test_a_problem_stopped_at_the_time_limit_is_counted_and_named() -> None:
+    row = _row("its-hub", 4, [True, False, False], 30.0)
+    assert row["timed_out"] == 0 and "stopped" not in bench.format_table([row])
+    row["outcomes"][2]["timed_out"] = True
+    row = bench.summarize("its-hub", 4, row["outcomes"])
+    assert row["timed_out"] == 1 and row["correct"] == 1
+    assert "1/3 = 0.33 [" in bench.format_table([row])
+    assert "(1 stopped at the time limit) | 30.0 |" in bench.format_table([row])
+
+
+def test_counters_are_read_once_the_server_is_idle() -> None:
+    busy = iter([2.0, 1.0, 0.0])
+    reads: list[float] = []
+
+    def counters() -> dict[str, float]:
+        reads.append(next(busy))
+        return {"llamacpp:requests_processing": reads[-1]}
+
+    bench.wait_idle(counters, poll=0.0)
+    assert reads == [2.0, 1.0, 0.0]
+    with pytest.raises(RuntimeError, match="still busy"):
+        bench.wait_idle(lambda: {"llamacpp:requests_processing": 1.0}, limit=0.0, poll=0.0)
 
 
 def test_the_peer_server_gets_one_slot_per_particle_and_its_counters() -> None:
@@ -285,3 +311,23 @@ def test_both_systems_answer_and_count_their_tokens(small_model: str, tmp_path: 
     lines = (tmp_path / "itshub.rows.jsonl").read_text().splitlines()[1:]
     assert sorted(json.loads(x)["system"] for x in lines) == ["its-hub", "ponder"]
     assert rows["its-hub"]["tokens_generated"] == its["tokens_generated"] > 0
+
+
+@pytest.mark.skipif(not HAVE_PEERS, reason="llama-server / its_hub not installed (make peers)")
+def test_its_hub_stopped_at_the_time_limit_is_recorded_wrong_with_its_counts(
+    small_model: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "itshub.json"
+    p = ponder(
+        "bench", "its-hub", "--model", small_model, "--limit", "1", "--particles", "2",
+        "--max-tokens", "64", "--max-steps", "8", "--systems", "its-hub",
+        "--its-hub-timeout", "0.5", "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    [row] = json.loads(out.read_text())["rows"]
+    [its] = row["outcomes"]
+    assert its["timed_out"] is True and its["correct"] is False and its["answer"] == ""
+    assert row["timed_out"] == 1 and 0.5 <= its["seconds"] < 30
+    # what its_hub had sent before it was stopped is still counted (read once idle)
+    assert its["prompt_tokens_computed"] > 0
+    assert "(1 stopped at the time limit)" in p.stdout

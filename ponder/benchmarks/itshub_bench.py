@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +54,7 @@ STOP_TOKEN = "The answer is"  # the arithmetic task's instruction ends every rep
 DRIVER = Path(__file__).with_name("itshub_driver.py")
 PROMPT_COUNTER = "llamacpp:prompt_tokens_total"
 PREDICTED_COUNTER = "llamacpp:tokens_predicted_total"
+BUSY_GAUGE = "llamacpp:requests_processing"
 
 
 def peers_python() -> Path:
@@ -78,6 +80,9 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     for name in ("limit", "max_tokens", "max_steps", "judge_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    timeout = getattr(args, "its_hub_timeout", 0.0)
+    if not timeout >= 0:  # also NaN
+        raise ValueError(f"--its-hub-timeout must be >= 0 seconds (0: no limit), got {timeout}")
     return particles, [s for s in SYSTEMS if s in systems]
 
 
@@ -110,6 +115,19 @@ OUTCOME_SUMS = ("tokens_generated", "prompt_tokens_computed", "judge_fallbacks")
 """The per-problem counts a row sums."""
 
 
+def wait_idle(
+    counters: Callable[[], dict[str, float]], limit: float = 600.0, poll: float = 0.5
+) -> None:
+    """Wait until llama-server processes no request (after its_hub was stopped mid-problem
+    its requests may still be running), so that the counters read next are this
+    problem's whole count; ``RuntimeError`` after ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while counters().get(BUSY_GAUGE, 0.0) > 0:
+        if time.monotonic() > end:
+            raise RuntimeError(f"llama-server still busy {limit:.0f} s after its_hub was stopped")
+        time.sleep(poll)
+
+
 def summarize(system: str, particles: int, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """One row: accuracy with its 95% Wilson interval, the problems' summed seconds and
     tokens, and how many judgements gave no score (each then scored as undecided);
@@ -126,6 +144,7 @@ def summarize(system: str, particles: int, outcomes: list[dict[str, Any]]) -> di
         "wilson_95": [low, high],
         "seconds": sum(float(o["seconds"]) for o in outcomes),
         **{k: sum(int(o[k]) for o in outcomes) for k in OUTCOME_SUMS},
+        "timed_out": sum(bool(o.get("timed_out")) for o in outcomes),
         "outcomes": outcomes,
     }
 
@@ -157,9 +176,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             if r["system"] == "ponder" and r["particles"] in ratio
             else ""
         )
+        stopped = f" ({r['timed_out']} stopped at the time limit)" if r.get("timed_out") else ""
         lines.append(
             f"| {r['system']} | {r['particles']} | {r['correct']}/{r['problems']} = "
-            f"{r['accuracy']:.2f} [{low:.2f}, {high:.2f}] | {r['seconds']:.1f} "
+            f"{r['accuracy']:.2f} [{low:.2f}, {high:.2f}]{stopped} | {r['seconds']:.1f} "
             f"| {r['seconds'] / max(1, r['problems']):.1f} | {r['tokens_generated']:,} "
             f"| {r['prompt_tokens_computed']:,} | {r['judge_fallbacks']} | {up} |"
         )
@@ -404,6 +424,7 @@ def run_itshub(
         "step_tokens": args.max_tokens,
         "judge_tokens": args.judge_tokens,
         "judge_format": args.judge_format,
+        "timeout": getattr(args, "its_hub_timeout", 0.0) or None,
         "temperature": TEMPERATURE,
         "seed": args.seed,
         "problems": [{"id": p.id, "prompt": p.messages[-1]["content"]} for p in problems],
@@ -418,6 +439,9 @@ def run_itshub(
         # its_hub's chosen text, graded as ponder grades a candidate without an answer
         candidate = Candidate(line["answer"], None, 0)
         [correct] = asyncio.run(task.grade_candidates(by_id[line["id"]], [candidate]))
+        if line.get("timed_out"):  # stopped at --its-hub-timeout: no answer, counted wrong
+            correct = False
+            wait_idle(counters)
         # judge fallbacks: replies LLMJudge read no score from (scored 5 of 10)
         outcome = {**line, "correct": correct, **counted(before, counters())}
         record(outcome)
@@ -527,9 +551,10 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "judge_tokens",
         "judge_format",
         "seed",
+        "its_hub_timeout",
     )
     return {
-        **{k: getattr(args, k) for k in keys},
+        **{k: getattr(args, k, 0.0) for k in keys},
         "particles": particles,
         "systems": systems,
         "delimiter": DELIMITER,

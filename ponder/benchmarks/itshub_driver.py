@@ -142,7 +142,20 @@ async def run(spec: dict[str, Any], fallbacks: FallbackCounter) -> None:
                 break
             before = fallbacks.count
             t0 = time.perf_counter()
-            result = await pf.ainfer(lm, problem["prompt"], spec["particles"], False)
+            search = pf.ainfer(lm, problem["prompt"], spec["particles"], False)
+            try:
+                result = await asyncio.wait_for(search, spec.get("timeout"))
+            except TimeoutError:  # stopped at the bench's time limit: no answer
+                line = {
+                    "id": problem["id"],
+                    "answer": "",
+                    "seconds": time.perf_counter() - t0,
+                    "steps": None,
+                    "judge_fallbacks": fallbacks.count - before,
+                    "timed_out": True,
+                }
+                print(json.dumps(line), flush=True)
+                continue
             seconds = time.perf_counter() - t0
             line = {
                 "id": problem["id"],

@@ -88,6 +88,13 @@ def add_parsers(sub: Any) -> None:
         "object, or none (the prompt alone)",
     )
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
+    h.add_argument(
+        "--its-hub-timeout",
+        type=float,
+        default=0.0,
+        help="seconds its_hub may spend on one problem; one that runs longer is stopped, "
+        "counted wrong and at this many seconds, and named in the table (0: no limit)",
+    )
     h.add_argument("--systems", default="ponder,its-hub", help="comma list of: ponder,its-hub")
     h.add_argument("--llama-server", default="", help=_PEER)
     h.add_argument(
