@@ -35,6 +35,7 @@ def options(**changes: object) -> argparse.Namespace:
         "max_tokens": 256,
         "max_steps": 40,
         "judge_tokens": 32,
+        "its_hub_timeout": 0.0,
     }
     return argparse.Namespace(**{**base, **changes})
 

@@ -80,9 +80,10 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     for name in ("limit", "max_tokens", "max_steps", "judge_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    timeout = getattr(args, "its_hub_timeout", 0.0)
-    if not timeout >= 0:  # also NaN
-        raise ValueError(f"--its-hub-timeout must be >= 0 seconds (0: no limit), got {timeout}")
+    if not args.its_hub_timeout >= 0:  # also NaN
+        raise ValueError(
+            f"--its-hub-timeout must be >= 0 seconds (0: no limit), got {args.its_hub_timeout}"
+        )
     return particles, [s for s in SYSTEMS if s in systems]
 
 
@@ -424,7 +425,7 @@ def run_itshub(
         "step_tokens": args.max_tokens,
         "judge_tokens": args.judge_tokens,
         "judge_format": args.judge_format,
-        "timeout": getattr(args, "its_hub_timeout", 0.0) or None,
+        "timeout": args.its_hub_timeout or None,
         "temperature": TEMPERATURE,
         "seed": args.seed,
         "problems": [{"id": p.id, "prompt": p.messages[-1]["content"]} for p in problems],
@@ -436,12 +437,12 @@ def run_itshub(
         return parse_metrics(httpx.get(base + "/metrics", timeout=30).text)
 
     def graded(line: dict[str, Any], before: dict[str, float]) -> None:
-        # its_hub's chosen text, graded as ponder grades a candidate without an answer
-        candidate = Candidate(line["answer"], None, 0)
-        [correct] = asyncio.run(task.grade_candidates(by_id[line["id"]], [candidate]))
         if line.get("timed_out"):  # stopped at --its-hub-timeout: no answer, counted wrong
             correct = False
             wait_idle(counters)
+        else:  # its_hub's chosen text, graded as ponder grades a candidate without an answer
+            candidate = Candidate(line["answer"], None, 0)
+            [correct] = asyncio.run(task.grade_candidates(by_id[line["id"]], [candidate]))
         # judge fallbacks: replies LLMJudge read no score from (scored 5 of 10)
         outcome = {**line, "correct": correct, **counted(before, counters())}
         record(outcome)
@@ -554,7 +555,7 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "its_hub_timeout",
     )
     return {
-        **{k: getattr(args, k, 0.0) for k in keys},
+        **{k: getattr(args, k) for k in keys},
         "particles": particles,
         "systems": systems,
         "delimiter": DELIMITER,
