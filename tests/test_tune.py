@@ -288,6 +288,12 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     text = capsys.readouterr().out
     assert "(8 pools of 2; 8 reused, 0 drawn)" in text
     assert "objective: none: the recipe was given" in text and not (again / "recipe.json").exists()
+    # a given recipe is measured on every problem: no development split, no "fitted" recipe
+    assert "given recipe (fitted elsewhere): " in text and "fitted recipe:" not in text
+    assert "development split" not in text and "stop here (all problems)" in text
+    md = (again / "report.md").read_text()
+    assert "**Development split**" not in md and "**All problems (the recipe was fitted" in md
+    assert json.loads((again / "report.json").read_text())["recipe_given"] is True
     bad = tmp_path / "big.json"
     bad.write_text(json.dumps({"stages": [{"draw": 16}]}))
     assert main([*args[:-1], str(bad), "--out", str(again)]) == 2

@@ -596,7 +596,9 @@ class Tuning:
     ``confidence-vote``; ``fit``: the noise margin the fit kept (None: the
     plain fit); ``fit_statistic``: with a margin, the chosen recipe's share of bootstrap
     draws not below the best fixed rule (no budget) or its accuracy quantile (budget);
-    ``budget``: the ``max_tokens_per_problem`` fitted within."""
+    ``budget``: the ``max_tokens_per_problem`` fitted within; ``given``: the recipe was
+    given, not fitted here (``assess``: every problem is held back, there is no
+    development split)."""
 
     dev_ids: tuple[str, ...]
     held_ids: tuple[str, ...]
@@ -613,6 +615,7 @@ class Tuning:
     fit_statistic: float | None = None
     budget: float | None = None
     confidence: bool = False
+    given: bool = False
 
     @property
     def recipe(self) -> Recipe:
@@ -781,4 +784,5 @@ def assess(
         "none: the recipe was given, not fitted here",
         tuple(grouped),
         recipe.asks > 0,
+        given=True,
     )

@@ -17,6 +17,26 @@ from ponder.evals.tune import Point, Tuning
 from ponder.evals.tune_splits import SplitFit, spread
 
 
+def _words(t: Tuning) -> dict[str, str]:
+    """The report's names for the recipe and the problems it is measured on: a fitted
+    recipe has a development split and a held-back one; a given recipe (``assess``) has
+    only the problems it is assessed on."""
+    if t.given:
+        return {
+            "recipe": "given recipe (fitted elsewhere)",
+            "where": "all problems",
+            "held": "All problems (the recipe was fitted elsewhere; the best fixed rule is "
+            "picked on these same problems)",
+            "frontier": "Frontier (all problems)",
+        }
+    return {
+        "recipe": "fitted recipe",
+        "where": "dev",
+        "held": "Held-back split (never seen by the fit)",
+        "frontier": "Frontier (development)",
+    }
+
+
 def _row(p: Point) -> str:
     lo, hi = p.wilson
     return (
@@ -27,26 +47,29 @@ def _row(p: Point) -> str:
 
 def text_report(t: Tuning, header: str = "", splits: Sequence[SplitFit] = ()) -> str:
     """The report as plain text (with ``splits``: how stable the fit is over other splits)."""
+    w = _words(t)
     lines = [header] if header else []
     lines += [
         f"development problems: {len(t.dev_ids)}; held-back problems: {len(t.held_ids)}",
         f"objective: {t.objective}",
         *([f"fit: {line}"] if (line := fit_line(t)) else []),
         "",
-        "fitted recipe: " + t.recipe.describe(),
+        f"{w['recipe']}: " + t.recipe.describe(),
         *(f"  {line}" for line in _stage_lines(t)),
-        "",
-        "development split (accuracy, 95% Wilson interval over problems, tokens per problem):",
-        _row(t.chosen),
-        _row(t.best_fixed) + "  (best fixed rule)",
-        "",
-        "frontier (development):",
-        *(_row(p) for p in t.frontier),
     ]
+    if not t.given:
+        lines += [
+            "",
+            "development split (accuracy, 95% Wilson interval over problems, tokens per "
+            "problem):",
+            _row(t.chosen),
+            _row(t.best_fixed) + "  (best fixed rule)",
+        ]
+    lines += ["", f"{w['frontier'].lower()}:", *(_row(p) for p in t.frontier)]
     if t.held_recipe is not None and t.held_fixed is not None:
         lines += [
             "",
-            "held-back split (never seen by the fit):",
+            f"{w['held'][0].lower()}{w['held'][1:]}:",
             _row(t.held_recipe),
             _row(t.held_fixed),
             f"  {_comparison(t)}",
@@ -107,8 +130,9 @@ def fit_line(t: Tuning) -> str:
 
 
 def thresholds(t: Tuning) -> list[dict[str, Any]]:
-    """The fitted recipe stage by stage: samples drawn (and cumulative), temperature, the
-    stop rule's thresholds, and the share of development problems that stopped there."""
+    """The recipe stage by stage: samples drawn (and cumulative), temperature, the stop
+    rule's thresholds, and the share of development problems (a given recipe's: of all
+    problems) that stopped there."""
     rows, total = [], 0
     for j, stage in enumerate(t.recipe.stages):
         total += stage.draw
@@ -130,7 +154,7 @@ def _rule(stop_if: dict[str, float]) -> str:
     return " and ".join(f"{k} >= {v:g}" for k, v in stop_if.items()) or "(none: draw on)"
 
 
-_STAGE_COLUMNS = ("stage", "draw (total)", "temperature", "stop if", "stopped here (dev)")
+_STAGE_COLUMNS = ("stage", "draw (total)", "temperature", "stop if", "stopped here")
 _POINT_COLUMNS = ("accuracy", "95% Wilson", "tokens / problem", "scorer calls / problem")
 
 
@@ -163,17 +187,23 @@ def _html_row(cells: Sequence[str]) -> str:
     return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
 
 
+def _stage_columns(t: Tuning) -> tuple[str, ...]:
+    return (*_STAGE_COLUMNS[:-1], f"{_STAGE_COLUMNS[-1]} ({_words(t)['where']})")
+
+
 def _stage_lines(t: Tuning) -> list[str]:
-    out = []
+    out, where = [], _words(t)["where"]
     for r in thresholds(t):
         temp = "" if r["temperature"] is None else f" at T={r['temperature']:g}"
-        share = "" if r["stopped_here"] is None else f"; {r['stopped_here']:.0%} stop here (dev)"
+        share = (
+            "" if r["stopped_here"] is None else f"; {r['stopped_here']:.0%} stop here ({where})"
+        )
         out.append(
             f"stage {r['stage']}: draw {r['draw']}{temp} ({r['drawn']} so far), "
             f"stop if {_rule(r['stop_if'])}{share}"
         )
     if t.chosen.asked:
-        out.append(f"P(yes) asked about {t.chosen.asked:.2f} samples per problem (dev)")
+        out.append(f"P(yes) asked about {t.chosen.asked:.2f} samples per problem ({where})")
     return out
 
 
@@ -192,6 +222,7 @@ def markdown_report(
     development and held-back accuracy (95% Wilson) and tokens, the frontier (every
     candidate on it) and the plot ``image`` (every candidate)."""
     title = command.split(" --")[0]
+    w = _words(t)
     lines = [f"### {title}", "", "```sh", command, "```", ""]
     if header:
         lines += [f"{line}  " for line in header.splitlines()] + [""]
@@ -200,23 +231,24 @@ def markdown_report(
         f"problems: {len(t.held_ids)}.",
         *(["", f"Fit: {line}."] if (line := fit_line(t)) else []),
         "",
-        f"**Recipe:** `{t.recipe.describe()}`",
+        f"**Recipe{' (given, fitted elsewhere)' if t.given else ''}:** `{t.recipe.describe()}`",
         "",
-        *_md_head(_STAGE_COLUMNS),
+        *_md_head(_stage_columns(t)),
         *(_md_row(_stage_cells(r)) for r in thresholds(t)),
     ]
-    lines += ["", *_md_table("Development split", [t.chosen, t.best_fixed])]
+    if not t.given:
+        lines += ["", *_md_table("Development split", [t.chosen, t.best_fixed])]
     if t.held_recipe is not None and t.held_fixed is not None:
         lines += [
             "",
-            *_md_table("Held-back split (never seen by the fit)", [t.held_recipe, t.held_fixed]),
+            *_md_table(w["held"], [t.held_recipe, t.held_fixed]),
             "",
             f"{_comparison(t)}.",
         ]
     if splits:
         lines += ["", f"**{_splits_title(splits)}**", "", *_md_head(_SPLIT_COLUMNS)]
         lines += [_md_row(row) for row in _split_rows(splits)]
-    lines += ["", *_md_table("Frontier (development)", t.frontier)]
+    lines += ["", *_md_table(w["frontier"], t.frontier)]
     if image:
         lines += ["", f"![accuracy vs tokens per problem, every candidate]({image})"]
     return "\n".join(lines) + "\n"
@@ -242,6 +274,7 @@ def html_report(
     and its thresholds, development and held-back accuracy with 95% Wilson intervals and
     tokens, the frontier and every candidate tried."""
     e = html.escape
+    w = _words(t)
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(command)}</title>",
@@ -261,21 +294,20 @@ def html_report(
     parts += [
         "<h2>Recipe</h2>",
         f"<p><code>{e(t.recipe.describe())}</code></p>",
-        _html_head(_STAGE_COLUMNS),
+        _html_head(_stage_columns(t)),
         *(_html_row(_stage_cells(r)) for r in thresholds(t)),
         "</table>",
     ]
     parts.append(f"<pre>{e(json.dumps(t.recipe.as_dict(), indent=2))}</pre>")
-    parts += _html_table("Development split", [t.chosen, t.best_fixed])
+    if not t.given:
+        parts += _html_table("Development split", [t.chosen, t.best_fixed])
     if t.held_recipe is not None and t.held_fixed is not None:
-        parts += _html_table(
-            "Held-back split (never seen by the fit)", [t.held_recipe, t.held_fixed]
-        )
+        parts += _html_table(w["held"], [t.held_recipe, t.held_fixed])
         parts.append(f"<p>{e(str(_comparison(t)))}</p>")
     if splits:
         parts += [f"<h2>{e(_splits_title(splits))}</h2>", _html_head(_SPLIT_COLUMNS)]
         parts += [_html_row(row) for row in _split_rows(splits)] + ["</table>"]
-    parts += _html_table("Frontier (development)", t.frontier)
+    parts += _html_table(w["frontier"], t.frontier)
     ranked = sorted(t.dev_points, key=lambda p: (p.tokens, -p.accuracy))
     parts.append(f"<details><summary>Every candidate ({len(ranked)})</summary>")
     parts += _html_table("", ranked)
@@ -301,6 +333,7 @@ def json_report(t: Tuning, splits: Sequence[SplitFit] = ()) -> dict[str, Any]:
         "dev_problems": list(t.dev_ids),
         "held_problems": list(t.held_ids),
         "recipe": t.recipe.as_dict(),
+        "recipe_given": t.given,
         "thresholds": thresholds(t),
         "temperatures": list(t.temperatures),
         "no_more": t.no_more,
@@ -317,9 +350,10 @@ def json_report(t: Tuning, splits: Sequence[SplitFit] = ()) -> dict[str, Any]:
 
 
 def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
-    """Accuracy against tokens per problem on the development split (log-scale tokens):
-    fixed rules by name, the recipes tried, the frontier, the fitted recipe and, when
-    there is a held-back split, the recipe and the best fixed rule there with intervals."""
+    """Accuracy against tokens per problem on the development split (a given recipe's: on
+    all problems; log-scale tokens): fixed rules by name, the recipes tried, the frontier,
+    the fitted recipe and, when there is a held-back split, the recipe and the best fixed
+    rule there with intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -360,15 +394,17 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
         ls="--",
         label="frontier",
     )
-    ax.scatter(
-        [t.chosen.tokens],
-        [t.chosen.accuracy],
-        marker="*",
-        s=220,
-        color="red",
-        zorder=5,
-        label="fitted recipe (dev)",
-    )
+    if not t.given:
+        ax.scatter(
+            [t.chosen.tokens],
+            [t.chosen.accuracy],
+            marker="*",
+            s=220,
+            color="red",
+            zorder=5,
+            label="fitted recipe (dev)",
+        )
+    held = "all problems" if t.given else "held-back"
     for point, marker, name in ((t.held_recipe, "*", "recipe"), (t.held_fixed, "D", "best fixed")):
         if point is None:
             continue
@@ -381,7 +417,7 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
             color="purple",
             ms=9,
             capsize=4,
-            label=f"{name} (held-back, 95% Wilson)",
+            label=f"{name} ({held}, 95% Wilson)",
         )
     ax.set_xscale("log")
     ax.set_xlabel("generated tokens per problem")
