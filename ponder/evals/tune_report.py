@@ -25,6 +25,7 @@ def _words(t: Tuning) -> dict[str, str]:
         return {
             "recipe": "given recipe (fitted elsewhere)",
             "where": "all problems",
+            "held_short": "all problems",
             "held": "All problems (the recipe was fitted elsewhere; the best fixed rule is "
             "picked on these same problems)",
             "frontier": "Frontier (all problems)",
@@ -32,6 +33,7 @@ def _words(t: Tuning) -> dict[str, str]:
     return {
         "recipe": "fitted recipe",
         "where": "dev",
+        "held_short": "held-back",
         "held": "Held-back split (never seen by the fit)",
         "frontier": "Frontier (development)",
     }
@@ -404,7 +406,7 @@ def plot_frontier(t: Tuning, path: str | Path, title: str = "") -> Path:
             zorder=5,
             label="fitted recipe (dev)",
         )
-    held = "all problems" if t.given else "held-back"
+    held = _words(t)["held_short"]
     for point, marker, name in ((t.held_recipe, "*", "recipe"), (t.held_fixed, "D", "best fixed")):
         if point is None:
             continue
