@@ -5,10 +5,14 @@ installed llama-server and its_hub (the figures it measures live in docs/BENCHMA
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -36,6 +40,7 @@ def options(**changes: object) -> argparse.Namespace:
         "max_steps": 40,
         "judge_tokens": 32,
         "its_hub_timeout": 0.0,
+        "start": 0,
     }
     return argparse.Namespace(**{**base, **changes})
 
@@ -60,6 +65,8 @@ def test_arguments_are_read_in_a_fixed_system_order() -> None:
         ({"limit": 0}, "--limit must be >= 1"),
         ({"max_steps": 0}, "--max-steps must be >= 1"),
         ({"judge_tokens": 0}, "--judge-tokens must be >= 1"),
+        ({"start": -1}, r"--start must be >= 0 and below --limit \(40\)"),
+        ({"start": 40}, r"--start must be >= 0 and below --limit \(40\), got 40"),
         ({"its_hub_timeout": -1.0}, "--its-hub-timeout must be >= 0"),
         ({"its_hub_timeout": float("nan")}, "--its-hub-timeout must be >= 0"),
     ],
@@ -188,11 +195,63 @@ def test_counters_are_read_once_the_server_is_idle() -> None:
 
 
 def test_the_peer_server_gets_one_slot_per_particle_and_its_counters() -> None:
-    args = argparse.Namespace(threads=2, n_ctx=16384, flash_attn="on")
+    args = argparse.Namespace(threads=2, n_ctx=16384, flash_attn="on", peer_chat_template="chatml")
     cmd = bench.server_command("llama-server", Path("m.gguf"), 8080, 4, args)
     pairs = dict(zip(cmd[1::2], cmd[2::2], strict=False))
     assert pairs["--parallel"] == "4" and pairs["-c"] == "16384" and pairs["-t"] == "2"
     assert "--metrics" in cmd and cmd[cmd.index("--flash-attn") + 1] == "on"
+    # chats rendered with the template ponder's engine uses, by the engine that continues
+    # a final assistant message
+    assert "--jinja" in cmd and cmd[cmd.index("--chat-template") + 1] == "chatml"
+
+
+class _Templates(http.server.BaseHTTPRequestHandler):
+    """A stand-in for llama-server's /apply-template that renders as ``rendered`` says."""
+
+    rendered: ClassVar[Callable[[list[dict[str, str]]], str]]
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        out = json.dumps({"prompt": type(self).rendered(body["messages"])}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _chatml(messages: list[dict[str, str]], system: str = "") -> str:
+    """ChatML with the last (assistant) message left open, as llama-server continues it."""
+    head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+    turns = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages[:-1]]
+    return head + "".join(turns) + f"<|im_start|>assistant\n{messages[-1]['content']}"
+
+
+@pytest.mark.parametrize(
+    ("system", "same"), [("", True), ("You are a helpful AI assistant named SmolLM", False)]
+)
+def test_a_peer_must_render_the_prompts_ponder_renders(
+    small_model: str, system: str, same: bool
+) -> None:
+    from ponder import models
+    from ponder.benchmarks.engine_bench import same_prompts
+
+    handler = type("H", (_Templates,), {"rendered": staticmethod(lambda m: _chatml(m, system))})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if same:
+            same_prompts(base, models.resolve(small_model))
+        else:  # the model's own Jinja template adds a system message ponder does not send
+            with pytest.raises(ValueError, match="renders chats differently.*--peer-chat-templ"):
+                same_prompts(base, models.resolve(small_model))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_continued_reply_is_the_new_text_only() -> None:
@@ -276,6 +335,13 @@ def test_ponder_records_each_problem_and_a_second_run_does_only_the_rest(
         k: v for k, v in one.items() if k not in ("system", "particles")
     }
     assert row["tokens_generated"] == sum(o["tokens_generated"] for o in lines)
+    # a later part: --start 2 runs the third problem alone, on the same ledger
+    part = ponder(*argv, "--limit", "3", "--start", "2")
+    assert part.returncode == 0, part.stderr
+    [third] = [json.loads(x) for x in ledger.read_text().splitlines()[3:]]
+    assert third["id"] not in {o["id"] for o in lines}
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["problems"] == 1 and row["outcomes"][0]["id"] == third["id"]
     # other settings on the same ledger: refused by name, the ledger untouched
     before = ledger.read_text()
     third = ponder(*common, "--max-steps", "3", "--limit", "2")
@@ -332,3 +398,23 @@ def test_its_hub_stopped_at_the_time_limit_is_recorded_wrong_with_its_counts(
     # what its_hub had sent before it was stopped is still counted (read once idle)
     assert its["prompt_tokens_computed"] > 0
     assert "(1 stopped at the time limit)" in p.stdout
+
+
+@pytest.mark.skipif(not HAVE_PEERS, reason="llama-server / its_hub not installed (make peers)")
+@pytest.mark.parametrize("template", ["", "chatml"])
+def test_llama_server_renders_ponders_prompts_only_with_the_peer_template(
+    small_model: str, template: str
+) -> None:
+    from ponder import models
+    from ponder.benchmarks._procs import free_port, running
+    from ponder.benchmarks.engine_bench import llama_server_command, same_prompts
+
+    model, port = models.resolve(small_model), free_port()
+    cmd = llama_server_command(str(find_llama_server()), model, port, 1, 1024, 1)
+    cmd += ["--jinja", "--chat-template", template] if template else []
+    with running(cmd, f"http://127.0.0.1:{port}/health"):
+        if template:
+            same_prompts(f"http://127.0.0.1:{port}", model)
+        else:  # its default, the model's own Jinja template, adds a system message
+            with pytest.raises(ValueError, match="renders chats differently"):
+                same_prompts(f"http://127.0.0.1:{port}", model)

@@ -179,6 +179,15 @@ def find_llama_server(explicit: str = "") -> str | None:
     return shutil.which("llama-server")
 
 
+PEER_CHAT_TEMPLATE = "chatml"
+"""The llama.cpp chat template a peer's llama-server renders chat requests with, by
+default: the prompt ponder's engine renders for the bundled models. Left to itself,
+llama-server renders the model's own Jinja template, which for Qwen2.5 and SmolLM2 adds a
+default system message that ponder's engine (llama.cpp's built-in template, as
+``llama_chat_apply_template`` picks it) does not send, so the two systems would answer
+different prompts. ``same_prompts`` checks that they do not."""
+
+
 def llama_server_command(
     binary: str,
     model: Path,
@@ -188,19 +197,50 @@ def llama_server_command(
     threads: int,
     fa: str = "auto",
     metrics: bool = False,
+    chat_template: str = "",
 ) -> list[str]:
     """llama-server on loopback with ``parallel`` slots over ``ctx`` cells, continuous
-    batching, ``--flash-attn fa`` (its own default is auto) and, with ``metrics``, its
-    token counters on /metrics."""
+    batching, ``--flash-attn fa`` (its own default is auto), with ``metrics`` its token
+    counters on /metrics, and with ``chat_template`` that llama.cpp template for chats
+    (its Jinja engine, which continues a final assistant message)."""
     from ponder.engines.llamacpp.native import extra_buffers_allowed
 
     cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["-t", str(threads), "-tb", str(threads), "--parallel", str(parallel)]
     cmd += ["-c", str(ctx), "--cont-batching"] + (["--metrics"] if metrics else [])
     cmd += ["--flash-attn", fa]
+    if chat_template:
+        cmd += ["--jinja", "--chat-template", chat_template]
     if not extra_buffers_allowed():
         cmd += ["--no-repack"]  # as ponder does on AMX CPUs (README, "Intel AMX CPUs")
     return cmd
+
+
+def same_prompts(base: str, model: Path) -> None:
+    """``ValueError`` unless the llama-server at ``base`` renders a chat, and a continued
+    assistant message, exactly as ponder's engine renders them for ``model`` (a peer
+    measured against ponder must answer the same prompts)."""
+    import httpx
+
+    from ponder.engines.llamacpp.native import NativeModel
+
+    user = [{"role": "user", "content": "What is 2 + 3?"}]
+    partial = "First, add the numbers.\n\n"
+    native = NativeModel(model)
+    try:
+        ours = native.apply_chat_template(user) + partial  # as the engine renders a request
+    finally:
+        native.close()
+    body = {"messages": [*user, {"role": "assistant", "content": partial}]}
+    reply = httpx.post(base + "/apply-template", json=body, timeout=60)
+    reply.raise_for_status()
+    theirs = reply.json().get("prompt")
+    if theirs != ours:
+        raise ValueError(
+            "llama-server renders chats differently from ponder's engine, so the two would "
+            f"answer different prompts: it gives {theirs!r}, ponder {ours!r}; pass "
+            "--peer-chat-template with the llama.cpp template that matches"
+        )
 
 
 class _Server:

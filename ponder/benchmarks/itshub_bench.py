@@ -11,7 +11,9 @@ step cap and sampling temperature on both sides, one problem at a time:
   ``OpenAICompatibleLanguageModel`` against llama.cpp's ``llama-server --parallel
   PARTICLES --metrics``, started afresh per particle count. The driver runs in the peers'
   venv (``make peers``); its_hub stops a particle at a step containing ``STOP_TOKEN`` (the
-  arithmetic task asks every reply to end with it).
+  arithmetic task asks every reply to end with it). llama-server renders chats with the
+  llama.cpp template ponder's engine uses (``--peer-chat-template``, checked against the
+  engine's rendering before the first problem), so both systems answer the same prompts.
 
 Both sides' answers are graded by the arithmetic task. Per system and particle count:
 accuracy with a Wilson interval, seconds (the sum over problems of each problem's search
@@ -22,7 +24,8 @@ ponder's speed-up.
 Each problem's outcome is appended to a JSON-lines ledger as it finishes (``--rows``, by
 default next to ``--out``), whose first line holds the settings; a run started again with
 the same settings runs only the problems the ledger lacks, so a long comparison can be
-run in parts and its data committed as it lands.
+run in parts and its data committed as it lands (``--start K`` runs problems K+1..limit
+only, for a part in a later sitting).
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ from typing import Any, cast
 
 from ponder.benchmarks._common import model_path, write_json
 from ponder.benchmarks._procs import free_port, running
-from ponder.benchmarks.engine_bench import find_llama_server, llama_server_command
+from ponder.benchmarks.engine_bench import (
+    PEER_CHAT_TEMPLATE,
+    find_llama_server,
+    llama_server_command,
+    same_prompts,
+)
 from ponder.evals.metrics import wilson_interval
 from ponder.strategies.particle_filter import ParticleFilterConfig
 from ponder.tasks.base import Task
@@ -80,6 +88,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     for name in ("limit", "max_tokens", "max_steps", "judge_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.start < args.limit:
+        raise ValueError(f"--start must be >= 0 and below --limit ({args.limit}), got {args.start}")
     if not args.its_hub_timeout >= 0:  # also NaN
         raise ValueError(
             f"--its-hub-timeout must be >= 0 seconds (0: no limit), got {args.its_hub_timeout}"
@@ -206,7 +216,8 @@ def rows_path(args: argparse.Namespace) -> Path | None:
 def comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings two parts of one comparison must share (not which particle counts,
     systems or how many problems a part runs)."""
-    return {k: v for k, v in settings.items() if k not in ("particles", "systems", "limit")}
+    part = ("particles", "systems", "limit", "start")
+    return {k: v for k, v in settings.items() if k not in part}
 
 
 def read_ledger(path: Path | None, current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -391,8 +402,9 @@ def server_command(
     default), its token counters on."""
     threads = args.threads or (os.cpu_count() or 1)
     return llama_server_command(
-        binary, model, port, particles, args.n_ctx, threads, args.flash_attn, metrics=True
-    )
+        binary, model, port, particles, args.n_ctx, threads, args.flash_attn, metrics=True,
+        chat_template=args.peer_chat_template,
+    )  # fmt: skip
 
 
 def run_itshub(
@@ -451,6 +463,7 @@ def run_itshub(
 
     cmd = server_command(binary, model, port, particles, args)
     with running(cmd, base + "/health"), tempfile.TemporaryFile("w+") as log:
+        same_prompts(base, model)
         _drive(python, spec, log, counters, graded)
     return outcomes
 
@@ -502,12 +515,13 @@ def main(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
 
     particles, systems = check_args(args)
     model = model_path(args)
+    args.peer_chat_template = args.peer_chat_template or PEER_CHAT_TEMPLATE  # named in results
     peer = peers(args) if "its-hub" in systems else ("", Path())
     current = settings(args, particles, systems)
     path = rows_path(args)
     kept = read_ledger(path, current)
     ledger = Ledger(path, current)
-    problems = create_task("arithmetic", level=args.level).problems(args.limit)
+    problems = create_task("arithmetic", level=args.level).problems(args.limit)[args.start :]
     rows = []
     for p in particles:
         for system in systems:
@@ -553,6 +567,8 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "judge_format",
         "seed",
         "its_hub_timeout",
+        "start",
+        "peer_chat_template",
     )
     return {
         **{k: getattr(args, k) for k in keys},

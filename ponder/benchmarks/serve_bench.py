@@ -12,7 +12,9 @@ For 1, 4 and 16 concurrent clients: requests per second, p50/p95 latency, comple
 tokens per second. OptiLLM's approach hard-codes 5 samples at temperature 1; the bench
 starts OptiLLM through a few-line launcher that sets the sample count to K, runs ponder at
 temperature 1 too, and caps both sides at the same ``--max-tokens`` (sent with each
-request; llama-server's ``--n-predict`` too). Results: docs/BENCHMARKS.md.
+request; llama-server's ``--n-predict`` too). llama-server renders chats with the template
+ponder's engine uses (``--peer-chat-template``, checked before the run). Results:
+docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ HEADER = (
 
 
 def main(args: argparse.Namespace) -> int:
-    from ponder.benchmarks.engine_bench import find_llama_server
+    from ponder.benchmarks.engine_bench import PEER_CHAT_TEMPLATE, find_llama_server, same_prompts
     from ponder.engines.llamacpp.native import extra_buffers_allowed
 
     model_name = args.model or models.DEFAULT_MODEL
@@ -202,6 +204,10 @@ def main(args: argparse.Namespace) -> int:
             server = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(lport)]
             server += ["-t", str(threads), "-tb", str(threads), "--parallel", str(top)]
             server += ["-c", str(top * (max_tokens + 256)), "-n", str(max_tokens), "--metrics"]
+            # chats rendered as ponder's engine renders them (checked once it is up)
+            template = args.peer_chat_template or PEER_CHAT_TEMPLATE
+            server += ["--jinja", "--chat-template", template]
+            results["peer_chat_template"] = template
             if not extra_buffers_allowed():
                 server += ["--no-repack"]
             launcher = Path(tempfile.mkstemp(suffix="_optillm.py")[1])
@@ -213,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
                 running(server, f"http://127.0.0.1:{lport}/health"),
                 running(proxy, f"http://127.0.0.1:{oport}/health", env=env),
             ):
+                same_prompts(f"http://127.0.0.1:{lport}", model)
                 body = {"model": model.name, "max_tokens": max_tokens, "temperature": 1.0}
                 metric = (f"http://127.0.0.1:{lport}/metrics", "llamacpp:tokens_predicted_total")
                 rows = run_side("optillm", f"http://127.0.0.1:{oport}", body, qs, args, metric)

@@ -15,6 +15,10 @@ from ponder.cli.common import add_command_group, add_engine_arguments, engine_op
 
 SUITES = ("engine", "serve", "strategies", "attention", "its-hub")
 _PEER = "path to llama.cpp's llama-server (default: the peers' venv, `make peers`)"
+_TEMPLATE = (
+    "llama.cpp chat template llama-server renders chats with (default chatml: the prompt "
+    "ponder's engine renders for the bundled models; checked before the run)"
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -46,6 +50,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--budget", "--budgets", type=int, default=4, help="samples per request")
     s.add_argument("--max-tokens", type=int, default=512, help="per-sample token cap")
     s.add_argument("--llama-server", default="", help=_PEER)
+    s.add_argument("--peer-chat-template", default="", help=_TEMPLATE)
     s.add_argument("--skip", default="", help="comma list of: optillm")
     s.add_argument(
         "--optillm-python",
@@ -96,7 +101,14 @@ def add_parsers(sub: Any) -> None:
         "counted wrong and at this many seconds, and named in the table (0: no limit)",
     )
     h.add_argument("--systems", default="ponder,its-hub", help="comma list of: ponder,its-hub")
+    h.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="run problems START+1..limit only (a part of a comparison, in a later sitting)",
+    )
     h.add_argument("--llama-server", default="", help=_PEER)
+    h.add_argument("--peer-chat-template", default="", help=_TEMPLATE)
     h.add_argument(
         "--rows",
         default="",
