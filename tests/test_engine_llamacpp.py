@@ -422,3 +422,49 @@ def test_close_right_after_submit_does_not_hang(small_model):
     assert not closer.is_alive(), "close() hung"
     with pytest.raises(EngineError, match="closed"):
         fut.result(timeout=1)
+
+
+# ---- which chat template renders the prompt ---------------------------------------------
+
+SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def test_the_model_own_jinja_template_is_rendered_when_asked(small_model: str) -> None:
+    from ponder.evals.runner import describe_model
+
+    built_in = LlamaCppEngine(small_model, n_ctx=512, n_parallel=2)
+    jinja = LlamaCppEngine(small_model, n_ctx=512, n_parallel=2, chat_template="jinja")
+    try:
+        asked = Request(chat("Name three colours."), GREEDY.with_(max_tokens=6), partial="Red")
+        plain, full = built_in.render(asked), jinja.render(asked)
+        # llama.cpp's built-in template adds no system message; the model's own adds its
+        # default one, and both end with the continued assistant text
+        assert SMOL_SYSTEM not in plain and plain.endswith("<|im_start|>assistant\nRed")
+        assert full.startswith(f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n")
+        assert full.endswith(plain)
+        # the prompt the model is given is that text: one more turn's tokens
+        [[a]] = built_in.generate_sync([asked])
+        [[b]] = jinja.generate_sync([asked])
+        assert b.prompt_tokens > a.prompt_tokens + 10 and b.tokens >= 1
+        # a store records the Jinja template, so its runs never mix with built-in ones
+        assert "chat_template" not in describe_model(small_model, built_in)
+        assert describe_model(small_model, jinja)["chat_template"] == jinja.chat_template
+        assert jinja.chat_template is not None and jinja.chat_template.startswith("jinja:")
+    finally:
+        built_in.close()
+        jinja.close()
+
+
+def test_a_chat_template_given_as_jinja_source_renders_and_bad_ones_say_why(
+    small_model: str,
+) -> None:
+    source = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant] "
+    engine = LlamaCppEngine(small_model, n_ctx=512, n_parallel=2, chat_template=source)
+    try:
+        assert engine.render(Request(chat("Hi"), GREEDY)) == "[user] Hi\n[assistant] "
+    finally:
+        engine.close()
+    with pytest.raises(ValueError, match='chat_template must be "jinja"'):
+        LlamaCppEngine(small_model, n_ctx=512, n_parallel=2, chat_template=" ")
+    with pytest.raises(ValueError, match="does not parse"):
+        LlamaCppEngine(small_model, n_ctx=512, n_parallel=2, chat_template="{% for %}")

@@ -50,7 +50,10 @@ def add_engine_arguments(p: argparse.ArgumentParser, embedded_only: bool = False
     g.add_argument(
         "--chat-template",
         default=None,
-        help="openai: GGUF path, model name or Jinja source to render chat prompts locally",
+        help="how chat messages become the prompt. llamacpp: jinja (the model's own Jinja "
+        "template, with its default system message) or Jinja source, a GGUF path or a model "
+        "name (default: llama.cpp's built-in template); openai: GGUF path, model name or "
+        "Jinja source to render chat prompts locally",
     )
 
 
@@ -75,6 +78,8 @@ def engine_options(
     if base_url:
         raise ValueError("--base-url needs --engine openai")
     options: dict[str, Any] = {"model": args.model, "n_ctx": args.n_ctx}
+    if getattr(args, "chat_template", None) is not None:
+        options["chat_template"] = args.chat_template
     if getattr(args, "threads", 0):
         options["n_threads"] = args.threads
     from ponder.engines.llamacpp.native import flash_attn_setting

@@ -153,14 +153,18 @@ def _duration(seconds: float) -> str:
 
 
 def describe_model(model: str | None, engine: Engine | None) -> dict[str, Any]:
-    """The model's name and SHA-256 (pinned for registry models, hashed for GGUF paths)."""
+    """The model's name and SHA-256 (pinned for registry models, hashed for GGUF paths),
+    and the embedded engine's Jinja chat template when it renders one (its prompts differ
+    from the built-in template's, so a run with it is a run of its own)."""
     name = model or str(getattr(engine, "model", "") or getattr(engine, "name", ""))
+    template = getattr(engine, "chat_template", None)
+    extra = {"chat_template": template} if isinstance(template, str) else {}
     if name in models.REGISTRY:
-        return {"name": name, "sha256": models.REGISTRY[name].sha256}
+        return {"name": name, "sha256": models.REGISTRY[name].sha256, **extra}
     path = Path(name).expanduser()
     if path.is_file():
-        return {"name": path.name, "sha256": models.sha256_file(path)}
-    return {"name": name, "sha256": None}
+        return {"name": path.name, "sha256": models.sha256_file(path), **extra}
+    return {"name": name, "sha256": None, **extra}
 
 
 def strategy_for(spec: StrategySpec, task: Task, seed: int | None) -> Any:

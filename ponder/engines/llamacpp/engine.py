@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -17,6 +18,7 @@ from typing import Any
 
 from ponder import models
 from ponder.engines.base import Capabilities, EngineError, raise_first_failure
+from ponder.engines.chat_template import ChatTemplate
 from ponder.engines.llamacpp.layout import (
     KV_BUDGET_MB,
     STREAM_CELLS,
@@ -47,6 +49,12 @@ class LlamaCppEngine:
     CPU) is the exact mode, in which an output does not depend on its batch or cache;
     ``False`` is faster for one problem's long shared prefixes on a CPU
     (see ``native.one_problem_flash_attn``).
+    ``chat_template``: how chat messages become the prompt. None: llama.cpp's built-in
+    template for the model (``llama_chat_apply_template``), which adds no default system
+    message; ``"jinja"``: the model's own Jinja template from its GGUF, rendered as
+    Hugging Face renders it (the prompt llama-server, vLLM and transformers build,
+    default system message and all); or Jinja source, a GGUF path or a model name whose
+    template to render (docs/ENGINES.md, "Which chat template renders the prompt").
     Thread-safe: any thread or event loop may submit; one scheduler thread owns the
     llama.cpp context.
     """
@@ -65,6 +73,7 @@ class LlamaCppEngine:
         layout: str | None = None,
         kv_memory_mb: float = KV_BUDGET_MB,
         stream_cells: int = STREAM_CELLS,
+        chat_template: str | None = None,
     ) -> None:
         if n_parallel < 1 or n_parallel > 256:
             raise ValueError(f"n_parallel must be in [1, 256], got {n_parallel}")
@@ -84,6 +93,11 @@ class LlamaCppEngine:
         mode, n_ctx = choose_layout(layout, n_ctx, n_parallel)
         self.path: Path = models.resolve(model)
         self.model = model
+        self._template = _chat_template(chat_template, self.path)
+        # what a results store records of the prompt format: None for the built-in one
+        self.chat_template = (
+            None if self._template is None else "jinja:" + _digest(self._template.source)
+        )
         self._threads = n_threads or max(1, os.cpu_count() or 1)
         self._n_batch = n_batch
         self._flash_attn = flash_attn
@@ -183,6 +197,8 @@ class LlamaCppEngine:
         """The exact text the model sees for a request."""
         if isinstance(request.prefix, str):
             return request.prefix + request.partial
+        if self._template is not None:
+            return self._template.render(request.prefix) + request.partial
         return self._weights.apply_chat_template(request.prefix) + request.partial
 
     def tokenize(self, text: str) -> list[int]:
@@ -465,6 +481,22 @@ class _Call:
             self.done.set_exception(exc)
         else:
             self.done.set_result(None)
+
+
+def _chat_template(spec: str | None, path: Path) -> ChatTemplate | None:
+    """The Jinja template ``spec`` names for the model at ``path`` (None: built-in)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(
+            'chat_template must be "jinja" (the model\'s own template), Jinja source, a GGUF '
+            f"path or a model name, got {spec!r}"
+        )
+    return ChatTemplate.from_gguf(path) if spec == "jinja" else ChatTemplate.load(spec)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _fail(fut: Future[Any], exc: BaseException) -> None:

@@ -12,9 +12,9 @@ templates rendered on the client), ``detect`` (server capability detection), ``c
 ``replies`` (response parsing), ``engine`` (the engine protocol on its event-loop thread).
 """
 
+from ponder.engines.chat_template import ChatTemplate
 from ponder.engines.openai.calls import sample_seed
 from ponder.engines.openai.engine import OpenAIEngine
 from ponder.engines.openai.profiles import PROFILES, ServerProfile
-from ponder.engines.openai.template import ChatTemplate
 
 __all__ = ["PROFILES", "ChatTemplate", "OpenAIEngine", "ServerProfile", "sample_seed"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder.engines.base import EngineError
+from ponder.engines.chat_template import ChatTemplate
 from ponder.engines.openai.profiles import ServerProfile
-from ponder.engines.openai.template import ChatTemplate
 from ponder.types import Request, ResponseFormat, SamplingParams
 
 __all__ = ["Call", "build_calls", "format_field", "sample_seed"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder.engines.base import EngineError
+from ponder.engines.chat_template import ChatTemplate
 from ponder.engines.openai.profiles import ServerProfile, profile_for_owner
 from ponder.engines.openai.replies import completion_logprobs
-from ponder.engines.openai.template import ChatTemplate
 from ponder.engines.openai.transport import Servers
 
 __all__ = ["ServerInfo", "detect"]

@@ -11,11 +11,11 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ponder.engines.base import Capabilities, EngineError, raise_first_failure
+from ponder.engines.chat_template import ChatTemplate
 from ponder.engines.openai.calls import Call, build_calls
 from ponder.engines.openai.detect import ServerInfo, detect
 from ponder.engines.openai.profiles import PROFILES
 from ponder.engines.openai.replies import completion
-from ponder.engines.openai.template import ChatTemplate
 from ponder.engines.openai.transport import Servers
 from ponder.retry import RetryPolicy
 from ponder.types import Completion, Request

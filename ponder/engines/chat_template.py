@@ -1,4 +1,6 @@
-"""Chat templates rendered on the client, for servers that cannot continue a partial answer."""
+"""Jinja chat templates rendered by ponder: by the OpenAI engine for servers that cannot
+continue a partial answer, and by the embedded engine when asked for the model's own
+template (``chat_template="jinja"``) instead of llama.cpp's built-in one."""
 
 from __future__ import annotations
 
