@@ -290,6 +290,10 @@ def test_the_ledger_keeps_outcomes_and_refuses_other_settings(tmp_path: Path) ->
     ]
     with pytest.raises(ValueError, match=r"other settings \(max_tokens, seed\)"):
         bench.read_ledger(path, _settings(seed=1, max_tokens=128))
+    # a setting added later (judge_inline): a ledger written before it used its default
+    assert len(bench.read_ledger(path, _settings(judge_inline=False))) == 2
+    with pytest.raises(ValueError, match=r"other settings \(judge_inline\)"):
+        bench.read_ledger(path, _settings(judge_inline=True))
     # a line cut short by a kill is dropped, and the next outcome starts a line of its own
     with path.open("a") as f:
         f.write('{"system": "ponder", "partic')
@@ -346,7 +350,17 @@ def test_ponder_records_each_problem_and_a_second_run_does_only_the_rest(
     before = ledger.read_text()
     third = ponder(*common, "--max-steps", "3", "--limit", "2")
     assert third.returncode == 2 and "other settings (max_steps)" in third.stderr
+    inline = ponder(*argv, "--limit", "2", "--judge-inline")
+    assert inline.returncode == 2 and "other settings (judge_inline)" in inline.stderr
     assert ledger.read_text() == before
+    assert head["settings"]["judge_inline"] is False
+    # on a ledger of its own, the inline judge runs and is named in the settings
+    alone = tmp_path / "inline.json"
+    inline = ponder(*argv[:-4], "--out", str(alone), "--max-steps", "2", "--limit", "1",
+                    "--judge-inline")  # fmt: skip
+    assert inline.returncode == 0, inline.stderr
+    [head, one] = [json.loads(x) for x in alone.with_suffix(".rows.jsonl").read_text().splitlines()]
+    assert head["settings"]["judge_inline"] is True and one["prompt_tokens_computed"] > 0
 
 
 HAVE_PEERS = find_llama_server() is not None and bench.peers_python().exists()

@@ -11,8 +11,15 @@ import pytest
 
 from ponder.engines.base import Capabilities
 from ponder.scoring import create_scorer, require_outcome, require_process
-from ponder.scoring.judge import OUTCOME_TEMPLATE, JudgeScorer, yes_probability
-from ponder.types import Completion, Problem, Request, TokenLogprob, Usage
+from ponder.scoring.judge import (
+    INLINE_OUTCOME,
+    INLINE_PREFIX,
+    INLINE_PROCESS,
+    OUTCOME_TEMPLATE,
+    JudgeScorer,
+    yes_probability,
+)
+from ponder.types import Completion, Problem, Request, SamplingParams, TokenLogprob, Usage
 
 PROBLEM = Problem.from_question("What is 2 + 3?", system="Be brief.")
 
@@ -174,6 +181,45 @@ def test_configuration_errors() -> None:
         run(JudgeScorer(TopEngine(lambda p: [])).score(no_user, ["a"]))
 
 
+def test_inline_questions_follow_the_solvers_own_conversation() -> None:
+    # inline: the candidate stays the assistant's reply to the problem's own messages, as
+    # written (not stripped, not clipped), and the question is the next user turn; so the
+    # rendered prompt extends what the sampler just computed, up to the question.
+    engine = TopEngine(lambda q: [("Yes", math.log(0.6)), ("No", math.log(0.2))])
+    judge = create_scorer("judge", engine, inline=True, max_chars=5)
+    steps = ["Add them.\n\n", "2 + 3 = 5.\n\n"]
+    for method, question, texts in (
+        (judge.score, INLINE_OUTCOME, [" It is five, a long answer.\n"]),
+        (judge.score_steps, INLINE_PROCESS, ["Add them.\n\n2 + 3 = 5.\n\n"]),
+        (judge.score_prefixes, INLINE_PREFIX, ["Add them.\n\n2 + 3 = 5.\n\n"]),
+    ):
+        before = len(engine.calls)
+        given = texts if method == judge.score else [steps]
+        scores = run(method(PROBLEM, given))
+        assert scores.values == pytest.approx((0.75,), abs=1e-12)
+        assert scores.usage.scorer_calls == 1
+        [request] = engine.calls[before]
+        assert request.prefix == (
+            *PROBLEM.messages,
+            {"role": "assistant", "content": texts[0]},
+            {"role": "user", "content": question},
+        )
+        assert request.partial == "" and request.params.max_tokens == 1
+    assert "last step" in INLINE_PROCESS and "every step" in INLINE_PREFIX
+    custom = JudgeScorer(engine, inline=True, inline_prefix="All good so far?")
+    run(custom.score_prefixes(PROBLEM, [steps]))
+    assert engine.calls[-1][0].prefix[-1]["content"] == "All good so far?"
+    # without inline, nothing changes: one user message
+    run(JudgeScorer(engine).score_prefixes(PROBLEM, [steps]))
+    assert len(engine.calls[-1][0].prefix) == 1
+    with pytest.raises(ValueError, match="no steps"):
+        run(judge.score_prefixes(PROBLEM, [steps, []]))
+    with pytest.raises(ValueError, match="inline must be true or false"):
+        JudgeScorer(engine, inline="yes")
+    with pytest.raises(ValueError, match="inline_outcome must be a non-empty question"):
+        JudgeScorer(engine, inline=True, inline_outcome="  ")
+
+
 def test_registered_as_both_kinds_of_scorer() -> None:
     judge = create_scorer("judge", TopEngine(lambda p: []), top_logprobs=5)
     assert isinstance(judge, JudgeScorer) and judge.params.top_logprobs == 5
@@ -218,3 +264,19 @@ def test_real_model_outcome_and_process(engine: Any) -> None:
     whole = run(judge.score_prefixes(PROBLEM, partials))
     assert counting.batches == [3, 2, 2]
     assert len(whole.values) == 2 and all(0.0 <= v <= 1.0 for v in whole.values)
+
+
+def test_real_model_inline_judge_reuses_the_solvers_cache(engine: Any) -> None:
+    # The point of inline: right after the sampler wrote a solution, judging it computes
+    # only the question's tokens; the judge asked apart computes the solution again.
+    problem = Problem.from_question("Count from one to twenty in words, with commas.")
+    params = SamplingParams(temperature=0.0, max_tokens=40)
+    [[solution]] = run(engine.generate([Request(problem.messages, params)]))
+    assert solution.tokens >= 8
+    inline = run(create_scorer("judge", engine, inline=True).score(problem, [solution.text]))
+    apart = run(create_scorer("judge", engine).score(problem, [solution.text]))
+    assert 0.0 <= inline.values[0] <= 1.0
+    # all of the prompt and the solution but its last token or so come from the cache
+    assert inline.usage.prompt_tokens_cached >= solution.prompt_tokens + solution.tokens - 2
+    assert inline.usage.prompt_tokens_computed < 30
+    assert inline.usage.prompt_tokens_computed < apart.usage.prompt_tokens_computed

@@ -217,7 +217,9 @@ def comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings two parts of one comparison must share (not which particle counts,
     systems or how many problems a part runs)."""
     part = ("particles", "systems", "limit", "start")
-    return {k: v for k, v in settings.items() if k not in part}
+    # settings added after ledgers were written: a ledger without one used its default
+    later = {"judge_inline": False}
+    return {**later, **{k: v for k, v in settings.items() if k not in part}}
 
 
 def read_ledger(path: Path | None, current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -323,7 +325,7 @@ def run_ponder(
     }
     task = create_task("arithmetic", level=args.level)
     engine = load_engine(**engine_options)
-    judge = create_scorer("judge", engine)
+    judge = create_scorer("judge", engine, inline=args.judge_inline)
     outcomes = []
 
     async def each(db: Path) -> None:
@@ -565,6 +567,7 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "max_steps",
         "judge_tokens",
         "judge_format",
+        "judge_inline",
         "seed",
         "its_hub_timeout",
         "start",

@@ -92,6 +92,12 @@ def add_parsers(sub: Any) -> None:
         help="its_hub judge's response_format: its JSON schema (its default), any JSON "
         "object, or none (the prompt alone)",
     )
+    h.add_argument(
+        "--judge-inline",
+        action="store_true",
+        help="ponder's judge asks in each particle's own conversation (the judge's inline=true): "
+        "its cache holds the particle, so a judgement computes only the question",
+    )
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
     h.add_argument(
         "--its-hub-timeout",

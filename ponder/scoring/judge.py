@@ -17,6 +17,14 @@ solutions, either their last step (``score_steps``: "Is the last step correct?")
 whole prefix (``score_prefixes``: "Is the solution so far correct?", which step-level
 searches use with ``aggregation="last"``, where the last score must stand for the whole
 path), always with one batched engine call.
+
+With ``inline=True`` the question is asked in the solver's own conversation instead: the
+candidate (or partial solution) stays the assistant's reply to the problem's own messages,
+exactly as written, and the question follows as the next user turn. The engine's prefix
+cache then already holds everything but the question (the sampler just computed it), so a
+judgement computes ~25 prompt tokens instead of the solution's new text plus the question;
+what the model is asked differs ("your solution" in context, not a third party's
+transcript), so its accuracy is measured before it is anyone's default (docs/SCORING.md).
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from ponder.scoring.base import Scores, question_text, register_scorer
 from ponder.types import Completion, Problem, Request, SamplingParams, TokenLogprob, Usage
 
 __all__ = [
+    "INLINE_OUTCOME",
+    "INLINE_PREFIX",
+    "INLINE_PROCESS",
     "OUTCOME_TEMPLATE",
     "PREFIX_TEMPLATE",
     "PROCESS_TEMPLATE",
@@ -69,6 +80,17 @@ PREFIX_TEMPLATE = (
 (the solution last, growing only at its end), so its prompts share the cache the same way;
 a path with an early wrong step should get a low score however good its last step is."""
 
+INLINE_OUTCOME = "Is your solution above correct? Answer Yes or No."
+"""The outcome question asked inline, as the user's next turn after the candidate."""
+
+INLINE_PROCESS = (
+    "Is the last step (the last paragraph) of your solution so far correct? Answer Yes or No."
+)
+"""The process question asked inline, after the partial solution."""
+
+INLINE_PREFIX = "Is your solution so far correct, every step of it? Answer Yes or No."
+"""The whole-prefix question asked inline, after the partial solution."""
+
 _YES = "yes"
 _NO = "no"
 # Characters a tokenizer may leave around a word piece: whitespace and SentencePiece's marker.
@@ -102,6 +124,10 @@ class JudgeScorer:
     (the end holds the answer), so that long candidates still fit the context.
     ``outcome_template`` / ``process_template`` / ``prefix_template``: replace the questions
     asked (same fields as ``OUTCOME_TEMPLATE`` / ``PROCESS_TEMPLATE`` / ``PREFIX_TEMPLATE``).
+    ``inline``: ask in the solver's own conversation (the module's docstring), with the
+    questions ``inline_outcome`` / ``inline_process`` / ``inline_prefix`` (plain text, no
+    fields); the solution is then neither clipped nor reformatted, so that its tokens match
+    the ones the engine has cached.
     """
 
     name = "judge"
@@ -114,6 +140,10 @@ class JudgeScorer:
         outcome_template: str = OUTCOME_TEMPLATE,
         process_template: str = PROCESS_TEMPLATE,
         prefix_template: str = PREFIX_TEMPLATE,
+        inline: bool = False,
+        inline_outcome: str = INLINE_OUTCOME,
+        inline_process: str = INLINE_PROCESS,
+        inline_prefix: str = INLINE_PREFIX,
     ) -> None:
         if engine is None:
             raise ValueError("the judge scorer needs an engine (the model that judges)")
@@ -134,6 +164,19 @@ class JudgeScorer:
             missing = [f for f in fields if f not in template]
             if missing:
                 raise ValueError(f"judge template lacks {missing}: {template!r}")
+        if not isinstance(inline, bool):
+            raise ValueError(f"inline must be true or false, got {inline!r}")
+        for name, question in (
+            ("inline_outcome", inline_outcome),
+            ("inline_process", inline_process),
+            ("inline_prefix", inline_prefix),
+        ):
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"{name} must be a non-empty question, got {question!r}")
+        self.inline = inline
+        self.inline_outcome = inline_outcome
+        self.inline_process = inline_process
+        self.inline_prefix = inline_prefix
         self.engine = engine
         self.max_chars = max_chars
         self.outcome_template = outcome_template
@@ -153,6 +196,8 @@ class JudgeScorer:
 
     async def score(self, problem: Problem, candidates: Sequence[str]) -> Scores:
         """P(Yes) to "Is this solution correct?" for each candidate, in one engine call."""
+        if self.inline:
+            return await self._judge_inline(problem, list(candidates), self.inline_outcome)
         question = question_text(problem)
         prompts = [
             self.outcome_template.format(question=question, solution=self._clip(text))
@@ -162,11 +207,15 @@ class JudgeScorer:
 
     async def score_steps(self, problem: Problem, partials: Sequence[Sequence[str]]) -> Scores:
         """P(Yes) to "Is the last step correct?" for each partial solution, in one engine call."""
+        if self.inline:
+            return await self._judge_inline(problem, _joined(partials), self.inline_process)
         return await self._judge(self._partial_prompts(problem, partials, self.process_template))
 
     async def score_prefixes(self, problem: Problem, partials: Sequence[Sequence[str]]) -> Scores:
         """P(Yes) to "Is the solution so far correct?" for each partial solution (its whole
         prefix judged at once), in one engine call."""
+        if self.inline:
+            return await self._judge_inline(problem, _joined(partials), self.inline_prefix)
         return await self._judge(self._partial_prompts(problem, partials, self.prefix_template))
 
     def _partial_prompts(
@@ -186,10 +235,22 @@ class JudgeScorer:
             )
         return prompts
 
-    async def _judge(self, prompts: list[str]) -> Scores:
+    async def _judge_inline(self, problem: Problem, texts: list[str], question: str) -> Scores:
+        ask = {"role": "user", "content": question}
+        conversations = [
+            (*problem.messages, {"role": "assistant", "content": text}, ask) for text in texts
+        ]
+        return await self._judge(conversations)
+
+    async def _judge(self, prompts: Sequence[str | tuple[dict[str, str], ...]]) -> Scores:
+        """One engine call: each prompt is a judge question (one user message) or a whole
+        conversation ending in the question."""
         if not prompts:
             return Scores((), Usage())
-        requests = [Request(({"role": "user", "content": p},), self.params) for p in prompts]
+        requests = [
+            Request(({"role": "user", "content": p},) if isinstance(p, str) else p, self.params)
+            for p in prompts
+        ]
         outputs = await self.engine.generate(requests)
         values: list[float] = []
         usage = Usage(scorer_calls=len(prompts))
@@ -211,6 +272,14 @@ class JudgeScorer:
         if len(text) <= self.max_chars:
             return text
         return _KEEP_TAIL + text[-self.max_chars :]
+
+
+def _joined(partials: Sequence[Sequence[str]]) -> list[str]:
+    """Each partial solution's steps as the one text the sampler wrote."""
+    for index, steps in enumerate(partials):
+        if not steps:
+            raise ValueError(f"partial solution {index} has no steps to judge")
+    return ["".join(steps) for steps in partials]
 
 
 def _first(completion: Completion) -> TokenLogprob | None:
