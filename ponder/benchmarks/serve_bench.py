@@ -153,15 +153,35 @@ HEADER = (
 )
 
 
-def main(args: argparse.Namespace) -> int:
-    from ponder.benchmarks.engine_bench import PEER_CHAT_TEMPLATE, find_llama_server, same_prompts
-    from ponder.engines.llamacpp.native import extra_buffers_allowed
+def check_args(args: argparse.Namespace) -> list[int]:
+    """The client counts; ``ValueError`` naming the option for anything unusable."""
+    try:
+        clients = [int(x) for x in args.clients.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--clients takes a comma list of integers, got {args.clients!r}"
+        ) from None
+    if not clients or min(clients) < 1:
+        raise ValueError(f"--clients needs counts >= 1, got {args.clients!r}")
+    for name in ("requests_per_client", "budget", "max_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return clients
 
+
+def main(args: argparse.Namespace) -> int:
+    from ponder.benchmarks.engine_bench import (
+        PEER_CHAT_TEMPLATE,
+        find_llama_server,
+        llama_server_command,
+        same_prompts,
+    )
+
+    args.clients_list = check_args(args)
     model_name = args.model or models.DEFAULT_MODEL
     model = models.resolve(model_name)
     k = args.budget
     threads = args.threads or (os.cpu_count() or 1)
-    args.clients_list = [int(x) for x in args.clients.split(",")]
     top = max(args.clients_list)
     max_tokens = args.max_tokens or 512
     qs = questions(max(32, top * args.requests_per_client))
@@ -201,15 +221,14 @@ def main(args: argparse.Namespace) -> int:
             print("llama-server or OptiLLM missing: run `make peers`", file=sys.stderr)
         else:
             lport, oport = free_port(), free_port()
-            server = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(lport)]
-            server += ["-t", str(threads), "-tb", str(threads), "--parallel", str(top)]
-            server += ["-c", str(top * (max_tokens + 256)), "-n", str(max_tokens), "--metrics"]
             # chats rendered as ponder's engine renders them (checked once it is up)
             template = args.peer_chat_template or PEER_CHAT_TEMPLATE
-            server += ["--jinja", "--chat-template", template]
+            ctx = top * (max_tokens + 256)
+            server = llama_server_command(
+                binary, model, lport, top, ctx, threads, metrics=True, chat_template=template
+            )
+            server += ["-n", str(max_tokens)]
             results["peer_chat_template"] = template
-            if not extra_buffers_allowed():
-                server += ["--no-repack"]
             launcher = Path(tempfile.mkstemp(suffix="_optillm.py")[1])
             launcher.write_text(OPTILLM_LAUNCHER.format(samples=k))
             proxy = [str(optillm_python), str(launcher), "--approach", "self_consistency"]
