@@ -294,6 +294,10 @@ def test_the_ledger_keeps_outcomes_and_refuses_other_settings(tmp_path: Path) ->
     assert len(bench.read_ledger(path, _settings(judge_inline=False))) == 2
     with pytest.raises(ValueError, match=r"other settings \(judge_inline\)"):
         bench.read_ledger(path, _settings(judge_inline=True))
+    # ponder's particles end at "The answer is" since stop 33: an older ledger is another
+    # comparison (--no-finish-on reproduces it)
+    with pytest.raises(ValueError, match=r"other settings \(finish_on\)"):
+        bench.read_ledger(path, _settings(finish_on=True))
     # a line cut short by a kill is dropped, and the next outcome starts a line of its own
     with path.open("a") as f:
         f.write('{"system": "ponder", "partic')
@@ -353,7 +357,7 @@ def test_ponder_records_each_problem_and_a_second_run_does_only_the_rest(
     inline = ponder(*argv, "--limit", "2", "--judge-inline")
     assert inline.returncode == 2 and "other settings (judge_inline)" in inline.stderr
     assert ledger.read_text() == before
-    assert head["settings"]["judge_inline"] is False
+    assert head["settings"]["judge_inline"] is False and head["settings"]["finish_on"] is True
     # on a ledger of its own, the inline judge runs and is named in the settings
     alone = tmp_path / "inline.json"
     inline = ponder(*argv[:-4], "--out", str(alone), "--max-steps", "2", "--limit", "1",

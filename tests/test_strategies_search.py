@@ -201,6 +201,35 @@ def test_a_step_ending_on_the_delimiter_exactly_at_the_cap_ends_the_solution(str
     assert r.usage.tokens_generated <= 6 * budget * 2
 
 
+@pytest.mark.parametrize("strategy", ["beam-search", "particle-filter", "dvts"])
+def test_finish_on_ends_a_path_at_the_step_that_holds_it(strategy):
+    # its_hub's stop_token: a step with the answer phrase ends its path, where otherwise
+    # the path goes on until the end of the turn (here: a model that keeps talking).
+    def script(prefix, i):
+        k = len(steps_of(prefix))
+        return f"The answer is 5.{D}" if k == 1 else f"step {k} {i}{D}"
+
+    budget = 4 if strategy != "particle-filter" else 2
+    on = run(strategy, ScriptedEngine(script), prefers_good(), budget, max_steps=6,
+             finish_on="The answer is")  # fmt: skip
+    assert max(n["depth"] for n in on.trace["nodes"]) == 1
+    assert all(n["finished"] for n in on.trace["nodes"] if n["depth"] == 1)
+    assert on.answer == "5"
+    off = run(strategy, ScriptedEngine(script), prefers_good(), budget, max_steps=6)
+    assert max(n["depth"] for n in off.trace["nodes"]) == 5  # on to max_steps
+    assert off.usage.tokens_generated > on.usage.tokens_generated
+
+
+def test_finish_on_unset_keeps_stored_run_ids():
+    # Runs stored before finish_on existed keep their ids: it is named only when set.
+    from ponder.evals.runner import _config_dict
+
+    assert "finish_on" not in _config_dict(create("particle-filter"))
+    assert "aggregation" in _config_dict(create("particle-filter"))
+    set_ = _config_dict(create("particle-filter", finish_on="The answer is"))
+    assert set_["finish_on"] == "The answer is"
+
+
 # ---- DVTS -----------------------------------------------------------------------------
 
 
@@ -525,6 +554,7 @@ def test_search_needs_a_process_scorer(strategy):
         ("beam-search", {"max_steps": 0}, "max_steps must be >= 1"),
         ("beam-search", {"max_step_tokens": 0}, "max_step_tokens must be >= 1"),
         ("beam-search", {"aggregation": "max"}, "aggregation must be one of"),
+        ("particle-filter", {"finish_on": 5}, "finish_on must be text"),
         ("beam-search", {"select": "vote"}, "select must be one of"),
         ("dvts", {"beam_width": -2}, "beam_width must be >= 1"),
         ("particle-filter", {"softmax_temperature": 0}, "softmax_temperature must be > 0"),

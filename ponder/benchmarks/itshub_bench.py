@@ -11,7 +11,9 @@ step cap and sampling temperature on both sides, one problem at a time:
   ``OpenAICompatibleLanguageModel`` against llama.cpp's ``llama-server --parallel
   PARTICLES --metrics``, started afresh per particle count. The driver runs in the peers'
   venv (``make peers``); its_hub stops a particle at a step containing ``STOP_TOKEN`` (the
-  arithmetic task asks every reply to end with it). llama-server renders chats with the
+  arithmetic task asks every reply to end with it), and so does ponder (the search's
+  ``finish_on``; before stop 33 ponder's particles went on to the end of the turn,
+  ``--no-finish-on``). llama-server renders chats with the
   llama.cpp template ponder's engine uses (``--peer-chat-template``, checked against the
   engine's rendering before the first problem), so both systems answer the same prompts.
 
@@ -218,7 +220,7 @@ def comparable(settings: dict[str, Any]) -> dict[str, Any]:
     systems or how many problems a part runs)."""
     part = ("particles", "systems", "limit", "start")
     # settings added after ledgers were written: a ledger without one used its default
-    later = {"judge_inline": False}
+    later = {"judge_inline": False, "finish_on": False}
     return {**later, **{k: v for k, v in settings.items() if k not in part}}
 
 
@@ -323,6 +325,8 @@ def run_ponder(
         "max_tokens": args.max_steps * args.max_tokens,
         "temperature": TEMPERATURE,
     }
+    if args.finish_on:
+        config["finish_on"] = STOP_TOKEN  # a particle ends where its_hub's would
     task = create_task("arithmetic", level=args.level)
     engine = load_engine(**engine_options)
     judge = create_scorer("judge", engine, inline=args.judge_inline)
@@ -568,6 +572,7 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "judge_tokens",
         "judge_format",
         "judge_inline",
+        "finish_on",
         "seed",
         "its_hub_timeout",
         "start",

@@ -98,6 +98,13 @@ def add_parsers(sub: Any) -> None:
         help="ponder's judge asks in each particle's own conversation (the judge's inline=true): "
         "its cache holds the particle, so a judgement computes only the question",
     )
+    h.add_argument(
+        "--no-finish-on",
+        dest="finish_on",
+        action="store_false",
+        help="ponder's particles go on to the end of the turn instead of ending, as its_hub's "
+        "do, at the step that says 'The answer is' (the comparisons before stop 33)",
+    )
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
     h.add_argument(
         "--its-hub-timeout",

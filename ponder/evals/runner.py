@@ -187,7 +187,14 @@ def _config_dict(strategy: Any) -> dict[str, Any]:
     config = getattr(strategy, "config", None)
     if config is None or not dataclasses.is_dataclass(config):
         return {}
-    return {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"}
+    # A setting added after runs were stored is named only when set, so that those runs
+    # keep their ids (and resume): its field carries ``metadata={"named_when_set": True}``.
+    unnamed = {
+        f.name
+        for f in dataclasses.fields(config)
+        if f.metadata.get("named_when_set") and getattr(config, f.name) == f.default
+    }
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "seed" and k not in unnamed}
 
 
 async def execute_cell(

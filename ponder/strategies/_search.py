@@ -13,7 +13,7 @@ not end it: the next step continues the text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.engines.base import Engine
@@ -46,7 +46,9 @@ class StepSearchConfig(SamplingConfig):
     ``max_tokens`` caps a whole solution (and ``Budget.max_tokens`` caps it further);
     ``max_step_tokens`` caps one step; ``max_steps`` caps the number of steps (the last one
     is asked to finish the answer); ``aggregation`` turns a path's step scores into one score
-    (see ``ponder.strategies.resampling.AGGREGATIONS``).
+    (see ``ponder.strategies.resampling.AGGREGATIONS``); ``finish_on``, when set, ends a path
+    at the first step that contains it (its_hub's ``stop_token``, e.g. the task's answer
+    phrase "The answer is"), where otherwise a path ends only at the end of the turn.
     """
 
     temperature: float = 0.8
@@ -58,11 +60,14 @@ class StepSearchConfig(SamplingConfig):
     max_step_tokens: int = 256
     max_steps: int = 40
     aggregation: str = "last"
+    finish_on: str = field(default="", metadata={"named_when_set": True})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.delimiter, str) or not self.delimiter:
             raise ValueError('delimiter must be a non-empty string (the default is "\\n\\n")')
+        if not isinstance(self.finish_on, str):
+            raise ValueError(f"finish_on must be text (empty: off), got {self.finish_on!r}")
         if self.max_step_tokens < 1:
             raise ValueError(f"max_step_tokens must be >= 1, got {self.max_step_tokens}")
         if self.max_steps < 1:
@@ -189,8 +194,9 @@ async def generate_steps(
         for c in comps:
             hit = not last and c.stop_reason == cfg.delimiter
             # Finished: the final step, an end of turn, or no room left under the cap (even
-            # when the step ended on the delimiter exactly at the cap).
+            # when the step ended on the delimiter exactly at the cap), or ``finish_on``.
             ended = last or used + c.tokens >= cap or (not hit and c.finish_reason != "length")
+            ended = ended or (bool(cfg.finish_on) and cfg.finish_on in c.text)
             steps.append(Step(c.text + (cfg.delimiter if hit else ""), c.tokens, ended, c))
         result.append(steps)
     return result, usage_of(outs)
