@@ -21,6 +21,17 @@ def model_path(args: argparse.Namespace) -> Path:
     return models.resolve(args.model)
 
 
+def counts(text: str, option: str) -> list[int]:
+    """A comma list of counts >= 1 (``"1,4,16"``); ``ValueError`` naming ``option``."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{option} takes a comma list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{option} needs counts >= 1, got {text!r}")
+    return values
+
+
 def decode_chunks(ctx: Any, items: list[tuple[int, int, int]], logits: bool, bench: str) -> None:
     """Decode (token, position, sequence) items in chunks of ``ctx.n_batch``, each item
     with logits or none; a cache too small for them is a RuntimeError naming ``bench``."""

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from ponder.benchmarks._common import model_path, write_json
+from ponder.benchmarks._common import counts, model_path, write_json
 from ponder.benchmarks._procs import free_port, running
 from ponder.benchmarks.engine_bench import (
     PEER_CHAT_TEMPLATE,
@@ -75,14 +75,7 @@ def peers_python() -> Path:
 
 def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     """The particle counts and systems to run; ``ValueError`` for anything unusable."""
-    try:
-        particles = [int(x) for x in args.particles.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(
-            f"--particles takes a comma list of integers, got {args.particles!r}"
-        ) from None
-    if not particles or min(particles) < 1:
-        raise ValueError(f"--particles needs counts >= 1, got {args.particles!r}")
+    particles = counts(args.particles, "--particles")
     systems = [s for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown or not systems:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import models
+from ponder.benchmarks._common import counts
 from ponder.benchmarks._procs import free_port, running
 
 OPTILLM_LAUNCHER = """
@@ -155,14 +156,7 @@ HEADER = (
 
 def check_args(args: argparse.Namespace) -> list[int]:
     """The client counts; ``ValueError`` naming the option for anything unusable."""
-    try:
-        clients = [int(x) for x in args.clients.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(
-            f"--clients takes a comma list of integers, got {args.clients!r}"
-        ) from None
-    if not clients or min(clients) < 1:
-        raise ValueError(f"--clients needs counts >= 1, got {args.clients!r}")
+    clients = counts(args.clients, "--clients")
     for name in ("requests_per_client", "budget", "max_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
