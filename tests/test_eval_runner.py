@@ -123,6 +123,30 @@ def test_a_different_configuration_is_a_different_run(tmp_path):
         )
 
 
+def test_scorer_options_make_another_run(tmp_path):
+    # Found in stop 33: only the scorer's name was in the run's configuration, so a run with
+    # --scorer-set inline=true resumed (and mixed with) the cells of the run without it.
+    task = create_task("arithmetic")
+    _, solve = make_engine(task, 2)
+    questions = {p.messages[0]["content"] for p in task.problems(2)}
+    engine = ScriptedEngine(lambda prefix, i: solve(prefix, i) if prefix in questions else "Yes")
+    db = tmp_path / "runs.sqlite"
+    plain = run_eval(task, "best-of-n", [2], 1, 2, db, engine, scorer="judge", progress=False)
+    inline = run_eval(task, "best-of-n", [2], 1, 2, db, engine, scorer="judge",
+                      scorer_options={"inline": True}, progress=False)  # fmt: skip
+    assert inline.run_id != plain.run_id and inline.cells_run == 2
+    again = run_eval(task, "best-of-n", [2], 1, 2, db, engine, scorer="judge",
+                     scorer_options={"inline": True}, progress=False)  # fmt: skip
+    assert again.run_id == inline.run_id and again.cells_run == 0
+    # the inline judge was built: its requests continue the problem's own conversation
+    assert any(len(r.prefix) == 3 for r in engine.requests if not isinstance(r.prefix, str))
+    with Store(db) as store:
+        configs = {r["run_id"]: r["config"] for r in store.runs()}
+    # a run without options keeps the configuration (and so the id) it always had
+    assert "scorer_options" not in configs[plain.run_id]
+    assert configs[inline.run_id]["scorer_options"] == {"inline": True}
+
+
 class FlakyEngine(ScriptedEngine):
     """Fails every request for one question until ``healed``."""
 

@@ -219,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             scorer=(args.scorer or None) if engine is None else scorer_from_args(args, engine),
             model=model,
             task_seed=args.task_seed,
+            scorer_options=scorer_options(args),
             **runner,
         )
     finally:

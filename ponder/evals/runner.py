@@ -255,6 +255,7 @@ async def run_eval_async(
     progress: bool | IO[str] = True,
     executor: CellExecutor | None = None,
     engine_name: str | None = None,
+    scorer_options: dict[str, Any] | None = None,
 ) -> EvalSummary:
     """Run every missing cell of the grid and store each as it finishes.
 
@@ -266,6 +267,9 @@ async def run_eval_async(
     ``seeds`` is a count (seeds ``0..seeds-1``) or a list; the cell's seed becomes the
     strategy's ``seed`` setting (strategies without one run only the first seed). ``scorer``
     is a registered scorer name (built against ``engine``), a scorer object or None;
+    ``scorer_options`` are the options the scorer was built with (``--scorer-set``): they
+    are part of the run's configuration, so that a run with other options is another run
+    (a scorer name alone would resume, and mix, the cells of a run built otherwise).
     ``task_seed`` picks the problem set of generated tasks. A cell that fails (an
     ``EngineError``, a ``ScorerError``, or a ``ValueError`` raised while it runs, e.g. a
     strategy that cannot handle this problem) is recorded in the ``errors`` table with its
@@ -286,7 +290,7 @@ async def run_eval_async(
     if engine is None and executor is None:
         raise ValueError("run_eval needs an engine or an executor")
     if isinstance(scorer, str) and engine is not None:
-        the_scorer = create_scorer(scorer, engine)
+        the_scorer = create_scorer(scorer, engine, **(scorer_options or {}))
     else:
         the_scorer = scorer
     problems = the_task.problems(limit, seed=task_seed)
@@ -312,6 +316,8 @@ async def run_eval_async(
         "scorer": scorer_name,
         "ponder_version": _version(),
     }
+    if scorer_options:  # named only when given, so runs stored without options keep their ids
+        config["scorer_options"] = dict(sorted(scorer_options.items()))
     grid = {"budgets": [int(b) for b in budgets], "seeds": seed_list, "limit": limit}
 
     store = db if isinstance(db, Store) else Store(db)
