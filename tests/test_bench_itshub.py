@@ -271,6 +271,35 @@ def test_a_continued_reply_is_the_new_text_only() -> None:
     assert _new_text(first, {"role": "assistant", "content": "1\n\n2"})["content"] == "1\n\n2"
 
 
+DRIVER_CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import itshub_driver as d
+from its_hub.api.types import ChatMessage
+where = dict(endpoint="http://127.0.0.1:9/v1", api_key="u", model_name="m")
+hi = [ChatMessage("user", "hi")]
+plain = d.ContinuingModel(**where)._prepare_request_data(hi, temperature=0.8)
+lm = d.ContinuingModel(**where, sampling=json.loads(sys.argv[2]))
+matched = lm._prepare_request_data(hi, temperature=0.8)
+print(json.dumps([plain, matched]))
+"""
+
+
+@pytest.mark.skipif(not bench.peers_python().exists(), reason="its_hub not installed (make peers)")
+def test_its_hub_requests_carry_ponders_sampling() -> None:
+    # its_hub sends only the temperature; llama-server would fill in top-k 40, top-p 0.95 and
+    # min-p 0.05, so the driver sends ponder's (none of them) unless --peer-sampling server
+    run = subprocess.run(
+        [str(bench.peers_python()), "-c", DRIVER_CHECK, str(bench.DRIVER.parent),
+         json.dumps(bench.PLAIN_SAMPLING)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    plain, matched = json.loads(run.stdout)
+    assert plain["temperature"] == 0.8 and "top_k" not in plain and "min_p" not in plain
+    assert matched == {**plain, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+
+
 def _settings(**changes: object) -> dict[str, object]:
     return {"model": "m", "limit": 40, "particles": [4, 8], "systems": ["ponder"], "seed": 0,
             "max_tokens": 256, **changes}  # fmt: skip
@@ -298,6 +327,8 @@ def test_the_ledger_keeps_outcomes_and_refuses_other_settings(tmp_path: Path) ->
     # comparison (--no-finish-on reproduces it)
     with pytest.raises(ValueError, match=r"other settings \(finish_on\)"):
         bench.read_ledger(path, _settings(finish_on=True))
+    with pytest.raises(ValueError, match=r"other settings \(peer_sampling\)"):
+        bench.read_ledger(path, _settings(peer_sampling="ponder"))
     # a line cut short by a kill is dropped, and the next outcome starts a line of its own
     with path.open("a") as f:
         f.write('{"system": "ponder", "partic')
@@ -358,6 +389,7 @@ def test_ponder_records_each_problem_and_a_second_run_does_only_the_rest(
     assert inline.returncode == 2 and "other settings (judge_inline)" in inline.stderr
     assert ledger.read_text() == before
     assert head["settings"]["judge_inline"] is False and head["settings"]["finish_on"] is True
+    assert head["settings"]["peer_sampling"] == "ponder"
     # on a ledger of its own, the inline judge runs and is named in the settings
     alone = tmp_path / "inline.json"
     inline = ponder(*argv[:-4], "--out", str(alone), "--max-steps", "2", "--limit", "1",

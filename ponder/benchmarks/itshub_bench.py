@@ -60,6 +60,13 @@ SYSTEMS = ("ponder", "its-hub")
 STRATEGY = "particle-filter"
 DELIMITER = ParticleFilterConfig.delimiter  # ponder's default step delimiter
 TEMPERATURE = ParticleFilterConfig.temperature  # ponder's and StepGeneration's default
+PLAIN_SAMPLING = {
+    "top_k": ParticleFilterConfig.top_k,
+    "top_p": ParticleFilterConfig.top_p,
+    "min_p": ParticleFilterConfig.min_p,
+}
+"""ponder's sampling besides the temperature (none of top-k, top-p, min-p: vLLM's defaults
+too), sent to llama-server with its_hub's requests unless ``--peer-sampling server``."""
 STOP_TOKEN = "The answer is"  # the arithmetic task's instruction ends every reply with it
 DRIVER = Path(__file__).with_name("itshub_driver.py")
 PROMPT_COUNTER = "llamacpp:prompt_tokens_total"
@@ -213,7 +220,7 @@ def comparable(settings: dict[str, Any]) -> dict[str, Any]:
     systems or how many problems a part runs)."""
     part = ("particles", "systems", "limit", "start")
     # settings added after ledgers were written: a ledger without one used its default
-    later = {"judge_inline": False, "finish_on": False}
+    later = {"judge_inline": False, "finish_on": False, "peer_sampling": "server"}
     return {**later, **{k: v for k, v in settings.items() if k not in part}}
 
 
@@ -439,6 +446,7 @@ def run_itshub(
         "timeout": args.its_hub_timeout or None,
         "temperature": TEMPERATURE,
         "seed": args.seed,
+        "sampling": PLAIN_SAMPLING if args.peer_sampling == "ponder" else None,
         "problems": [{"id": p.id, "prompt": p.messages[-1]["content"]} for p in problems],
     }
     by_id = {p.id: p for p in problems}
@@ -566,6 +574,7 @@ def settings(args: argparse.Namespace, particles: list[int], systems: list[str])
         "judge_format",
         "judge_inline",
         "finish_on",
+        "peer_sampling",
         "seed",
         "its_hub_timeout",
         "start",

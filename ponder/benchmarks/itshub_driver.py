@@ -6,7 +6,8 @@ its_hub and the standard library. Reads one JSON object, on one line, on stdin::
     {"endpoint": "http://127.0.0.1:PORT/v1", "model": NAME, "particles": N,
      "delimiter": "\\n\\n", "stop_token": "The answer is", "max_steps": M,
      "step_tokens": T, "judge_tokens": J, "judge_format": "schema", "temperature": 0.8,
-     "seed": S, "problems": [{"id": ID, "prompt": TEXT}, ...]}
+     "seed": S, "sampling": {"top_k": 0, "top_p": 1.0, "min_p": 0.0} or null,
+     "problems": [{"id": ID, "prompt": TEXT}, ...]}
 
 then, for each problem, waits for a line on stdin (the bench reads llama-server's counters
 while the server is idle, then says go) and prints one JSON line as the problem finishes:
@@ -57,7 +58,18 @@ JUDGE_FORMATS: dict[str, dict[str, Any] | None] = {
 
 class ContinuingModel(OpenAICompatibleLanguageModel):
     """its_hub's client, with a continued assistant message's reply made the new text
-    only (llama-server repeats the given text before it)."""
+    only (llama-server repeats the given text before it), and with ``sampling`` (e.g.
+    ``{"top_k": 0, "top_p": 1.0, "min_p": 0.0}``) added to every request: its_hub sends
+    only the temperature, and llama-server fills in its own defaults for the rest (top-k
+    40, top-p 0.95, min-p 0.05), where vLLM, which its_hub is written against, has none."""
+
+    def __init__(self, *args: Any, sampling: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampling = dict(sampling or {})
+
+    def _prepare_request_data(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data: dict[str, Any] = super()._prepare_request_data(*args, **kwargs)
+        return {**data, **self.sampling}
 
     async def agenerate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
         replies = await super().agenerate(messages, *args, **kwargs)
@@ -120,6 +132,7 @@ def build(spec: dict[str, Any]) -> tuple[ParticleFiltering, OpenAICompatibleLang
         # default cap is the per-step cap
         max_completion_tokens=spec["step_tokens"],
         max_tries=1,
+        sampling=spec.get("sampling"),
     )
     sg = StepGeneration(
         # its_hub stops a particle once it has more than max_steps steps; ponder's cap

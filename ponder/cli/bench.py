@@ -105,6 +105,14 @@ def add_parsers(sub: Any) -> None:
         help="ponder's particles go on to the end of the turn instead of ending, as its_hub's "
         "do, at the step that says 'The answer is' (the comparisons before stop 33)",
     )
+    h.add_argument(
+        "--peer-sampling",
+        choices=["ponder", "server"],
+        default="ponder",
+        help="its_hub's requests sample as ponder does (temperature alone: no top-k, top-p or "
+        "min-p, vLLM's defaults too), or with llama-server's own defaults for what its_hub "
+        "does not send (top-k 40, top-p 0.95, min-p 0.05; the comparisons before stop 33)",
+    )
     h.add_argument("--seed", type=int, default=0, help="ponder's and its_hub's resampling seed")
     h.add_argument(
         "--its-hub-timeout",
