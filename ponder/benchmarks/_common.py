@@ -32,6 +32,13 @@ def counts(text: str, option: str) -> list[int]:
     return values
 
 
+def at_least_one(args: argparse.Namespace, *names: str) -> None:
+    """``ValueError`` naming the first option among ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
 def decode_chunks(ctx: Any, items: list[tuple[int, int, int]], logits: bool, bench: str) -> None:
     """Decode (token, position, sequence) items in chunks of ``ctx.n_batch``, each item
     with logits or none; a cache too small for them is a RuntimeError naming ``bench``."""

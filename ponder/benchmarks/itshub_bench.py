@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from ponder.benchmarks._common import counts, model_path, write_json
+from ponder.benchmarks._common import at_least_one, counts, model_path, write_json
 from ponder.benchmarks._procs import free_port, running
 from ponder.benchmarks.engine_bench import (
     PEER_CHAT_TEMPLATE,
@@ -87,9 +87,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown or not systems:
         raise ValueError(f"--systems takes {', '.join(SYSTEMS)}; got {args.systems!r}")
-    for name in ("limit", "max_tokens", "max_steps", "judge_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    at_least_one(args, "limit", "max_tokens", "max_steps", "judge_tokens")
     if not 0 <= args.start < args.limit:
         raise ValueError(f"--start must be >= 0 and below --limit ({args.limit}), got {args.start}")
     if not args.its_hub_timeout >= 0:  # also NaN

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import models
-from ponder.benchmarks._common import counts
+from ponder.benchmarks._common import at_least_one, counts
 from ponder.benchmarks._procs import free_port, running
 
 OPTILLM_LAUNCHER = """
@@ -157,9 +157,7 @@ HEADER = (
 def check_args(args: argparse.Namespace) -> list[int]:
     """The client counts; ``ValueError`` naming the option for anything unusable."""
     clients = counts(args.clients, "--clients")
-    for name in ("requests_per_client", "budget", "max_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    at_least_one(args, "requests_per_client", "budget", "max_tokens")
     return clients
 
 

@@ -222,10 +222,9 @@ class JudgeScorer:
         self, problem: Problem, partials: Sequence[Sequence[str]], template: str
     ) -> list[str]:
         question = question_text(problem)
+        _check_steps(partials)
         prompts = []
-        for index, steps in enumerate(partials):
-            if not steps:
-                raise ValueError(f"partial solution {index} has no steps to judge")
+        for steps in partials:
             previous = "".join(steps[:-1]).lstrip()
             # Clipped like any long text, but keeping the delimiter after the last step.
             tail = previous[len(previous.rstrip()) :]
@@ -274,11 +273,16 @@ class JudgeScorer:
         return _KEEP_TAIL + text[-self.max_chars :]
 
 
-def _joined(partials: Sequence[Sequence[str]]) -> list[str]:
-    """Each partial solution's steps as the one text the sampler wrote."""
+def _check_steps(partials: Sequence[Sequence[str]]) -> None:
+    """``ValueError`` naming the first partial solution with no steps."""
     for index, steps in enumerate(partials):
         if not steps:
             raise ValueError(f"partial solution {index} has no steps to judge")
+
+
+def _joined(partials: Sequence[Sequence[str]]) -> list[str]:
+    """Each partial solution's steps as the one text the sampler wrote."""
+    _check_steps(partials)
     return ["".join(steps) for steps in partials]
 
 
