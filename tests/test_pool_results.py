@@ -11,7 +11,9 @@ from ponder.cli import main
 from ponder.evals import Store, run_eval
 from ponder.evals.export import export_results, import_results, load_results
 from ponder.evals.pool import PoolConfig, run_pool
-from ponder.evals.results import build
+from ponder.evals.report import pool_verifier_quality, text_report
+from ponder.evals.results import build, verifier_table
+from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.scoring import scorer as make_scorer
 from ponder.tasks import create_task
 
@@ -74,6 +76,10 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     assert "| self-consistency | 4 |" in text and "| best-of-n@v | 2 |" in text
     assert "| coverage | 1 |" in text and "| vote | 4 |" in text
     assert "Accuracy % by level" in text and "L1 (4)" in text and "L2 (4)" in text
+    # the pool's scorer as a verifier of the samples, from the same numbers as the report
+    assert (
+        "| scorer | samples | correct % | AUROC |" in text and "\n| v | 32 | 46.9 | 0.610 |" in text
+    )
     # the vote cells next to the pool's self-consistency estimate at k = budget
     assert "| vote | 4 | self-consistency |" in text and "fewer tokens" in text
     pngs = sorted(images.glob("*.png"))
@@ -83,6 +89,36 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     argv = ["results", "build", "--data", str(FIXTURE), "--out", str(out)]
     assert main([*argv, "--images", str(images), "--subsets", "50"]) == 0
     assert out.read_text() == text.replace("Intro line.\n\n", "")
+
+
+def _pool(problem, scored):
+    samples = tuple(
+        SampleRecord(f"t{i}", None, 10, "stop", ok, {}, {"v": score} if score is not None else {})
+        for i, (score, ok) in enumerate(scored)
+    )
+    return PoolRecord("r", problem, 0, None, samples, {}, {}, 0.0)
+
+
+def test_pool_scorers_are_reported_as_verifiers_of_the_samples(tmp_path):
+    # p1: correct 0.9 and 0.2, incorrect 0.5 and 0.1; p2: correct 0.8, incorrect 0.8 and one
+    # unscored sample (left out). Pairs correct > incorrect: 0.9 beats 3, 0.2 beats 1,
+    # 0.8 beats 2 with one tie (0.5), so AUROC = (3 + 1 + 2.5) / (3 * 3).
+    pools = [
+        _pool("p1", [(0.9, True), (0.2, True), (0.5, False), (0.1, False)]),
+        _pool("p2", [(0.8, True), (0.8, False), (None, False)]),
+    ]
+    q = pool_verifier_quality(pools)["v"]
+    assert q["n"] == 6 and q["n_correct"] == 3 and q["problems"] == 2
+    assert q["auroc"] == (3 + 1 + 2.5) / 9
+    assert q["false_positive_rate"] == 2 / 3 and q["false_negative_rate"] == 1 / 3
+    row = verifier_table({"v": q})[2]
+    assert row.startswith("| v | 6 | 50.0 | 0.722 | 0.667 | 0.333 |")
+    # the text report of a pool run names its scorer as a verifier too
+    db = tmp_path / "r.sqlite"
+    fill(db, levels=(1,), count=3, n=4)
+    with Store(db) as store:
+        report = text_report(store)
+    assert "verifier of v: 12 graded candidates" in report
 
 
 def write_fixture(folder=FIXTURE):

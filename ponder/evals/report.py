@@ -29,7 +29,7 @@ from ponder.evals.plots import (
     line_plot,
     power_law_series,
 )
-from ponder.evals.store import Store
+from ponder.evals.store import PoolRecord, Store
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,38 @@ def _cells(row: Row) -> list[str]:
     ]
 
 
-def verifier_quality(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """Per strategy label: ``ponder.scoring.quality.verifier_report`` over every candidate
-    that carries a scorer value and was graded (the scorer as a verifier, judged against
-    the task's grading). Strategies whose candidates have no scores are left out."""
+def pool_verifier_quality(pools: Sequence[PoolRecord]) -> dict[str, dict[str, Any]]:
+    """Per pool scorer: ``ponder.scoring.quality.verifier_report`` over every sample of
+    ``pools`` that carries a finite score from it (the scorer as a verifier of the hidden
+    grader's verdicts, each problem with its own base accuracy)."""
     from ponder.scoring.quality import verifier_report
 
     records: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for cell in store.cells(run_id, with_result=True):
+    for pool in pools:
+        for sample in pool.samples:
+            for name, score in sample.scores.items():
+                if isinstance(score, int | float) and math.isfinite(score):
+                    records[name].append(
+                        {
+                            "score": float(score),
+                            "correct": sample.correct,
+                            "problem": pool.problem_id,
+                        }
+                    )
+    return {name: verifier_report(recs) for name, recs in sorted(records.items())}
+
+
+def verifier_quality(store: Store, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per strategy label (per scorer for a pool run): ``ponder.scoring.quality.
+    verifier_report`` over every candidate that carries a scorer value and was graded (the
+    scorer as a verifier, judged against the task's grading). Strategies whose candidates
+    have no scores are left out."""
+    from ponder.scoring.quality import verifier_report
+
+    if run["config"].get("mode") == "pool":
+        return pool_verifier_quality(store.pools(run["run_id"]))
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in store.cells(run["run_id"], with_result=True):
         candidates = (cell.result or {}).get("candidates") or []
         for cand, ok in zip(candidates, cell.candidates_correct, strict=False):
             score = cand.get("score") if isinstance(cand, dict) else None
@@ -198,6 +222,7 @@ def text_report(store: Store) -> str:
                 out.extend(_aligned([list(POOL_COLUMNS), *(_pool_cells(e) for e in estimates)]))
             else:
                 out.append("  (no finished pools yet)")
+            out.extend(_verifier_lines(verifier_quality(store, run)))
             out.append("")
             continue
         out.extend(_aligned([list(COLUMNS), *(_cells(r) for r in mine)]))
@@ -212,7 +237,7 @@ def text_report(store: Store) -> str:
                 )
         if not mine:
             out.append("  (no finished cells yet)")
-        out.extend(_verifier_lines(verifier_quality(store, run["run_id"])))
+        out.extend(_verifier_lines(verifier_quality(store, run)))
         errors = store.error_count(run["run_id"])
         if errors:
             out.append(f"  {errors} cell attempts failed in the engine (see the errors table)")
@@ -235,7 +260,7 @@ def json_report(store: Store) -> dict[str, Any]:
 
     return {
         "runs": runs,
-        "verifier": {r["run_id"]: clean(verifier_quality(store, r["run_id"])) for r in runs},
+        "verifier": {r["run_id"]: clean(verifier_quality(store, r)) for r in runs},
         "rows": [
             clean(
                 {
@@ -377,6 +402,18 @@ def pool_plots(estimates: Sequence[Estimate]) -> list[str]:
     ]
 
 
+def _verifier_html(store: Store, run: dict[str, Any]) -> str:
+    quality = _verifier_lines(verifier_quality(store, run))
+    if not quality:
+        return ""
+    return (
+        "<p>Verifier quality (the scorer's values against the grading; fLaws "
+        'resampling ceiling):</p><ul class="verifier">'
+        + "".join(f"<li>{html.escape(line.strip())}</li>" for line in quality)
+        + "</ul>"
+    )
+
+
 def _pool_html(store: Store, run: dict[str, Any]) -> str:
     estimates = pool_estimates(store, run)
     if not estimates:
@@ -391,6 +428,7 @@ def _pool_html(store: Store, run: dict[str, Any]) -> str:
         "</table><p>Every rule estimated from the same stored samples (docs/EVALS.md): exact "
         "where marked, else the mean over random k-subsets with its Monte Carlo s.e.</p>"
     )
+    parts.append(_verifier_html(store, run))
     return "".join(parts) + "</section>"
 
 
@@ -447,14 +485,7 @@ def html_report(store: Store) -> str:
                 )
         if fits:
             body.append("<p>Power-law fits of coverage:</p><ul>" + "".join(fits) + "</ul>")
-        quality = _verifier_lines(verifier_quality(store, run["run_id"]))
-        if quality:
-            body.append(
-                "<p>Verifier quality (the scorer's values against the grading; fLaws "
-                'resampling ceiling):</p><ul class="verifier">'
-                + "".join(f"<li>{html.escape(line.strip())}</li>" for line in quality)
-                + "</ul>"
-            )
+        body.append(_verifier_html(store, run))
         body.append("</section>")
     notes = (
         "<p>Accuracy: the mean over problems of each problem's mean correctness over seeds; "

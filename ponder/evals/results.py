@@ -23,6 +23,7 @@ from typing import Any
 from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
 from ponder.evals.metrics import Summary, fit_power_law, summarize
 from ponder.evals.plots import PALETTE, Series, coverage_plot, estimate_series, line_plot
+from ponder.evals.report import pool_verifier_quality
 from ponder.evals.store import CellRecord, PoolRecord, Store
 from ponder.strategies import canonical, names
 
@@ -94,6 +95,35 @@ def estimate_table(estimates: Sequence[Estimate]) -> list[str]:
             f"| {e.label} | {e.k} | {e.problems} | {_pct(e.accuracy)} | {_interval(e.wilson)} | "
             f"{100 * e.se:.2f} | {e.tokens_per_problem:,.0f} | {e.scorer_calls_per_problem:g} | "
             f"{'exact' if e.exact else 'subsets'} |"
+        )
+    return lines
+
+
+def verifier_table(quality: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: each pool scorer as a verifier of the hidden grader's verdicts
+    (``ponder.scoring.quality.verifier_report`` per scorer)."""
+
+    def num(x: Any, digits: int = 3) -> str:
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    lines = [
+        "| scorer | samples | correct % | AUROC | FPR at ≥ 0.5 | FNR at ≥ 0.5 | "
+        "precision at ≥ 0.5 | best threshold (TPR / FPR) | resampling ceiling | k_stop |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for name, q in sorted(quality.items()):
+        best = q["best_threshold"]
+        youden = (
+            "-"
+            if best is None
+            else f"{best['threshold']:.3g} ({best['tpr']:.2f} / {best['fpr']:.2f})"
+        )
+        res = q["resampling"]
+        lines.append(
+            f"| {name} | {q['n']:,} | {_pct(q['base_accuracy'])} | {num(q['auroc'])} | "
+            f"{num(q['false_positive_rate'])} | {num(q['false_negative_rate'])} | "
+            f"{num(q['precision'])} | {youden} | {_pct(res['asymptote'])} | "
+            f"{res['k_stop'] if res['helps'] else 'never helps'} |"
         )
     return lines
 
@@ -260,6 +290,19 @@ def group_section(
         name = f"{image_prefix}{group.slug}-coverage.png"
         (images / name).write_bytes(coverage_plot(f"Coverage vs k: {group.title}", coverage))
         lines += [f"![coverage vs k](images/{name})", ""]
+        quality = pool_verifier_quality(pools)
+        if quality:
+            lines += [
+                'Each scorer as a verifier of the samples (docs/SCORING.md, "How good is a '
+                'verifier?"): AUROC is the chance that a correct sample outscores an '
+                'incorrect one; the resampling ceiling is the accuracy that "draw until '
+                'the scorer accepts (≥ 0.5)" tends to however many samples are drawn, '
+                "each problem with its own base accuracy (Inference Scaling fLaws), and "
+                "k_stop the draw after which one more gains under a point.",
+                "",
+                *verifier_table(quality),
+                "",
+            ]
         levels = _by_level(pools)
         if len(levels) > 1:
             lines += _level_table(levels, specs, n, subsets, seed)
