@@ -137,6 +137,10 @@ def test_pool_options_are_checked_before_any_model_loads(tmp_path):
     assert p.returncode == 2 and "--pool-scorers needs --pool N" in p.stderr
     p = ponder("eval", "arithmetic", "--pool", "4", "--scorer", "judge", "--db", db)
     assert p.returncode == 2 and "--pool-scorers" in p.stderr
+    # scorer options set the one pool scorer; with two, which one is meant is not guessed
+    two = ["--pool-scorers", "visible-tests,judge", "--scorer-set", "inline=true"]
+    p = ponder("eval", "arithmetic", "--pool", "4", *two, "--db", db)
+    assert p.returncode == 2 and "--scorer-set sets one pool scorer's options" in p.stderr
     p = ponder("eval", "arithmetic", "--pool", "4", "--set", "nosuch=1", "--db", db)
     assert p.returncode == 2 and "has no setting 'nosuch'" in p.stderr
     p = ponder("eval", "arithmetic", "--pool", "4", "--set", "temperature=-1", "--db", db)

@@ -3,10 +3,11 @@ command line, and pools drawn on a scripted engine with them."""
 
 import argparse
 
+import pytest
 from scripted import ScriptedEngine
 
 from ponder import models
-from ponder.cli.pools import draw_pools, pool_scorer_names, recorded_model
+from ponder.cli.pools import draw_pools, pool_scorer_names, pool_scorers, recorded_model
 from ponder.evals import Store
 from ponder.evals.pool import PoolConfig
 from ponder.tasks import create_task
@@ -14,6 +15,7 @@ from ponder.tasks import create_task
 
 def options(**kw):
     base = {"model": None, "engine": "llamacpp", "pool_scorers": "", "seeds": 1, "limit": 0}
+    base["scorer_set"] = None
     return argparse.Namespace(**{**base, "concurrency": 2, "task_seed": 0, **kw})
 
 
@@ -26,6 +28,41 @@ def test_recorded_model_and_pool_scorer_names():
         "visible-tests",
     ]
     assert pool_scorer_names(options()) == []
+
+
+def test_scorer_options_go_to_the_one_pool_scorer_and_are_never_dropped():
+    assert pool_scorers(options(pool_scorers="judge,visible-tests")) == (
+        ["judge", "visible-tests"],
+        None,
+    )
+    one = options(pool_scorers="judge", scorer_set=["inline=true"])
+    assert pool_scorers(one) == (["judge"], {"judge": {"inline": True}})
+    assert pool_scorers(options(scorer_set=["inline=true"]), "judge") == (
+        ["judge"],
+        {"judge": {"inline": True}},
+    )
+    with pytest.raises(ValueError, match=r"2 are named \(judge, visible-tests\)"):
+        pool_scorers(options(pool_scorers="judge,visible-tests", scorer_set=["inline=true"]))
+    with pytest.raises(ValueError, match="none is named"):
+        pool_scorers(options(scorer_set=["inline=true"]))
+    with pytest.raises(ValueError, match="either --scorer"):
+        pool_scorers(options(pool_scorers="judge"), "judge")
+
+
+def test_a_pool_scorer_option_it_does_not_take_is_a_clear_error(tmp_path):
+    task = create_task("arithmetic", level=1)
+    args = options(engine="openai", model="scripted-model", limit=1)
+    engine = ScriptedEngine(lambda prefix, i: "The answer is 1.")
+    with pytest.raises(ValueError, match="pool scorer 'judge'.*nosuch"):
+        draw_pools(
+            args,
+            task,
+            PoolConfig(n=2),
+            engine,
+            tmp_path / "r.sqlite",
+            ["judge"],
+            {"judge": {"nosuch": 1}},
+        )
 
 
 def test_draw_pools_draws_seeds_times_limit_pools_of_the_task_seeds_problems(tmp_path):

@@ -22,7 +22,7 @@ from ponder.cli.common import (
     scorer_from_args,
     scorer_options,
 )
-from ponder.cli.pools import draw_pools, pool_scorer_names, recorded_model
+from ponder.cli.pools import draw_pools, pool_scorers, recorded_model
 from ponder.options import parse_pairs
 from ponder.tasks import describe_tasks, task_class
 
@@ -251,11 +251,11 @@ def run_pools(args: argparse.Namespace, task: Any) -> int:
     if args.max_tokens:
         settings["max_tokens"] = args.max_tokens
     config = make_config(PoolConfig, {"n": args.pool, **settings}, "--pool")
-    scorers = pool_scorer_names(args)
+    scorers, options = pool_scorers(args)
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
     engine = engine_from_args(args)
     try:
-        summary = draw_pools(args, task, config, engine, args.db, scorers)
+        summary = draw_pools(args, task, config, engine, args.db, scorers, options)
     finally:
         engine.close()
     print(

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from ponder import models
+from ponder.options import parse_pairs
 
 
 def recorded_model(args: argparse.Namespace) -> str | None:
@@ -18,6 +19,29 @@ def recorded_model(args: argparse.Namespace) -> str | None:
 def pool_scorer_names(args: argparse.Namespace) -> list[str]:
     """The ``--pool-scorers`` names, blanks dropped."""
     return [s.strip() for s in args.pool_scorers.split(",") if s.strip()]
+
+
+def pool_scorers(
+    args: argparse.Namespace, scorer: str = ""
+) -> tuple[list[str], dict[str, dict[str, Any]] | None]:
+    """The pool's scorers and their options: the ``--pool-scorers`` names (or the one
+    ``scorer``, which a command may accept instead), and the ``--scorer-set`` options, which
+    set a single scorer's options (an error with several, so none is silently dropped)."""
+    names = pool_scorer_names(args)
+    if scorer:
+        if names:
+            raise ValueError("give either --scorer (with --scorer-set) or --pool-scorers")
+        names = [scorer]
+    options = parse_pairs(getattr(args, "scorer_set", None), "--scorer-set")
+    if not options:
+        return names, None
+    if len(names) != 1:
+        named = f"{len(names)} are named ({', '.join(names)})" if names else "none is named"
+        raise ValueError(
+            f"--scorer-set sets one pool scorer's options and {named}: "
+            "give --pool-scorers a single NAME to set its options"
+        )
+    return names, {names[0]: options}
 
 
 def draw_pools(

@@ -30,10 +30,9 @@ from ponder.cli.common import (
     add_engine_arguments,
     add_scorer_arguments,
     engine_from_args,
-    scorer_options,
 )
 from ponder.cli.evaluate import add_task_command, task_options
-from ponder.cli.pools import draw_pools, pool_scorer_names, recorded_model
+from ponder.cli.pools import draw_pools, pool_scorers, recorded_model
 
 
 def add_parsers(sub: Any) -> None:
@@ -205,11 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if given is not None and given.total_draws > args.pool:
         raise ValueError(f"the recipe draws {given.total_draws} samples; --pool is {args.pool}")
     tasks = _tasks(args)
-    scorers = pool_scorer_names(args)
-    if args.scorer and scorers:
-        raise ValueError("give either --scorer (with --scorer-set) or --pool-scorers")
-    scorers = scorers or ([args.scorer] if args.scorer else [])
-    options = {args.scorer: scorer_options(args)} if args.scorer else None
+    scorers, options = pool_scorers(args, args.scorer)
     model = recorded_model(args)
     first = first_stage_draws(args.pool) if args.self_eval < 0 else args.self_eval
     if given is not None:

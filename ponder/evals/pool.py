@@ -222,10 +222,14 @@ async def run_pool_async(
     if isinstance(scorers, Mapping):
         built = dict(scorers)
     else:
-        built = {
-            name: create_scorer(name, engine, **dict((scorer_options or {}).get(name, {})))
-            for name in scorers
-        }
+        built = {}
+        for name in scorers:
+            try:
+                built[name] = create_scorer(
+                    name, engine, **dict((scorer_options or {}).get(name, {}))
+                )
+            except TypeError as exc:  # an option the scorer does not take
+                raise ValueError(f"pool scorer {name!r}: {exc}") from None
     for name, scorer in built.items():
         require_outcome(scorer, f"pool (scorer {name!r})")
     problems = the_task.problems(limit, seed=task_seed)
