@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ponder.cli.common import (
@@ -114,6 +115,13 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help="comma list of scorers computed once per sample (e.g. visible-tests,judge)",
     )
+    s.add_argument(
+        "--samples-from",
+        default="",
+        metavar="RUN",
+        help="score the stored samples of pool run RUN (in --db) with --pool-scorers, "
+        "generating nothing: a new pool run with the same samples and the new scores",
+    )
     r = p.add_argument_group("Ray (pip install 'ponder[ray]'; docs/EVALS.md)")
     r.add_argument("--ray", default="", metavar="auto|local|ADDRESS", help="run cells on Ray")
     r.add_argument("--ray-actors", type=int, default=2, help="Ray actors, one engine each")
@@ -161,10 +169,12 @@ def run(args: argparse.Namespace) -> int:
 
     options = task_options(args)
     task = create_task(args.task, **options)
+    if args.samples_from:
+        return rescore(args, task)
     if args.pool:
         return run_pools(args, task)
     if args.pool_scorers:
-        raise ValueError("--pool-scorers needs --pool N")
+        raise ValueError("--pool-scorers needs --pool N (or --samples-from RUN)")
     specs = strategy_specs(args)
     budgets = ints(args.budgets, "--budgets")
     task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
@@ -235,6 +245,54 @@ def run(args: argparse.Namespace) -> int:
         f"Report: ponder report {args.db}"
     )
     return 1 if summary.cells_failed else 0
+
+
+def rescore(args: argparse.Namespace, task: Any) -> int:
+    """``--samples-from RUN``: score a pool run's stored samples with ``--pool-scorers``
+    into a new pool run (``ponder.evals.pool.rescore_pools``) and print what was done."""
+    from ponder.evals import Store
+    from ponder.evals.pool import rescore_pools, source_run
+
+    drawn = [f for f, v in (("--pool", args.pool), ("--set", args.set)) if v]
+    drawn += ["--max-tokens"] if args.max_tokens else []
+    drawn += ["--ray"] if args.ray else []
+    drawn += ["--scorer"] if args.scorer else []
+    if drawn:
+        raise ValueError(
+            f"--samples-from scores samples already drawn, with --pool-scorers; "
+            f"drop {', '.join(drawn)}"
+        )
+    scorers, options = pool_scorers(args)
+    if not scorers:
+        raise ValueError("--samples-from needs --pool-scorers NAMES: the scorers to add")
+    if not Path(args.db).is_file():
+        raise ValueError(f"--samples-from: no results database {args.db}")
+    with Store(args.db) as store:
+        source_run(store, args.samples_from)  # before the model loads
+    task.problems(args.limit or None, seed=args.task_seed)  # bad task input fails before loading
+    engine = engine_from_args(args)
+    try:
+        summary = rescore_pools(
+            task,
+            args.samples_from,
+            args.limit or None,
+            args.db,
+            engine,
+            scorers,
+            concurrency=args.concurrency,
+            model=recorded_model(args),
+            task_seed=args.task_seed,
+            scorer_options=options,
+        )
+    finally:
+        engine.close()
+    print(
+        f"run {summary.run_id}: {summary.pools_run} pools scored, "
+        f"{summary.pools_already_done} already done, {summary.pools_failed} failed, "
+        f"{summary.pools_total} in all (the samples of run {args.samples_from}), "
+        f"{summary.seconds:.1f} s. Report: ponder report {args.db}"
+    )
+    return 1 if summary.pools_failed else 0
 
 
 def run_pools(args: argparse.Namespace, task: Any) -> int:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ponder.engines.base import Engine, EngineError
-from ponder.evals.runner import Progress, describe_model, drain, seeds_of
+from ponder.evals.runner import Progress, _version, describe_model, drain, seeds_of
 from ponder.evals.store import PoolRecord, SampleRecord, Store
 from ponder.scoring import ScorerError, create_scorer, require_outcome
 from ponder.strategies import confidence
@@ -123,6 +124,20 @@ async def draw_pool(
     return dataclasses.replace(record, seconds=time.perf_counter() - t0)
 
 
+async def score_texts(
+    problem: Problem, texts: Sequence[str], scorers: Mapping[str, Any]
+) -> tuple[dict[str, tuple[float, ...]], dict[str, dict[str, float]]]:
+    """Every scorer called once over all ``texts``: scorer name -> one score per text, and
+    scorer name -> the usage of that call."""
+    scores: dict[str, tuple[float, ...]] = {}
+    usage: dict[str, dict[str, float]] = {}
+    for name, scorer in scorers.items():
+        scored = await require_outcome(scorer, "pool").score(problem, texts)
+        scores[name] = scored.values
+        usage[name] = scored.usage.as_dict()
+    return scores, usage
+
+
 async def pool_record(
     task: Task,
     problem: Problem,
@@ -135,13 +150,7 @@ async def pool_record(
     every scorer called once over all texts, every sample graded."""
     kind = task.answer_kind if config.answer_kind == "auto" else config.answer_kind
     cands = [to_candidate(c, kind) for c in completions]
-    texts = [c.text for c in cands]
-    scores: dict[str, tuple[float, ...]] = {}
-    scorer_usage: dict[str, dict[str, float]] = {}
-    for name, scorer in scorers.items():
-        scored = await require_outcome(scorer, "pool").score(problem, texts)
-        scores[name] = scored.values
-        scorer_usage[name] = scored.usage.as_dict()
+    scores, scorer_usage = await score_texts(problem, [c.text for c in cands], scorers)
     correct = await task.grade_candidates(problem, cands)
     usage = sum((c.usage for c in completions[1:]), completions[0].usage)
     samples = tuple(
@@ -168,6 +177,28 @@ async def pool_record(
     )
 
 
+def _build_scorers(
+    scorers: Sequence[str] | Mapping[str, Any],
+    engine: Engine,
+    scorer_options: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """Scorer objects by name (``scorers``: registered names, built against ``engine`` with
+    their ``scorer_options``, or a mapping name -> scorer), each checked to score outcomes."""
+    if isinstance(scorers, Mapping):
+        built = dict(scorers)
+    else:
+        built = {}
+        for name in scorers:
+            options = dict((scorer_options or {}).get(name, {}))
+            try:
+                built[name] = create_scorer(name, engine, **options)
+            except TypeError as exc:  # an option the scorer does not take
+                raise ValueError(f"pool scorer {name!r}: {exc}") from None
+    for name, scorer in built.items():
+        require_outcome(scorer, f"pool (scorer {name!r})")
+    return built
+
+
 def pool_run_config(
     task: Task,
     config: PoolConfig,
@@ -178,8 +209,6 @@ def pool_run_config(
     scorer_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The configuration that identifies a pool run (its hash is the run id)."""
-    from ponder.evals.runner import _version
-
     return {
         "mode": "pool",
         "task": task.name,
@@ -219,19 +248,7 @@ async def run_pool_async(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     seed_list = seeds_of(seeds)
     the_task = create_task(task) if isinstance(task, str) else task
-    if isinstance(scorers, Mapping):
-        built = dict(scorers)
-    else:
-        built = {}
-        for name in scorers:
-            try:
-                built[name] = create_scorer(
-                    name, engine, **dict((scorer_options or {}).get(name, {}))
-                )
-            except TypeError as exc:  # an option the scorer does not take
-                raise ValueError(f"pool scorer {name!r}: {exc}") from None
-    for name, scorer in built.items():
-        require_outcome(scorer, f"pool (scorer {name!r})")
+    built = _build_scorers(scorers, engine, scorer_options)
     problems = the_task.problems(limit, seed=task_seed)
     run_config = pool_run_config(
         the_task,
@@ -248,51 +265,85 @@ async def run_pool_async(
         run_id = store.begin_run(run_config, grid)
         done = store.finished_pools(run_id)
         todo = [(p, s) for s in seed_list for p in problems if (p.id, s) not in done]
-        total = len(problems) * len(seed_list)
-        bar = None
-        if progress:
-            bar = Progress(len(todo), stream=None if progress is True else progress)
-            if total != len(todo):
-                bar.stream.write(f"run {run_id}: {total - len(todo)} of {total} pools done\n")
-        started = time.monotonic()
-        counts = {"samples": 0, "tokens": 0}
-        failures: list[str] = []
 
-        async def one(problem: Problem, seed: int) -> None:
-            try:
-                record = await draw_pool(the_task, problem, seed, config, engine, built)
-            except (EngineError, ScorerError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                store.add_error(run_id, (problem.id, f"pool[{config.n}]", config.n, seed), error)
-                failures.append(f"{problem.id} seed {seed}: {error}")
-                if bar:
-                    bar.update(None)
-                return
-            store.add_pool(dataclasses.replace(record, run_id=run_id))
-            counts["samples"] += record.n
-            counts["tokens"] += sum(s.tokens for s in record.samples)
-            if bar:
-                bar.update(any(s.correct for s in record.samples))
+        async def make(item: tuple[Problem, int]) -> PoolRecord:
+            return await draw_pool(the_task, item[0], item[1], config, engine, built)
 
-        try:
-            await drain(todo, concurrency, lambda item: one(*item))
-        finally:
-            if bar:
-                bar.close()
-        return PoolSummary(
-            run_id=run_id,
-            pools_total=total,
-            pools_already_done=total - len(todo),
-            pools_run=len(todo) - len(failures),
-            pools_failed=len(failures),
-            samples=counts["samples"],
-            tokens_generated=counts["tokens"],
-            seconds=time.monotonic() - started,
-            failures=tuple(failures),
+        return await _fill(
+            store,
+            run_id,
+            todo,
+            len(problems) * len(seed_list),
+            make,
+            lambda item: (item[0].id, item[1]),
+            f"pool[{config.n}]",
+            config.n,
+            concurrency,
+            progress,
         )
     finally:
         if not isinstance(db, Store):
             store.close()
+
+
+async def _fill(
+    store: Store,
+    run_id: str,
+    todo: Sequence[Any],
+    total: int,
+    make: Callable[[Any], Awaitable[PoolRecord]],
+    key: Callable[[Any], tuple[str, int]],
+    label: str,
+    n: int,
+    concurrency: int,
+    progress: bool | IO[str],
+) -> PoolSummary:
+    """Make the pool of every item in ``todo`` (``total`` in the run, the rest already
+    stored), ``concurrency`` at once, and store each as it finishes. An engine, scorer or
+    value error is recorded in the ``errors`` table under the item's ``key`` (problem id,
+    seed) and the rest go on."""
+    bar = None
+    if progress:
+        bar = Progress(len(todo), stream=None if progress is True else progress)
+        if total != len(todo):
+            bar.stream.write(f"run {run_id}: {total - len(todo)} of {total} pools done\n")
+    started = time.monotonic()
+    counts = {"samples": 0, "tokens": 0}
+    failures: list[str] = []
+
+    async def one(item: Any) -> None:
+        problem_id, seed = key(item)
+        try:
+            record = await make(item)
+        except (EngineError, ScorerError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            store.add_error(run_id, (problem_id, label, n, seed), error)
+            failures.append(f"{problem_id} seed {seed}: {error}")
+            if bar:
+                bar.update(None)
+            return
+        store.add_pool(dataclasses.replace(record, run_id=run_id))
+        counts["samples"] += record.n
+        counts["tokens"] += sum(s.tokens for s in record.samples)
+        if bar:
+            bar.update(any(s.correct for s in record.samples))
+
+    try:
+        await drain(list(todo), concurrency, one)
+    finally:
+        if bar:
+            bar.close()
+    return PoolSummary(
+        run_id=run_id,
+        pools_total=total,
+        pools_already_done=total - len(todo),
+        pools_run=len(todo) - len(failures),
+        pools_failed=len(failures),
+        samples=counts["samples"],
+        tokens_generated=counts["tokens"],
+        seconds=time.monotonic() - started,
+        failures=tuple(failures),
+    )
 
 
 def run_pool(
@@ -307,3 +358,128 @@ def run_pool(
 ) -> PoolSummary:
     """Synchronous ``run_pool_async`` (for scripts and the CLI)."""
     return asyncio.run(run_pool_async(task, config, seeds, limit, db, engine, scorers, **options))
+
+
+def source_run(store: Store, source: str) -> dict[str, Any]:
+    """The pool run ``source`` of ``store`` (a ``ValueError`` naming what the store holds
+    when there is none)."""
+    runs = store.runs()
+    run = next((r for r in runs if r["run_id"] == source), None)
+    if run is None or run["config"].get("mode") != "pool":
+        ids = [r["run_id"] for r in runs if r["config"].get("mode") == "pool"]
+        held = f"its pool runs: {', '.join(ids)}" if ids else "it holds no pool run"
+        raise ValueError(f"no pool run {source!r} in {store.path}; {held}")
+    return run
+
+
+async def rescore_pools_async(
+    task: Task | str,
+    source: str,
+    limit: int | None,
+    db: str | Path | Store,
+    engine: Engine,
+    scorers: Sequence[str] | Mapping[str, Any],
+    concurrency: int = 4,
+    model: str | None = None,
+    task_seed: int = 0,
+    progress: bool | IO[str] = True,
+    scorer_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> PoolSummary:
+    """Score the stored samples of pool run ``source`` with more scorers, generating nothing.
+
+    Every finished pool of ``source`` among the task's first ``limit`` problems becomes a
+    pool of a new run: the same samples (text, answer, tokens, statistics, the grader's
+    verdict), each new scorer's score added, a scorer of the same name replacing the
+    source's. So two verifiers (the judge asked apart and inline, a remote reward model)
+    are compared on the very same samples, and every pool rule is estimated with the new
+    scores. The new run's configuration is the source's with the scorers (and their
+    options) merged, the source's id as ``samples_from`` and the scoring engine's model as
+    ``scorer_model`` (a judge may be another model than the one that wrote the samples);
+    it resumes like any pool run. A pool's usage stays its samples' (the cost at k is
+    still k samples' tokens), its scorer usage gains the new calls, its seconds the
+    scoring's."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    the_task = create_task(task) if isinstance(task, str) else task
+    built = _build_scorers(scorers, engine, scorer_options)
+    if not built:
+        raise ValueError("scoring stored samples needs at least one scorer")
+    store = db if isinstance(db, Store) else Store(db)
+    try:
+        cfg = source_run(store, source)["config"]
+        mine = {"task": the_task.name, "options": the_task.options(), "seed": task_seed}
+        theirs = {
+            "task": cfg.get("task"),
+            "options": cfg.get("task_options"),
+            "seed": cfg.get("task_seed", 0),
+        }
+        if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True, default=str):
+            raise ValueError(
+                f"samples from {source}: that run's problems are {theirs}, this command's "
+                f"are {mine}; give the task, its options and --task-seed it was drawn with"
+            )
+        problems = {p.id: p for p in the_task.problems(limit, seed=task_seed)}
+        pools = [p for p in store.pools(source) if p.problem_id in problems]
+        if not pools:
+            raise ValueError(
+                f"samples from {source}: none of its finished pools is among this task's "
+                f"first {limit or len(problems)} problems"
+            )
+        added = {name: dict((scorer_options or {}).get(name, {})) for name in sorted(built)}
+        run_config = {
+            **cfg,
+            "scorers": dict(sorted({**cfg.get("scorers", {}), **added}.items())),
+            "samples_from": source,
+            "scorer_model": describe_model(model, engine),
+            "ponder_version": _version(),
+        }
+        run_id = store.begin_run(run_config, {"samples_from": source, "limit": limit})
+        done = store.finished_pools(run_id)
+        todo = [p for p in pools if p.key not in done]
+
+        async def make(pool: PoolRecord) -> PoolRecord:
+            t0 = time.perf_counter()
+            texts = [s.text for s in pool.samples]
+            scores, usage = await score_texts(problems[pool.problem_id], texts, built)
+            samples = tuple(
+                dataclasses.replace(
+                    s, scores={**s.scores, **{name: v[i] for name, v in scores.items()}}
+                )
+                for i, s in enumerate(pool.samples)
+            )
+            return dataclasses.replace(
+                pool,
+                samples=samples,
+                scorer_usage={**pool.scorer_usage, **usage},
+                seconds=pool.seconds + time.perf_counter() - t0,
+            )
+
+        n = int(cfg.get("pool", {}).get("n", 0))
+        return await _fill(
+            store,
+            run_id,
+            todo,
+            len(pools),
+            make,
+            lambda p: p.key,
+            f"pool[{n}]",
+            n,
+            concurrency,
+            progress,
+        )
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+
+
+def rescore_pools(
+    task: Task | str,
+    source: str,
+    limit: int | None,
+    db: str | Path | Store,
+    engine: Engine,
+    scorers: Sequence[str] | Mapping[str, Any],
+    **options: Any,
+) -> PoolSummary:
+    """Synchronous ``rescore_pools_async``."""
+    return asyncio.run(rescore_pools_async(task, source, limit, db, engine, scorers, **options))

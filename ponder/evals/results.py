@@ -16,7 +16,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,26 @@ class Group:
     scorers: dict[str, list[str]] = field(default_factory=dict)
     cells: dict[str, list[CellRecord]] = field(default_factory=lambda: defaultdict(list))
     cell_scorers: dict[str, str | None] = field(default_factory=dict)
+    pool_titles: dict[str, str] = field(default_factory=dict)
+    rescored: set[str] = field(default_factory=set)
+
+
+def pool_title(cfg: dict[str, Any]) -> str:
+    """What tells one pool run's pools from another's in a group: the sampling, the
+    scorers with their options, and where rescored samples came from."""
+    pool = cfg.get("pool", {})
+    parts = [f"temperature {pool.get('temperature')}, at most {pool.get('max_tokens')} tokens"]
+    scorers = [
+        name + ("[" + ";".join(f"{k}={v}" for k, v in sorted(opts.items())) + "]" if opts else "")
+        for name, opts in sorted(cfg.get("scorers", {}).items())
+    ]
+    parts.append(f"scorers {', '.join(scorers)}" if scorers else "no scorers")
+    if cfg.get("samples_from"):
+        parts.append(f"the samples of run `{cfg['samples_from']}`")
+    scorer_model = cfg.get("scorer_model", {}).get("name")
+    if scorer_model and scorer_model != _model({"config": cfg}):
+        parts.append(f"scored by {scorer_model}")
+    return "; ".join(parts)
 
 
 def _model(run: dict[str, Any]) -> str:
@@ -58,10 +78,15 @@ def groups(store: Store) -> list[Group]:
         group = out.setdefault(key, Group(f"{key[0]} · {key[1]} · task seed {key[2]}", slug))
         group.runs.append(run)
         if cfg.get("mode") == "pool":
-            scorers = sorted(cfg.get("scorers", {}))
-            pool_key = json.dumps({"pool": cfg["pool"], "scorers": scorers}, sort_keys=True)
+            # Pools are estimated together only when drawn and scored alike: the same
+            # settings, scorers with the same options, scored by the same model.
+            scored = {k: cfg[k] for k in ("scorers", "scorer_model") if k in cfg}
+            pool_key = json.dumps({"pool": cfg["pool"], **scored}, sort_keys=True, default=str)
             group.pools.setdefault(pool_key, []).extend(store.pools(run["run_id"]))
-            group.scorers[pool_key] = scorers
+            group.scorers[pool_key] = sorted(cfg.get("scorers", {}))
+            group.pool_titles[pool_key] = pool_title(cfg)
+            if cfg.get("samples_from"):
+                group.rescored.add(pool_key)
         else:
             for cell in store.cells(run["run_id"]):
                 group.cells[f"{cell.strategy}\t{cell.budget}"].append(cell)
@@ -212,7 +237,8 @@ def comparison(
     if not rows:
         return []
     cell_records = [c for label, budget in matched for c in group.cells[f"{label}\t{budget}"]]
-    pools = [p for ps in group.pools.values() for p in ps]
+    # rescored pools (``samples_from``) hold samples another run drew: not drawn twice
+    pools = [p for key, ps in group.pools.items() if key not in group.rescored for p in ps]
     cell_tokens = sum(c.tokens_generated for c in cell_records)
     pool_tokens = sum(int(p.usage.get("tokens_generated", 0)) for p in pools)
     cell_seconds = sum(c.seconds for c in cell_records)
@@ -262,16 +288,21 @@ def group_section(
     lines.append("")
     cells = cell_rows(group.cells)
     all_estimates: list[Estimate] = []
-    for pool_key, pools in group.pools.items():
+    several = len(group.pools) > 1
+    for index, (pool_key, pools) in enumerate(group.pools.items()):
         scorers = group.scorers[pool_key]
+        slug = f"{group.slug}-pool{index + 1}" if several else group.slug
         specs = parse_estimators(rules, scorers) if rules else default_estimators(scorers)
         n = min(p.n for p in pools)
         problems = len({p.problem_id for p in pools})
         seeds = len({p.seed for p in pools})
         estimates = estimate(pools, specs, subsets=subsets, seed=seed)
+        if index:  # a second pool's rules are told apart in the plot and the comparison
+            estimates = [replace(e, label=f"{e.label} (pool {index + 1})") for e in estimates]
         all_estimates += estimates
         lines += [
-            f"### Pool of {n}: {problems} problems × {seeds} seed(s)",
+            f"### Pool of {n}: {problems} problems × {seeds} seed(s)"
+            + (f" ({group.pool_titles[pool_key]})" if several else ""),
             "",
             f"Every rule estimated from the same samples at k = 1, 2, 4, … {n} "
             f"({subsets} random k-subsets where not exact; docs/EVALS.md).",
@@ -287,7 +318,7 @@ def group_section(
                 f"k^{fit.b:.3f}), R² {fit.r2:.3f} over {fit.points} points.",
                 "",
             ]
-        name = f"{image_prefix}{group.slug}-coverage.png"
+        name = f"{image_prefix}{slug}-coverage.png"
         (images / name).write_bytes(coverage_plot(f"Coverage vs k: {group.title}", coverage))
         lines += [f"![coverage vs k](images/{name})", ""]
         quality = pool_verifier_quality(pools)
