@@ -10,7 +10,7 @@ from test_pool import draw
 
 from ponder.evals import Store
 from ponder.evals.pool import rescore_pools, source_run
-from ponder.evals.report import pool_verifier_quality
+from ponder.evals.report import pool_verifier_quality, text_report
 from ponder.evals.results import groups
 from ponder.scoring import scorer as make_scorer
 from ponder.tasks import create_task
@@ -60,7 +60,10 @@ def test_rescoring_adds_scores_to_the_same_samples_and_generates_nothing(tmp_pat
         pools = store.pools(s3.run_id)
         # the results page keeps the three runs' pools apart (other scorers)
         [group] = groups(store)
+        report = text_report(store)
     assert all(x.scores == {"v": 0.5} for p in pools for x in p.samples)
+    assert f"{s3.run_id}: task arithmetic" in report
+    assert f"scorers v (the samples of run {first.run_id})" in report
     assert len(group.pools) == 3 and len(group.rescored) == 2
     assert pool_verifier_quality(pools)["v"]["auroc"] == 0.5
 

@@ -181,6 +181,8 @@ def describe_run(run: dict[str, Any]) -> str:
     options = ", ".join(f"{k}={v}" for k, v in sorted(cfg.get("task_options", {}).items()))
     if cfg.get("mode") == "pool":
         scoring = f"pool of {cfg['pool']['n']}; scorers {', '.join(cfg.get('scorers', {})) or '-'}"
+        if cfg.get("samples_from"):
+            scoring += f" (the samples of run {cfg['samples_from']})"
     else:
         scoring = f"scorer {cfg.get('scorer')}"
     return (
