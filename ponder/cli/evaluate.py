@@ -23,7 +23,7 @@ from ponder.cli.common import (
     scorer_from_args,
     scorer_options,
 )
-from ponder.cli.pools import draw_pools, pool_scorers, recorded_model
+from ponder.cli.pools import draw_pools, pool_scorers, recorded_model, run_options
 from ponder.options import parse_pairs
 from ponder.tasks import describe_tasks, task_class
 
@@ -279,10 +279,8 @@ def rescore(args: argparse.Namespace, task: Any) -> int:
             args.db,
             engine,
             scorers,
-            concurrency=args.concurrency,
-            model=recorded_model(args),
-            task_seed=args.task_seed,
             scorer_options=options,
+            **run_options(args),
         )
     finally:
         engine.close()

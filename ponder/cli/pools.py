@@ -66,8 +66,16 @@ def draw_pools(
         db,
         engine,
         scorers,
-        concurrency=args.concurrency,
-        model=recorded_model(args),
-        task_seed=args.task_seed,
         scorer_options=scorer_options,
+        **run_options(args),
     )
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every pool command passes on from its options: problems in flight, the model
+    to record, the task seed."""
+    return {
+        "concurrency": args.concurrency,
+        "model": recorded_model(args),
+        "task_seed": args.task_seed,
+    }
