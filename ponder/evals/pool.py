@@ -276,7 +276,6 @@ async def run_pool_async(
             len(problems) * len(seed_list),
             make,
             lambda item: (item[0].id, item[1]),
-            f"pool[{config.n}]",
             config.n,
             concurrency,
             progress,
@@ -293,7 +292,6 @@ async def _fill(
     total: int,
     make: Callable[[Any], Awaitable[PoolRecord]],
     key: Callable[[Any], tuple[str, int]],
-    label: str,
     n: int,
     concurrency: int,
     progress: bool | IO[str],
@@ -301,7 +299,7 @@ async def _fill(
     """Make the pool of every item in ``todo`` (``total`` in the run, the rest already
     stored), ``concurrency`` at once, and store each as it finishes. An engine, scorer or
     value error is recorded in the ``errors`` table under the item's ``key`` (problem id,
-    seed) and the rest go on."""
+    seed) as a failed ``pool[n]`` and the rest go on."""
     bar = None
     if progress:
         bar = Progress(len(todo), stream=None if progress is True else progress)
@@ -317,7 +315,7 @@ async def _fill(
             record = await make(item)
         except (EngineError, ScorerError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-            store.add_error(run_id, (problem_id, label, n, seed), error)
+            store.add_error(run_id, (problem_id, f"pool[{n}]", n, seed), error)
             failures.append(f"{problem_id} seed {seed}: {error}")
             if bar:
                 bar.update(None)
@@ -462,7 +460,6 @@ async def rescore_pools_async(
             len(pools),
             make,
             lambda p: p.key,
-            f"pool[{n}]",
             n,
             concurrency,
             progress,

@@ -219,12 +219,13 @@ def text_report(store: Store) -> str:
         mine = [r for r in rows if r.run_id == run["run_id"]]
         out.append(describe_run(run))
         if run["config"].get("mode") == "pool":
-            estimates = pool_estimates(store, run)
+            pools = store.pools(run["run_id"])
+            estimates = pool_estimates(run, pools)
             if estimates:
                 out.extend(_aligned([list(POOL_COLUMNS), *(_pool_cells(e) for e in estimates)]))
             else:
                 out.append("  (no finished pools yet)")
-            out.extend(_verifier_lines(verifier_quality(store, run)))
+            out.extend(_verifier_lines(pool_verifier_quality(pools)))
             out.append("")
             continue
         out.extend(_aligned([list(COLUMNS), *(_cells(r) for r in mine)]))
@@ -352,9 +353,10 @@ def run_plots(rows: Sequence[Row]) -> list[str]:
     ]
 
 
-def pool_estimates(store: Store, run: dict[str, Any], subsets: int = 200) -> list[Estimate]:
-    """Every default pool rule at k = 1, 2, 4, ... n over a pool run's pools."""
-    pools = store.pools(run["run_id"])
+def pool_estimates(
+    run: dict[str, Any], pools: Sequence[PoolRecord], subsets: int = 200
+) -> list[Estimate]:
+    """Every default pool rule at k = 1, 2, 4, ... n over a pool run's ``pools``."""
     scorers = sorted(run["config"].get("scorers", {}))
     return estimate(pools, default_estimators(scorers), subsets=subsets) if pools else []
 
@@ -404,8 +406,8 @@ def pool_plots(estimates: Sequence[Estimate]) -> list[str]:
     ]
 
 
-def _verifier_html(store: Store, run: dict[str, Any]) -> str:
-    quality = _verifier_lines(verifier_quality(store, run))
+def _verifier_html(quality_by_label: dict[str, dict[str, Any]]) -> str:
+    quality = _verifier_lines(quality_by_label)
     if not quality:
         return ""
     return (
@@ -417,7 +419,8 @@ def _verifier_html(store: Store, run: dict[str, Any]) -> str:
 
 
 def _pool_html(store: Store, run: dict[str, Any]) -> str:
-    estimates = pool_estimates(store, run)
+    pools = store.pools(run["run_id"])
+    estimates = pool_estimates(run, pools)
     if not estimates:
         return "<p>no finished pools yet</p></section>"
     parts = ['<div class="plots">' + "".join(pool_plots(estimates)) + "</div>"]
@@ -430,7 +433,7 @@ def _pool_html(store: Store, run: dict[str, Any]) -> str:
         "</table><p>Every rule estimated from the same stored samples (docs/EVALS.md): exact "
         "where marked, else the mean over random k-subsets with its Monte Carlo s.e.</p>"
     )
-    parts.append(_verifier_html(store, run))
+    parts.append(_verifier_html(pool_verifier_quality(pools)))
     return "".join(parts) + "</section>"
 
 
@@ -487,7 +490,7 @@ def html_report(store: Store) -> str:
                 )
         if fits:
             body.append("<p>Power-law fits of coverage:</p><ul>" + "".join(fits) + "</ul>")
-        body.append(_verifier_html(store, run))
+        body.append(_verifier_html(verifier_quality(store, run)))
         body.append("</section>")
     notes = (
         "<p>Accuracy: the mean over problems of each problem's mean correctness over seeds; "

@@ -41,8 +41,7 @@ class Group:
     scorers: dict[str, list[str]] = field(default_factory=dict)
     cells: dict[str, list[CellRecord]] = field(default_factory=lambda: defaultdict(list))
     cell_scorers: dict[str, str | None] = field(default_factory=dict)
-    pool_titles: dict[str, str] = field(default_factory=dict)
-    rescored: set[str] = field(default_factory=set)
+    pool_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def pool_title(cfg: dict[str, Any]) -> str:
@@ -84,9 +83,7 @@ def groups(store: Store) -> list[Group]:
             pool_key = json.dumps({"pool": cfg["pool"], **scored}, sort_keys=True, default=str)
             group.pools.setdefault(pool_key, []).extend(store.pools(run["run_id"]))
             group.scorers[pool_key] = sorted(cfg.get("scorers", {}))
-            group.pool_titles[pool_key] = pool_title(cfg)
-            if cfg.get("samples_from"):
-                group.rescored.add(pool_key)
+            group.pool_configs[pool_key] = cfg
         else:
             for cell in store.cells(run["run_id"]):
                 group.cells[f"{cell.strategy}\t{cell.budget}"].append(cell)
@@ -238,7 +235,12 @@ def comparison(
         return []
     cell_records = [c for label, budget in matched for c in group.cells[f"{label}\t{budget}"]]
     # rescored pools (``samples_from``) hold samples another run drew: not drawn twice
-    pools = [p for key, ps in group.pools.items() if key not in group.rescored for p in ps]
+    pools = [
+        p
+        for key, ps in group.pools.items()
+        if not group.pool_configs[key].get("samples_from")
+        for p in ps
+    ]
     cell_tokens = sum(c.tokens_generated for c in cell_records)
     pool_tokens = sum(int(p.usage.get("tokens_generated", 0)) for p in pools)
     cell_seconds = sum(c.seconds for c in cell_records)
@@ -302,7 +304,7 @@ def group_section(
         all_estimates += estimates
         lines += [
             f"### Pool of {n}: {problems} problems × {seeds} seed(s)"
-            + (f" ({group.pool_titles[pool_key]})" if several else ""),
+            + (f" ({pool_title(group.pool_configs[pool_key])})" if several else ""),
             "",
             f"Every rule estimated from the same samples at k = 1, 2, 4, … {n} "
             f"({subsets} random k-subsets where not exact; docs/EVALS.md).",
