@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,3 +38,36 @@ def test_stop_kills_a_process_that_ignores_terminate():
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     stop(proc, seconds=0.5)
     assert proc.returncode == -9
+
+
+def test_an_error_while_running_carries_the_peers_state_and_log_tail():
+    """A peer that dies under a benchmark (llama-server crashing mid-run) is named in
+    the error, with the end of its log, before the log is removed."""
+    port = free_port()
+    code = (
+        "import http.server, os, threading\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+        "        if self.path == '/crash':\n"
+        "            print('GGML_ASSERT: slot overflow', flush=True)\n"
+        "            threading.Timer(0.2, os._exit, (6,)).start()\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    with pytest.raises(RuntimeError) as caught, running(cmd, f"http://127.0.0.1:{port}/") as proc:
+        httpx.get(f"http://127.0.0.1:{port}/crash", timeout=5)
+        proc.wait(timeout=30)
+        raise RuntimeError("the driver lost its server")
+    [note] = caught.value.__notes__
+    assert "exited (6)" in note and "GGML_ASSERT: slot overflow" in note
+    assert proc.poll() is not None
+
+
+def test_an_error_while_a_peer_is_still_up_says_so():
+    port = free_port()
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with pytest.raises(ValueError) as caught, running(cmd, f"http://127.0.0.1:{port}/"):
+        raise ValueError("a bad reply")
+    [note] = caught.value.__notes__
+    assert note.startswith(f"{Path(sys.executable).name} still running")

@@ -47,19 +47,32 @@ def stop(proc: subprocess.Popen[bytes], seconds: float = 15) -> None:
         proc.wait()
 
 
+def peer_state(name: str, proc: subprocess.Popen[bytes], log: Path, chars: int = 2000) -> str:
+    """A line on whether ``proc`` is still up (or its exit status), then its log's tail."""
+    code = proc.poll()
+    state = "still running" if code is None else f"exited ({code})"
+    tail = log.read_text(errors="replace")[-chars:] if log.exists() else ""
+    return f"{Path(name).name} {state}; the end of its log:\n{tail}"
+
+
 @contextmanager
 def running(
     cmd: list[str], health: str, env: dict[str, str] | None = None, seconds: float = 180
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``cmd`` started with its output in a temporary log, once ``health`` answers
     (``wait_healthy``); stopped (``stop``), and its log removed, on leaving or when it
-    does not come up."""
+    does not come up. An error raised while it runs carries a note saying whether the
+    process was still up, with its log's tail (the log is gone once this returns)."""
     log = Path(tempfile.mkstemp(prefix="ponder-bench-", suffix=".log")[1])
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_healthy(health, proc, log, seconds)
-        yield proc
+        try:
+            yield proc
+        except Exception as e:
+            e.add_note(peer_state(cmd[0], proc, log))
+            raise
     finally:
         stop(proc)
         log.unlink(missing_ok=True)
