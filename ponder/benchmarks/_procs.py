@@ -19,6 +19,11 @@ def free_port() -> int:
         return port
 
 
+def _tail(log: Path, chars: int = 2000) -> str:
+    """The last ``chars`` characters of a peer's log."""
+    return log.read_text(errors="replace")[-chars:]
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 180) -> None:
     """Poll ``url`` until it answers below 500; fail with the log's tail if ``proc``
     exits or ``seconds`` pass."""
@@ -27,14 +32,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: fl
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited ({proc.returncode}): {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{url} exited ({proc.returncode}): {_tail(log)}")
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up in {seconds:.0f} s: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"{url} did not come up in {seconds:.0f} s: {_tail(log)}")
 
 
 def stop(proc: subprocess.Popen[bytes], seconds: float = 15) -> None:
@@ -47,12 +52,11 @@ def stop(proc: subprocess.Popen[bytes], seconds: float = 15) -> None:
         proc.wait()
 
 
-def peer_state(name: str, proc: subprocess.Popen[bytes], log: Path, chars: int = 2000) -> str:
+def peer_state(name: str, proc: subprocess.Popen[bytes], log: Path) -> str:
     """A line on whether ``proc`` is still up (or its exit status), then its log's tail."""
     code = proc.poll()
     state = "still running" if code is None else f"exited ({code})"
-    tail = log.read_text(errors="replace")[-chars:] if log.exists() else ""
-    return f"{Path(name).name} {state}; the end of its log:\n{tail}"
+    return f"{Path(name).name} {state}; the end of its log:\n{_tail(log)}"
 
 
 @contextmanager
