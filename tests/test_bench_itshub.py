@@ -420,6 +420,11 @@ def test_both_systems_answer_and_count_their_tokens(small_model: str, tmp_path: 
     [its] = rows["its-hub"]["outcomes"]
     assert isinstance(its["answer"], str) and its["answer"]
     assert 1 <= its["steps"] <= 2  # its_hub's step cap is set to ponder's
+    # how the search ended: every final particle's steps and log-weight
+    assert len(its["particle_steps"]) == len(its["log_weights"]) == 2
+    assert its["steps"] in its["particle_steps"]
+    assert all(1 <= s <= 2 for s in its["particle_steps"])
+    assert all(abs(w) <= 16.2 for w in its["log_weights"])  # logit of a clipped [0, 1] score
     assert r["speedup"]["2"] == pytest.approx(
         rows["its-hub"]["seconds"] / rows["ponder"]["seconds"]
     )

@@ -11,8 +11,11 @@ its_hub and the standard library. Reads one JSON object, on one line, on stdin::
 
 then, for each problem, waits for a line on stdin (the bench reads llama-server's counters
 while the server is idle, then says go) and prints one JSON line as the problem finishes:
-``{"id", "answer", "seconds", "steps", "judge_fallbacks"}`` (``answer``: the text of the
-particle its_hub selects). It stops early at the end of its stdin.
+``{"id", "answer", "seconds", "steps", "judge_fallbacks", "particle_steps",
+"log_weights"}`` (``answer``: the text of the particle its_hub selects, ``steps`` its
+steps; ``particle_steps`` and ``log_weights``: every final particle's steps and
+log-weight, the inverse sigmoid of its last judge score, so a ledger shows how a search
+ended). It stops early at the end of its stdin.
 
 its_hub 1.2.0 has no LLM-judge *process* reward model: its ``LLMJudge`` is an outcome
 reward model (a 0-10 score, asked for as JSON). ``JudgeAsProcessReward`` puts it where
@@ -176,6 +179,8 @@ async def run(spec: dict[str, Any], fallbacks: FallbackCounter) -> None:
                 "seconds": seconds,
                 "steps": result.steps_used_lst[result.selected_index],
                 "judge_fallbacks": fallbacks.count - before,
+                "particle_steps": list(result.steps_used_lst),
+                "log_weights": [round(float(w), 3) for w in result.log_weights_lst],
             }
             print(json.dumps(line), flush=True)
     finally:
