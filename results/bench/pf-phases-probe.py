@@ -17,16 +17,18 @@ from typing import Any
 
 import ponder.strategies.particle_filter as pf
 from ponder.api import load_engine, solve_async
+from ponder.benchmarks.itshub_bench import DELIMITER, STOP_TOKEN, STRATEGY, TEMPERATURE
 from ponder.scoring import create_scorer
 from ponder.tasks import create_task
 
-CONFIG = {
-    "delimiter": "\n\n",
-    "max_step_tokens": 256,
-    "max_steps": 40,
-    "max_tokens": 40 * 256,
-    "temperature": 0.8,
-    "finish_on": "The answer is",
+STEP_TOKENS, STEPS = 256, 40  # the bench's --max-tokens and --max-steps defaults
+CONFIG = {  # as the bench's run_ponder configures ponder's side
+    "delimiter": DELIMITER,
+    "max_step_tokens": STEP_TOKENS,
+    "max_steps": STEPS,
+    "max_tokens": STEPS * STEP_TOKENS,
+    "temperature": TEMPERATURE,
+    "finish_on": STOP_TOKEN,
 }
 
 
@@ -63,7 +65,7 @@ def main() -> None:
             log.clear()
             t = time.perf_counter()
             result = asyncio.run(
-                solve_async(problems[i], engine, "particle-filter", particles, judge, **CONFIG)
+                solve_async(problems[i], engine, STRATEGY, particles, judge, **CONFIG)
             )
             gen = [x for x in log if x[0] == "gen"]
             tokens, steps = sum(x[3] for x in gen), sum(x[2] for x in gen)
