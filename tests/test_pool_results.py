@@ -12,6 +12,7 @@ from ponder.evals import Store, run_eval
 from ponder.evals.export import export_results, import_results, load_results
 from ponder.evals.pool import PoolConfig, run_pool
 from ponder.evals.report import pool_verifier_quality, text_report
+from ponder.evals.estimators import estimate, parse_estimators
 from ponder.evals.results import build, verifier_table
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.scoring import scorer as make_scorer
@@ -82,6 +83,8 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     )
     # the vote cells next to the pool's self-consistency estimate at k = budget
     assert "| vote | 4 | self-consistency |" in text and "fewer tokens" in text
+    # and every cell against the pool's rules at k = n on the cell's own problems
+    assert "| vote | 4 | 8 | 50.0 (21.5–78.5) | 37.5 (13.7–69.4) | +12.5 ± 24.5 |" in text
     pngs = sorted(images.glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert all(f"images/{p.name}" in text for p in pngs)
@@ -89,6 +92,31 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     argv = ["results", "build", "--data", str(FIXTURE), "--out", str(out)]
     assert main([*argv, "--images", str(images), "--subsets", "50"]) == 0
     assert out.read_text() == text.replace("Intro line.\n\n", "")
+
+
+def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
+    """A cell run on part of the pool's problems is compared with the pool's rules on
+    exactly those problems, paired: on all the pool's problems self-consistency differs."""
+    db = tmp_path / "a.sqlite"
+    task = create_task("arithmetic", level=2)
+    engine = make_engine(task, 8)
+    run_pool(task, PoolConfig(n=4), 1, 8, db, engine, {}, progress=False)
+    run_eval(task, "vote", [4], 1, 3, db, engine, progress=False)
+    with Store(db) as store:
+        pools = [p for r in store.runs() for p in store.pools(r["run_id"])]
+        cells = store.cells()
+        text = build(store, tmp_path / "R.md", tmp_path / "images", subsets=50)
+    mine = {c.problem_id for c in cells}
+    specs = parse_estimators("self-consistency", [])
+    (on_three,) = estimate([p for p in pools if p.problem_id in mine], specs, ks=[4])
+    (on_all,) = estimate(pools, specs, ks=[4])
+    assert len(mine) == 3 and on_three.accuracy != on_all.accuracy
+    (row,) = [x for x in text.splitlines() if x.startswith("| vote | 4 | 3 |") and " / " in x]
+    cell = sum(c.correct for c in cells) / 3
+    diff = 100 * (cell - on_three.accuracy)
+    assert f"| {100 * on_three.accuracy:.1f} (" in row and f"| {diff:+.1f} ± " in row
+    tokens = sum(c.tokens_generated for c in cells) / 3
+    assert f"| {tokens:,.0f} / {on_three.tokens_per_problem:,.0f} (" in row
 
 
 def _pool(problem, scored):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
 from ponder.evals.metrics import Summary, fit_power_law, summarize
 from ponder.evals.plots import PALETTE, Series, coverage_plot, estimate_series, line_plot
@@ -262,6 +264,71 @@ def comparison(
     ]
 
 
+def matched(
+    group: Group,
+    cells: Sequence[tuple[str, int, Summary]],
+    pool_key: str,
+    specs: Sequence[Any],
+    subsets: int,
+    seed: int,
+) -> list[str]:
+    """Every cell row against one pool's rules at ``k = n`` *on the cell's own problems*:
+    self-consistency@n and the most accurate rule at n (coverage, an oracle, aside), the
+    paired accuracy difference (cell minus self-consistency, mean over problems with a 95%
+    normal interval) and the cell's tokens as a share of the pool's. A cell run on part of
+    the problems is then compared on exactly those."""
+    pools = group.pools[pool_key]
+    if not pools:
+        return []
+    n = min(p.n for p in pools)
+    rows = []
+    for label, budget, _ in cells:
+        have = {p.problem_id for p in pools}
+        mine = [c for c in group.cells[f"{label}\t{budget}"] if c.problem_id in have]
+        if not mine:
+            continue
+        problems = {c.problem_id for c in mine}
+        estimates = estimate(
+            [p for p in pools if p.problem_id in problems],
+            specs,
+            ks=[n],
+            subsets=subsets,
+            seed=seed,
+        )
+        sc = next((e for e in estimates if e.strategy == "self-consistency"), None)
+        rules = [e for e in estimates if e.strategy != "coverage"]
+        if sc is None or not rules:
+            continue
+        best = max(rules, key=lambda e: (e.accuracy, -e.tokens_per_problem))
+        summary = summarize(mine)
+        per_cell: dict[str, list[float]] = defaultdict(list)
+        for c in mine:
+            per_cell[c.problem_id].append(float(c.correct))
+        diffs = np.array([np.mean(v) - sc.per_problem[pid] for pid, v in sorted(per_cell.items())])
+        half = 1.96 * float(diffs.std(ddof=1)) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0
+        share = summary.tokens_per_problem / sc.tokens_per_problem
+        rows.append(
+            f"| {label} | {budget} | {len(problems)} | {_pct(summary.accuracy)} "
+            f"({_interval(summary.wilson)}) | {_pct(sc.accuracy)} ({_interval(sc.wilson)}) | "
+            f"{100 * diffs.mean():+.1f} ± {100 * half:.1f} | "
+            f"{summary.tokens_per_problem:,.0f} / {sc.tokens_per_problem:,.0f} "
+            f"({100 * share:.0f}%) | {best.label} {_pct(best.accuracy)} |"
+        )
+    if not rows:
+        return []
+    return [
+        f"Cells against the pool on the same problems (the pool's rules at k = {n}, "
+        "estimated on exactly the problems each cell ran; Δ is the cell's accuracy minus "
+        "self-consistency's, paired by problem, with a 95% normal interval):",
+        "",
+        f"| cell | budget | problems | cell accuracy % | self-consistency@{n} % | Δ points "
+        f"| tokens/problem: cell / pool (share) | best rule@{n} % |",
+        "|---|---:|---:|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
     out: dict[int, list[PoolRecord]] = defaultdict(list)
     for p in pools:
@@ -347,6 +414,13 @@ def group_section(
         if len(cell_levels) > 1:
             lines += _cell_level_table(group.cells, cell_levels)
     if all_estimates and cells:
+        first = next(iter(group.pools))
+        specs = (
+            parse_estimators(rules, group.scorers[first])
+            if rules
+            else default_estimators(group.scorers[first])
+        )
+        lines += matched(group, cells, first, specs, subsets, seed)
         lines += comparison(group, all_estimates, cells)
     if all_estimates or cells:
         name = f"{image_prefix}{group.slug}-accuracy.png"
