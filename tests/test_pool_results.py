@@ -9,10 +9,10 @@ from test_pool import make_engine, verifier
 
 from ponder.cli import main
 from ponder.evals import Store, run_eval
+from ponder.evals.estimators import estimate, parse_estimators
 from ponder.evals.export import export_results, import_results, load_results
 from ponder.evals.pool import PoolConfig, run_pool
 from ponder.evals.report import pool_verifier_quality, text_report
-from ponder.evals.estimators import estimate, parse_estimators
 from ponder.evals.results import build, verifier_table
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.scoring import scorer as make_scorer
