@@ -407,7 +407,15 @@ def group_section(
         if len(levels) > 1:
             lines += _level_table(levels, specs, n, subsets, seed)
     if cells:
-        lines += ["### Cells (each strategy run at each budget)", "", *cell_table(cells), ""]
+        lines += [
+            "### Cells (each strategy run at each budget)",
+            "",
+            *cell_table(cells),
+            "",
+            "s/problem is each cell's own wall time from start to finish; cells run side by "
+            "side (`--concurrency`) share the machine, so it is not a throughput.",
+            "",
+        ]
         cell_levels = sorted(
             {lv for rows in group.cells.values() for c in rows if (lv := level_of(c.problem_id))}
         )
