@@ -269,6 +269,7 @@ def matched(
     cells: Sequence[tuple[str, int, Summary]],
     pool_key: str,
     specs: Sequence[Any],
+    estimates: Sequence[Estimate],
     subsets: int,
     seed: int,
 ) -> list[str]:
@@ -276,27 +277,31 @@ def matched(
     self-consistency@n and the most accurate rule at n (coverage, an oracle, aside), the
     paired accuracy difference (cell minus self-consistency, mean over problems with a 95%
     normal interval) and the cell's tokens as a share of the pool's. A cell run on part of
-    the problems is then compared on exactly those."""
+    the problems is then compared on exactly those. ``estimates``: the pool's own, over all
+    its problems (reused for a cell that ran them all; other problem sets are estimated
+    once each)."""
     pools = group.pools[pool_key]
     if not pools:
         return []
     n = min(p.n for p in pools)
+    have = frozenset(p.problem_id for p in pools)
+    at_n = {have: [e for e in estimates if e.k == n]}
     rows = []
     for label, budget, _ in cells:
-        have = {p.problem_id for p in pools}
         mine = [c for c in group.cells[f"{label}\t{budget}"] if c.problem_id in have]
         if not mine:
             continue
-        problems = {c.problem_id for c in mine}
-        estimates = estimate(
-            [p for p in pools if p.problem_id in problems],
-            specs,
-            ks=[n],
-            subsets=subsets,
-            seed=seed,
-        )
-        sc = next((e for e in estimates if e.strategy == "self-consistency"), None)
-        rules = [e for e in estimates if e.strategy != "coverage"]
+        problems = frozenset(c.problem_id for c in mine)
+        if problems not in at_n:
+            at_n[problems] = estimate(
+                [p for p in pools if p.problem_id in problems],
+                specs,
+                ks=[n],
+                subsets=subsets,
+                seed=seed,
+            )
+        sc = next((e for e in at_n[problems] if e.strategy == "self-consistency"), None)
+        rules = [e for e in at_n[problems] if e.strategy != "coverage"]
         if sc is None or not rules:
             continue
         best = max(rules, key=lambda e: (e.accuracy, -e.tokens_per_problem))
@@ -357,6 +362,7 @@ def group_section(
     lines.append("")
     cells = cell_rows(group.cells)
     all_estimates: list[Estimate] = []
+    own: dict[str, tuple[list[Any], list[Estimate]]] = {}  # each pool's rules and estimates
     several = len(group.pools) > 1
     for index, (pool_key, pools) in enumerate(group.pools.items()):
         scorers = group.scorers[pool_key]
@@ -366,6 +372,7 @@ def group_section(
         problems = len({p.problem_id for p in pools})
         seeds = len({p.seed for p in pools})
         estimates = estimate(pools, specs, subsets=subsets, seed=seed)
+        own[pool_key] = (specs, estimates)
         if index:  # a second pool's rules are told apart in the plot and the comparison
             estimates = [replace(e, label=f"{e.label} (pool {index + 1})") for e in estimates]
         all_estimates += estimates
@@ -423,12 +430,7 @@ def group_section(
             lines += _cell_level_table(group.cells, cell_levels)
     if all_estimates and cells:
         first = next(iter(group.pools))
-        specs = (
-            parse_estimators(rules, group.scorers[first])
-            if rules
-            else default_estimators(group.scorers[first])
-        )
-        lines += matched(group, cells, first, specs, subsets, seed)
+        lines += matched(group, cells, first, *own[first], subsets, seed)
         lines += comparison(group, all_estimates, cells)
     if all_estimates or cells:
         name = f"{image_prefix}{group.slug}-accuracy.png"
