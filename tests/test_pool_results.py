@@ -162,3 +162,13 @@ def write_fixture(folder=FIXTURE):
 
 if __name__ == "__main__":
     write_fixture()
+
+
+def test_an_online_confidence_vote_cell_is_not_matched_with_the_offline_estimate():
+    from ponder.evals.results import rule_key
+
+    pool = rule_key("confidence-vote", pool=True)
+    assert rule_key("confidence-vote") != pool  # a cell runs online by default
+    assert rule_key("confidence-vote[mode=online]") != pool
+    assert rule_key("confidence-vote[mode = offline; temperature=0.7]") == pool
+    assert rule_key("vote[temperature=0.7]") == rule_key("self-consistency", pool=True)

@@ -195,19 +195,28 @@ def accuracy_plot(
     return line_plot(title, series, "tokens generated per problem", "accuracy", ylim=(0.0, 1.0))
 
 
-_NOT_SELECTION = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "mode"}
+_NOT_SELECTION = {"temperature", "top_p", "top_k", "min_p", "max_tokens", "seed"}
 _RULE_RE = re.compile(r"^([\w.-]+)(?:\[(.*)\])?(?:@([\w.-]+))?$")
 
 
-def rule_key(label: str, scorer: str | None = None) -> tuple[str, tuple[str, ...], str | None]:
+def rule_key(
+    label: str, scorer: str | None = None, pool: bool = False
+) -> tuple[str, tuple[str, ...], str | None]:
     """What identifies a selection rule in a label: the strategy's canonical name, its
-    settings other than sampling ones, and its scorer (``@name``, else ``scorer``)."""
+    settings other than sampling ones, and its scorer (``@name``, else ``scorer``).
+
+    confidence-vote's ``mode`` is part of the rule, and its default differs by where the
+    label comes from: a pool estimates it offline, a cell runs it online (the strategy's
+    default), so a plain ``confidence-vote`` cell is never matched with the pool's figure."""
     match = _RULE_RE.match(label)
     if not match:
         return (label, (), scorer)
     name, body, at = match.groups()
     name = canonical(name) if name in names(with_aliases=True) else name
     pairs = [p.strip() for p in (body or "").split(";") if p.strip()]
+    if name == "confidence-vote" and not any(p.split("=")[0].strip() == "mode" for p in pairs):
+        pairs.append("mode=" + ("offline" if pool else "online"))
+    pairs = ["=".join(x.strip() for x in p.split("=", 1)) for p in pairs]
     settings = tuple(sorted(p for p in pairs if p.split("=")[0].strip() not in _NOT_SELECTION))
     return (name, settings, at or scorer)
 
@@ -218,7 +227,7 @@ def comparison(
     """Cells of sampling strategies next to the pool's estimate of the same rule at
     ``k = budget``: accuracies, whether the estimate is inside the cell's Wilson interval,
     and the cost of the whole matched grid both ways."""
-    by_key = {(rule_key(e.label), e.k): e for e in estimates}
+    by_key = {(rule_key(e.label, pool=True), e.k): e for e in estimates}
     rows, matched = [], []
     for label, budget, summary in cells:
         scorer = group.cell_scorers.get(label)
