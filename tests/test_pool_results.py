@@ -101,11 +101,12 @@ def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
     task = create_task("arithmetic", level=2)
     engine = make_engine(task, 8)
     run_pool(task, PoolConfig(n=4), 1, 8, db, engine, {}, progress=False)
-    run_eval(task, "vote", [4], 1, 3, db, engine, progress=False)
+    run_eval(task, "vote", [4, 2], 1, 3, db, engine, progress=False)
     with Store(db) as store:
         pools = [p for r in store.runs() for p in store.pools(r["run_id"])]
-        cells = store.cells()
+        every = store.cells()
         text = build(store, tmp_path / "R.md", tmp_path / "images", subsets=50)
+    cells = [c for c in every if c.budget == 4]
     mine = {c.problem_id for c in cells}
     specs = parse_estimators("self-consistency", [])
     (on_three,) = estimate([p for p in pools if p.problem_id in mine], specs, ks=[4])
@@ -117,6 +118,15 @@ def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
     assert f"| {100 * on_three.accuracy:.1f} (" in row and f"| {diff:+.1f} ± " in row
     tokens = sum(c.tokens_generated for c in cells) / 3
     assert f"| {tokens:,.0f} / {on_three.tokens_per_problem:,.0f} (" in row
+    assert "| as @4 |" in row  # a cell at the pool's size has no second comparison
+
+    # a cell at a smaller budget is also set against self-consistency at its budget
+    two = [c for c in every if c.budget == 2]
+    (row,) = [x for x in text.splitlines() if x.startswith("| vote | 2 | 3 |") and " / " in x]
+    (at_two,) = estimate([p for p in pools if p.problem_id in mine], specs, ks=[2], subsets=50)
+    diff = 100 * (sum(c.correct for c in two) / 3 - at_two.accuracy)
+    assert f"| {100 * at_two.accuracy:.1f} | {diff:+.1f} ± " in row
+    assert f"| {at_two.tokens_per_problem:,.0f} |" in row
 
 
 def _pool(problem, scored):

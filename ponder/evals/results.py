@@ -282,35 +282,36 @@ def matched(
     subsets: int,
     seed: int,
 ) -> list[str]:
-    """Every cell row against one pool's rules at ``k = n`` *on the cell's own problems*:
-    self-consistency@n and the most accurate rule at n (coverage, an oracle, aside), the
-    paired accuracy difference (cell minus self-consistency, mean over problems with a 95%
-    normal interval) and the cell's tokens as a share of the pool's. A cell run on part of
-    the problems is then compared on exactly those. ``estimates``: the pool's own, over all
-    its problems (reused for a cell that ran them all; other problem sets are estimated
-    once each)."""
+    """Every cell row against one pool's rules *on the cell's own problems*:
+    self-consistency@n (``n`` the pool size) and the most accurate rule at n (coverage, an
+    oracle, aside), and self-consistency at ``k`` = the cell's budget (so a search at
+    budget 4 is also set against 4 samples' vote, at about its own cost); the paired
+    accuracy differences (cell minus self-consistency, mean over problems with a 95% normal
+    interval) and the tokens. A cell run on part of the problems is then compared on
+    exactly those. ``estimates``: the pool's own, over all its problems (reused for a cell
+    that ran them all; other problem sets are estimated once each, at the ks they need)."""
     pools = group.pools[pool_key]
     if not pools:
         return []
     n = min(p.n for p in pools)
     have = frozenset(p.problem_id for p in pools)
-    at_n = {have: [e for e in estimates if e.k == n]}
+    at: dict[frozenset[str], dict[int, list[Estimate]]] = {have: defaultdict(list)}
+    for e in estimates:
+        at[have][e.k].append(e)
     rows = []
     for label, budget, _ in cells:
         mine = [c for c in group.cells[f"{label}\t{budget}"] if c.problem_id in have]
         if not mine:
             continue
         problems = frozenset(c.problem_id for c in mine)
-        if problems not in at_n:
-            at_n[problems] = estimate(
-                [p for p in pools if p.problem_id in problems],
-                specs,
-                ks=[n],
-                subsets=subsets,
-                seed=seed,
-            )
-        sc = next((e for e in at_n[problems] if e.strategy == "self-consistency"), None)
-        rules = [e for e in at_n[problems] if e.strategy != "coverage"]
+        known = at.setdefault(problems, defaultdict(list))
+        missing = [k for k in sorted({n, budget}) if k <= n and k not in known]
+        if missing:
+            chosen = [p for p in pools if p.problem_id in problems]
+            for e in estimate(chosen, specs, ks=missing, subsets=subsets, seed=seed):
+                known[e.k].append(e)
+        sc = next((e for e in known[n] if e.strategy == "self-consistency"), None)
+        rules = [e for e in known[n] if e.strategy != "coverage"]
         if sc is None or not rules:
             continue
         best = max(rules, key=lambda e: (e.accuracy, -e.tokens_per_problem))
@@ -318,29 +319,44 @@ def matched(
         per_cell: dict[str, list[float]] = defaultdict(list)
         for c in mine:
             per_cell[c.problem_id].append(float(c.correct))
-        diffs = np.array([np.mean(v) - sc.per_problem[pid] for pid, v in sorted(per_cell.items())])
-        half = 1.96 * float(diffs.std(ddof=1)) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0
         share = summary.tokens_per_problem / sc.tokens_per_problem
+        at_budget = next((e for e in known[budget] if e.strategy == "self-consistency"), None)
+        if budget == n or at_budget is None:
+            same = f"as @{n} | | " if budget == n else "- | | "
+        else:
+            same = (
+                f"{_pct(at_budget.accuracy)} | {_paired(per_cell, at_budget)} | "
+                f"{at_budget.tokens_per_problem:,.0f} "
+            )
         rows.append(
             f"| {label} | {budget} | {len(problems)} | {_pct(summary.accuracy)} "
             f"({_interval(summary.wilson)}) | {_pct(sc.accuracy)} ({_interval(sc.wilson)}) | "
-            f"{100 * diffs.mean():+.1f} ± {100 * half:.1f} | "
+            f"{_paired(per_cell, sc)} | "
             f"{summary.tokens_per_problem:,.0f} / {sc.tokens_per_problem:,.0f} "
-            f"({100 * share:.0f}%) | {best.label} {_pct(best.accuracy)} |"
+            f"({100 * share:.0f}%) | {same}| {best.label} {_pct(best.accuracy)} |"
         )
     if not rows:
         return []
     return [
-        f"Cells against the pool on the same problems (the pool's rules at k = {n}, "
-        "estimated on exactly the problems each cell ran; Δ is the cell's accuracy minus "
-        "self-consistency's, paired by problem, with a 95% normal interval):",
+        f"Cells against the pool on the same problems (the pool's rules at k = {n}, and "
+        "self-consistency at k = the cell's budget, estimated on exactly the problems each "
+        "cell ran; Δ is the cell's accuracy minus self-consistency's, paired by problem, "
+        "with a 95% normal interval):",
         "",
         f"| cell | budget | problems | cell accuracy % | self-consistency@{n} % | Δ points "
-        f"| tokens/problem: cell / pool (share) | best rule@{n} % |",
-        "|---|---:|---:|---|---|---|---|---|",
+        f"| tokens/problem: cell / pool (share) | self-consistency@budget % | Δ points "
+        f"| its tokens/problem | best rule@{n} % |",
+        "|---|---:|---:|---|---|---|---|---|---|---:|---|",
         *rows,
         "",
     ]
+
+
+def _paired(per_cell: dict[str, list[float]], e: Estimate) -> str:
+    """Cell minus estimate, mean over problems with a 95% normal interval, in points."""
+    diffs = np.array([np.mean(v) - e.per_problem[pid] for pid, v in sorted(per_cell.items())])
+    half = 1.96 * float(diffs.std(ddof=1)) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0
+    return f"{100 * diffs.mean():+.1f} ± {100 * half:.1f}"
 
 
 def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
