@@ -13,7 +13,7 @@ from ponder.evals.estimators import estimate, parse_estimators
 from ponder.evals.export import export_results, import_results, load_results
 from ponder.evals.pool import PoolConfig, run_pool
 from ponder.evals.report import pool_verifier_quality, text_report
-from ponder.evals.results import build, verifier_table
+from ponder.evals.results import build, rule_key, verifier_table
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.scoring import scorer as make_scorer
 from ponder.tasks import create_task
@@ -129,6 +129,14 @@ def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
     assert f"| {at_two.tokens_per_problem:,.0f} |" in row
 
 
+def test_an_online_confidence_vote_cell_is_not_matched_with_the_offline_estimate():
+    pool = rule_key("confidence-vote", pool=True)
+    assert rule_key("confidence-vote") != pool  # a cell runs online by default
+    assert rule_key("confidence-vote[mode=online]") != pool
+    assert rule_key("confidence-vote[mode = offline; temperature=0.7]") == pool
+    assert rule_key("vote[temperature=0.7]") == rule_key("self-consistency", pool=True)
+
+
 def _pool(problem, scored):
     samples = tuple(
         SampleRecord(f"t{i}", None, 10, "stop", ok, {}, {"v": score} if score is not None else {})
@@ -172,13 +180,3 @@ def write_fixture(folder=FIXTURE):
 
 if __name__ == "__main__":
     write_fixture()
-
-
-def test_an_online_confidence_vote_cell_is_not_matched_with_the_offline_estimate():
-    from ponder.evals.results import rule_key
-
-    pool = rule_key("confidence-vote", pool=True)
-    assert rule_key("confidence-vote") != pool  # a cell runs online by default
-    assert rule_key("confidence-vote[mode=online]") != pool
-    assert rule_key("confidence-vote[mode = offline; temperature=0.7]") == pool
-    assert rule_key("vote[temperature=0.7]") == rule_key("self-consistency", pool=True)

@@ -213,11 +213,11 @@ def rule_key(
         return (label, (), scorer)
     name, body, at = match.groups()
     name = canonical(name) if name in names(with_aliases=True) else name
-    pairs = [p.strip() for p in (body or "").split(";") if p.strip()]
-    if name == "confidence-vote" and not any(p.split("=")[0].strip() == "mode" for p in pairs):
+    pairs = ["=".join(x.strip() for x in p.split("=", 1)) for p in (body or "").split(";")]
+    pairs = [p for p in pairs if p]
+    if name == "confidence-vote" and not any(p.startswith("mode=") for p in pairs):
         pairs.append("mode=" + ("offline" if pool else "online"))
-    pairs = ["=".join(x.strip() for x in p.split("=", 1)) for p in pairs]
-    settings = tuple(sorted(p for p in pairs if p.split("=")[0].strip() not in _NOT_SELECTION))
+    settings = tuple(sorted(p for p in pairs if p.split("=")[0] not in _NOT_SELECTION))
     return (name, settings, at or scorer)
 
 
@@ -321,8 +321,10 @@ def matched(
             per_cell[c.problem_id].append(float(c.correct))
         share = summary.tokens_per_problem / sc.tokens_per_problem
         at_budget = next((e for e in known[budget] if e.strategy == "self-consistency"), None)
-        if budget == n or at_budget is None:
-            same = f"as @{n} | | " if budget == n else "- | | "
+        if budget == n:
+            same = f"as @{n} | | "
+        elif at_budget is None:
+            same = "- | | "
         else:
             same = (
                 f"{_pct(at_budget.accuracy)} | {_paired(per_cell, at_budget)} | "
