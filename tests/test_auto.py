@@ -162,6 +162,104 @@ def test_replay_over_the_same_samples_equals_the_live_run():
     assert [e["signals"] for e in out.stages] == [e["signals"] for e in live.trace["rounds"]]
 
 
+GIVE_UP = {
+    "stages": [
+        {"draw": 2, "stop_if": {"agreement": 1.0}, "give_up_if": {"truncated": 1.0}},
+        {"draw": 4, "stop_if": {"margin": 0.5}},
+        {"draw": 2},
+    ],
+}
+EVERY = {"stages": [{"draw": 2}, {"draw": 4}, {"draw": 2}]}
+
+
+class Cut(Waves):
+    """As ``Waves``, but an answer ``"cut"`` is a sample that runs past a 12-token cap."""
+
+    def _one(self, r):
+        answers = self.table[r.params.seed]
+
+        def script(prefix, i):
+            if answers[i] == "cut":
+                return "So" + " so" * 20 + " the answer is 3"
+            return f"So the answer is {answers[i]}"
+
+        self.script = script
+        return ScriptedEngine._one(self, r)
+
+
+def test_give_up_stops_when_every_sample_so_far_ran_out_of_tokens():
+    eng = Cut({0: ["cut", "cut"]})
+    r = run(eng, recipe=GIVE_UP, max_tokens=12)
+    assert [q.n for q in eng.requests] == [2]
+    assert all(c.finish_reason == "length" for c in r.candidates)
+    first = r.trace["rounds"][0]
+    assert first["signals"]["truncated"] == 1.0
+    assert first["fired"] is False and first["gave_up"] is True
+    assert first["give_up_thresholds"] == {"truncated": 1.0}
+    assert r.trace["stopped"] == "gave up" and r.trace["stopped_at"] == 0
+    assert r.trace["reason"] == ("stage 0 gave up: truncated 1 >= 1; majority over what was drawn")
+    assert r.trace["rule"] == "majority" and r.usage.tokens_generated == 24
+
+
+def test_a_partly_truncated_stage_does_not_give_up_and_escalates():
+    eng = Cut({0: ["cut", "7"], 1: ["7", "7", "7", "7"]})
+    r = run(eng, recipe=GIVE_UP, max_tokens=12)
+    first, second = r.trace["rounds"]
+    assert first["signals"]["truncated"] == 0.5 and first["gave_up"] is False
+    assert second["fired"] is True and "gave_up" not in second
+    assert r.trace["stopped"] == "rule" and r.answer == "7"
+
+
+def test_the_stop_rule_wins_over_giving_up_and_a_give_up_answers_by_the_vote():
+    same = [Candidate("x 5", "5", 12, finish_reason="length")] * 4
+    out = replay(load_dict(GIVE_UP), same * 2)
+    assert out.stopped_early and not out.gave_up and out.stage == 0
+    assert out.stages[0]["fired"] is True and out.stages[0]["gave_up"] is False
+    scored = load_dict(
+        {
+            "stages": [
+                {"draw": 2, "stop_if": {"score": 0.9}, "give_up_if": {"truncated": 0.5}},
+                {"draw": 2},
+            ],
+            "final": "best-of-n",
+        }
+    )
+    mixed = [Candidate("a 1", "1", 12, finish_reason="length"), Candidate("b 2", "2", 5)]
+    out = replay(scored, mixed * 2, [0.2, 0.8, 0.2, 0.8])
+    assert out.gave_up and out.drawn == 2 and out.rule == "majority"
+    assert scored.needs_scorer and not load_dict(GIVE_UP).needs_scorer
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {0: ["cut", "cut"], 1: ["7", "8", "7", "7"], 2: ["8", "8"]},
+        {0: ["cut", "7"], 1: ["cut", "8", "7", "cut"], 2: ["8", "8"]},
+    ],
+)
+def test_replay_with_a_give_up_rule_equals_the_live_run(table):
+    live = run(Cut(table), recipe=GIVE_UP, max_tokens=12)
+    every = run(Cut(table), recipe=EVERY, max_tokens=12)
+    out = replay(load_dict(GIVE_UP), every.candidates)
+    assert out.drawn == live.trace["samples_drawn"] and out.stage == live.trace["stopped_at"]
+    assert out.gave_up is (live.trace["stopped"] == "gave up")
+    assert [e["signals"] for e in out.stages] == [e["signals"] for e in live.trace["rounds"]]
+    assert out.selection.index is None or (
+        every.candidates[out.selection.index].answer == live.answer
+    )
+
+
+def test_give_up_rules_round_trip_and_read_in_one_line():
+    recipe = load_dict(GIVE_UP)
+    assert recipe.stages[0].give_up_if == {"truncated": 1.0}
+    assert from_dict(recipe.as_dict()) == recipe
+    assert "give_up_if" in recipe.as_dict()["stages"][0]
+    assert "give_up_if" not in recipe.as_dict()["stages"][1]
+    assert recipe.describe().startswith(
+        "draw 2, stop if agreement>=1, give up if truncated>=1; draw 4"
+    )
+
+
 def load_dict(data):
     return from_dict(data)
 
@@ -193,6 +291,18 @@ def test_recipe_files_round_trip_and_the_built_in_recipe_loads(tmp_path):
         ({"stages": [{"draw": 2}], "format": "v2"}, "'format' must be"),
         ({"stages": [{"draw": 2}], "budget": 3}, r"unknown field\(s\) 'budget'"),
         ([1, 2], "a recipe is a JSON object"),
+        (
+            {"stages": [{"draw": 2, "give_up_if": {"cut": 1}}]},
+            "stage 'give_up_if' has unknown signal 'cut'",
+        ),
+        (
+            {"stages": [{"draw": 2, "give_up_if": {"truncated": 1.5}}]},
+            r"'give_up_if.truncated' must be in \[0, 1\]",
+        ),
+        (
+            {"stages": [{"draw": 2, "give_up_if": ["truncated"]}]},
+            "stage 'give_up_if' must be an object signal -> threshold",
+        ),
     ],
 )
 def test_bad_recipes_are_errors_that_name_the_field(data, message):
@@ -226,6 +336,10 @@ def test_auto_on_the_real_model(engine):
     assert r.usage.tokens_generated == sum(c.tokens for c in r.candidates) > 0
     assert r.usage.engine_calls == len(r.trace["rounds"])
     assert all(c.tokens <= 24 for c in r.candidates)
+    # The truncated signal reads the real engine's finish reasons: "length" only at the cap.
+    cut = [c for c in r.candidates if c.finish_reason == "length"]
+    assert all(c.tokens == 24 for c in cut)
+    assert r.trace["rounds"][-1]["signals"]["truncated"] == pytest.approx(len(cut) / drawn)
     assert r.trace["reason"]
 
 

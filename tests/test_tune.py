@@ -200,6 +200,31 @@ def test_grid_recipes_fit_the_pool_and_the_fixed_points_cover_every_rule():
         simulate(from_dict({"stages": [{"draw": 16}]}), synthetic())
 
 
+def test_the_grid_tries_giving_up_on_truncated_samples_at_every_stage_but_the_last():
+    grid = recipe_grid(8)
+    assert all(not r.stages[-1].give_up_if for r in grid)
+    rules = {tuple(s.give_up_if.items()) for r in grid for s in r.stages}
+    assert rules == {(), (("truncated", 0.5),), (("truncated", 1.0),)}
+    # After one sample in all, 0.5 and 1.0 are the same rule: it is tried once.
+    ones = {tuple(r.stages[0].give_up_if.values()) for r in grid if r.stages[0].draw == 1}
+    assert ones == {(), (0.5,)}
+    assert len({repr(r.as_dict()) for r in grid}) == len(grid)
+
+
+def test_giving_up_on_truncated_pools_saves_their_tokens_at_the_same_accuracy():
+    """6 easy problems (8 agreeing right samples of 10 tokens) and 4 hopeless ones (8
+    samples that ran out at 50 tokens, all wrong): giving up after 2 loses nothing."""
+    pools = synthetic(6, 0)
+    cut = tuple(SampleRecord("so so", str(i % 3), 50, "length", False, {}, {}) for i in range(8))
+    pools += [PoolRecord("r", f"h{i}", 0, "1", cut, {}, {}, 0) for i in range(4)]
+    never = from_dict({"stages": [{"draw": 2}, {"draw": 6}]})
+    quit_ = from_dict({"stages": [{"draw": 2, "give_up_if": {"truncated": 1.0}}, {"draw": 6}]})
+    a, b = simulate(never, pools), simulate(quit_, pools)
+    assert a.accuracy == b.accuracy == 0.6
+    assert a.tokens == (6 * 80 + 4 * 400) / 10 and b.tokens == (6 * 80 + 4 * 100) / 10
+    assert b.stages == (0.4, 0.6)
+
+
 def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     tmp_path, small_model, capsys
 ):

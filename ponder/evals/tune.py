@@ -60,6 +60,10 @@ MARGIN = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75)
 NO_MORE = (0.5, 0.65, 0.8)
 """``no_more`` thresholds stage 0 tries, alone and with each agreement threshold, when the
 pools carry the model's P(yes) for the samples stage 0 draws."""
+TRUNCATED = (0.5, 1.0)
+"""``truncated`` thresholds of the give-up rule every stage but the last tries (alone, and
+besides each stop rule): the run gives up on a problem once that share of its samples ran
+out of tokens before their end, where more samples of the same length seldom help."""
 SCORE = (0.5, 0.9, 1.0)
 """``score`` thresholds (the best verifier score so far) every stage but the last tries,
 in the recipes whose final rule reads that scorer: a stage that stops on one answers with
@@ -372,7 +376,8 @@ def recipe_grid(
     ``confidence`` (the pools carry DeepConf confidences) confidence-vote, and best-of-n /
     weighted best-of-n with each pool scorer, whose recipes' stages (all but the last) may
     also stop on that scorer's ``score >= s`` (``SCORE``); each at every temperature of
-    ``temperatures`` (None: the recipe names none)."""
+    ``temperatures`` (None: the recipe names none). Each stage but the last may also give
+    up on ``truncated >= t`` (``TRUNCATED``) or not."""
     finals: list[tuple[str, str | None]] = [("majority", None)]
     if confidence:
         finals.append((CONFIDENCE_FINAL, None))
@@ -386,9 +391,15 @@ def recipe_grid(
             by_score = [{"score": v} for v in SCORE] if scorer is not None else []
             first_rules = _first_rules(draws[0], no_more) + by_score
             middle = [[{"margin": m} for m in MARGIN] + by_score] * (len(draws) - 2)
-            for first, rest in itertools.product(first_rules, itertools.product(*middle)):
-                stages = [Stage(draws[0], dict(first))]
-                stages += [Stage(d, dict(r)) for d, r in zip(draws[1:-1], rest, strict=True)]
+            quits = [_give_ups(k) for k in schedule[:-1]]
+            for first, rest, quit_ in itertools.product(
+                first_rules, itertools.product(*middle), itertools.product(*quits)
+            ):
+                rules = (first, *rest)
+                stages = [
+                    Stage(d, dict(r), give_up_if=dict(q))
+                    for d, r, q in zip(draws[:-1], rules, quit_, strict=True)
+                ]
                 stages.append(Stage(draws[-1]))
                 out.append(Recipe(tuple(stages), final, scorer, temperature=t))
     return out
@@ -401,6 +412,15 @@ def _first_rules(k: int, no_more: bool) -> list[dict[str, float]]:
         rules += [{"no_more": q} for q in NO_MORE]
         rules += [{"agreement": a, "no_more": q} for a in _agreements(k) for q in NO_MORE]
     return rules
+
+
+def _give_ups(k: int) -> list[dict[str, float]]:
+    """A stage's give-up rules after ``k`` samples in all: none, or ``truncated >= t`` for
+    the thresholds of ``TRUNCATED`` that differ on ``k`` samples."""
+    kept: dict[float, float] = {}
+    for t in TRUNCATED:
+        kept.setdefault(math.ceil(t * k - 1e-9) / k, t)
+    return [{}] + [{"truncated": t} for t in sorted(kept.values())]
 
 
 def _agreements(k: int) -> list[float]:

@@ -146,14 +146,18 @@ def thresholds(t: Tuning) -> list[dict[str, Any]]:
                 "drawn": total,
                 "temperature": t.recipe.temperature_of(j),
                 "stop_if": dict(stage.stop_if),
+                "give_up_if": dict(stage.give_up_if),
                 "stopped_here": share,
             }
         )
     return rows
 
 
-def _rule(stop_if: dict[str, float]) -> str:
-    return " and ".join(f"{k} >= {v:g}" for k, v in stop_if.items()) or "(none: draw on)"
+def _rule(stop_if: dict[str, float], give_up_if: dict[str, float] | None = None) -> str:
+    rule = " and ".join(f"{k} >= {v:g}" for k, v in stop_if.items()) or "(none: draw on)"
+    if give_up_if:
+        rule += "; give up if " + " and ".join(f"{k} >= {v:g}" for k, v in give_up_if.items())
+    return rule
 
 
 _STAGE_COLUMNS = ("stage", "draw (total)", "temperature", "stop if", "stopped here")
@@ -164,7 +168,8 @@ def _stage_cells(r: dict[str, Any]) -> tuple[str, ...]:
     """A ``thresholds`` row as the cells of ``_STAGE_COLUMNS``."""
     temp = "" if r["temperature"] is None else f"{r['temperature']:g}"
     share = "" if r["stopped_here"] is None else f"{r['stopped_here']:.0%}"
-    return (str(r["stage"]), f"{r['draw']} ({r['drawn']})", temp, _rule(r["stop_if"]), share)
+    rule = _rule(r["stop_if"], r.get("give_up_if"))
+    return (str(r["stage"]), f"{r['draw']} ({r['drawn']})", temp, rule, share)
 
 
 def _point_cells(p: Point) -> tuple[str, ...]:
@@ -202,7 +207,7 @@ def _stage_lines(t: Tuning) -> list[str]:
         )
         out.append(
             f"stage {r['stage']}: draw {r['draw']}{temp} ({r['drawn']} so far), "
-            f"stop if {_rule(r['stop_if'])}{share}"
+            f"stop if {_rule(r['stop_if'], r.get('give_up_if'))}{share}"
         )
     if t.chosen.asked:
         out.append(f"P(yes) asked about {t.chosen.asked:.2f} samples per problem ({where})")

@@ -115,7 +115,7 @@ class Auto(StrategyBase):
                 scores.extend(scored.values)
                 usage = usage + scored.usage
             cands.extend(fresh)
-            if "no_more" in stage.stop_if:
+            if "no_more" in stage.reads:
                 asked = await more.ask(engine, problem, [c.text for c in samples[len(p_yes) :]])
                 p_yes.extend(asked.p_yes)
                 undecided += asked.undecided
@@ -141,7 +141,9 @@ class Auto(StrategyBase):
                 "rounds": list(outcome.stages),
                 "recipe": recipe.as_dict(),
                 "stopped_at": outcome.stage,
-                "stopped": "rule" if outcome.stopped_early else "end",
+                "stopped": (
+                    "gave up" if outcome.gave_up else "rule" if outcome.stopped_early else "end"
+                ),
                 "reason": policy.reason(outcome, len(recipe.stages)),
                 "rule": outcome.rule,
                 "samples_drawn": len(samples),

@@ -5,10 +5,13 @@ engine request); then, over every sample drawn so far, the online difficulty sig
 computed (``ponder.strategies.recipes.policy``) and the run stops when every threshold of
 the stage's ``stop_if`` is met (``signal >= threshold``), answering with the majority vote,
 or, when the rule names ``score`` (the best verifier score so far), with the best-scored
-sample.
+sample. A stage may also have a ``give_up_if`` rule (read the same way): when it holds, the
+problem is judged beyond what more samples would fix and the run stops too, answering with
+the majority vote of what it has (e.g. ``{"truncated": 1.0}``: every sample so far ran out
+of tokens before its end).
 ``temperature`` (of the recipe, or of one stage) is the sampling temperature its samples
 are drawn at (``ponder tune`` fits it); without one, the strategy's ``temperature`` setting.
-A stage without ``stop_if`` never stops the run early. When the last stage has drawn and no
+A stage with neither rule never stops the run early. When the last stage has drawn and no
 rule fired, the ``final`` rule picks the answer from all samples: ``majority``
 (self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer), or
 ``confidence-vote``: the offline DeepConf filter-and-vote of the fixed rule
@@ -21,7 +24,8 @@ Example::
 
     {"format": "ponder-recipe/1",
      "temperature": 0.7,
-     "stages": [{"draw": 2, "stop_if": {"agreement": 1.0, "no_more": 0.6}},
+     "stages": [{"draw": 2, "stop_if": {"agreement": 1.0, "no_more": 0.6},
+                 "give_up_if": {"truncated": 1.0}},
                 {"draw": 6, "stop_if": {"margin": 0.5}},
                 {"draw": 8, "temperature": 1.0}],
      "final": "majority"}
@@ -41,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "ponder-recipe/1"
-SIGNALS = ("agreement", "margin", "confidence", "score", "no_more")
+SIGNALS = ("agreement", "margin", "confidence", "score", "no_more", "truncated")
 """agreement: share of the drawn samples in the largest answer cluster; margin: that share
 minus the second largest cluster's; confidence: mean over samples of the geometric-mean
 token probability ``exp(mean token logprob)``; score: the best verifier score so far;
 no_more: mean over the samples of ``1 - P(yes)``, the model's own probability that more
-attempts would not give a better answer (``ponder.strategies.recipes.more``)."""
+attempts would not give a better answer (``ponder.strategies.recipes.more``); truncated:
+the share of the drawn samples that stopped at the token cap (``finish_reason`` "length")
+rather than at their end."""
 FINALS = ("majority", "best-of-n", "weighted-best-of-n", "confidence-vote")
 SCORED_FINALS = ("best-of-n", "weighted-best-of-n")
 CONFIDENCE_FINAL = "confidence-vote"
@@ -60,36 +66,47 @@ def _check_temperature(value: Any, where: str) -> None:
         raise ValueError(f"{where}'temperature' must be a number in [0, 5], got {value!r}")
 
 
+def _check_rule(rule: Any, where: str) -> None:
+    """A stop rule: an object signal -> finite threshold (in [0, 1] but for ``score``)."""
+    if not isinstance(rule, dict):
+        raise ValueError(f"stage {where!r} must be an object signal -> threshold, got {rule!r}")
+    for name, value in rule.items():
+        if name not in SIGNALS:
+            raise ValueError(
+                f"stage {where!r} has unknown signal {name!r}; signals: {', '.join(SIGNALS)}"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"stage '{where}.{name}' must be a finite number, got {value!r}")
+        if name != "score" and not 0 <= value <= 1:
+            raise ValueError(f"stage '{where}.{name}' must be in [0, 1], got {value!r}")
+
+
 @dataclass(frozen=True)
 class Stage:
     """Draw ``draw`` more samples (at ``temperature`` when set), then stop if every
-    ``stop_if[signal] >= threshold``."""
+    ``stop_if[signal] >= threshold``, or give up if every ``give_up_if[signal] >=
+    threshold``."""
 
     draw: int
     stop_if: dict[str, float] = field(default_factory=dict)
     temperature: float | None = None
+    give_up_if: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.draw, bool) or not isinstance(self.draw, int) or self.draw < 1:
             raise ValueError(f"stage 'draw' must be an integer >= 1, got {self.draw!r}")
         _check_temperature(self.temperature, "stage ")
-        if not isinstance(self.stop_if, dict):
-            raise ValueError(
-                f"stage 'stop_if' must be an object signal -> threshold, got {self.stop_if!r}"
-            )
-        for name, value in self.stop_if.items():
-            if name not in SIGNALS:
-                raise ValueError(
-                    f"stage 'stop_if' has unknown signal {name!r}; signals: {', '.join(SIGNALS)}"
-                )
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"stage 'stop_if.{name}' must be a finite number, got {value!r}")
-            if name != "score" and not 0 <= value <= 1:
-                raise ValueError(f"stage 'stop_if.{name}' must be in [0, 1], got {value!r}")
+        _check_rule(self.stop_if, "stop_if")
+        _check_rule(self.give_up_if, "give_up_if")
+
+    @property
+    def reads(self) -> set[str]:
+        """The signals either of its rules names."""
+        return set(self.stop_if) | set(self.give_up_if)
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,7 @@ class Recipe:
     @property
     def needs_scorer(self) -> bool:
         """Whether running it needs an outcome scorer (a score signal or a scored final)."""
-        return self.final in SCORED_FINALS or any("score" in s.stop_if for s in self.stages)
+        return self.final in SCORED_FINALS or any("score" in s.reads for s in self.stages)
 
     @property
     def needs_confidences(self) -> bool:
@@ -137,7 +154,7 @@ class Recipe:
     @property
     def needs_logprobs(self) -> bool:
         return self.needs_confidences or any(
-            "confidence" in s.stop_if or "no_more" in s.stop_if for s in self.stages
+            "confidence" in s.reads or "no_more" in s.reads for s in self.stages
         )
 
     @property
@@ -147,7 +164,7 @@ class Recipe:
         drawn, out = 0, 0
         for s in self.stages:
             drawn += s.draw
-            if "no_more" in s.stop_if:
+            if "no_more" in s.reads:
                 out = drawn
         return out
 
@@ -160,6 +177,8 @@ class Recipe:
             stage: dict[str, Any] = {"draw": s.draw}
             if s.stop_if:
                 stage["stop_if"] = dict(s.stop_if)
+            if s.give_up_if:
+                stage["give_up_if"] = dict(s.give_up_if)
             if s.temperature is not None:
                 stage["temperature"] = s.temperature
             out["stages"].append(stage)
@@ -171,13 +190,19 @@ class Recipe:
         return out
 
     def describe(self) -> str:
-        """One line: ``draw 2, stop if agreement>=1; draw 6, stop if margin>=0.5; else
-        majority`` (a scored final names its scorer: ``else best-of-n@judge``)."""
+        """One line: ``draw 2, stop if agreement>=1, give up if truncated>=1; draw 6, stop
+        if margin>=0.5; else majority`` (a scored final names its scorer: ``else
+        best-of-n@judge``)."""
         parts = []
         for s in self.stages:
             rule = " and ".join(f"{k}>={v:g}" for k, v in s.stop_if.items())
+            quit_ = " and ".join(f"{k}>={v:g}" for k, v in s.give_up_if.items())
             at = f" at T={s.temperature:g}" if s.temperature is not None else ""
-            parts.append(f"draw {s.draw}{at}" + (f", stop if {rule}" if rule else ""))
+            parts.append(
+                f"draw {s.draw}{at}"
+                + (f", stop if {rule}" if rule else "")
+                + (f", give up if {quit_}" if quit_ else "")
+            )
         final = f"{self.final}@{self.scorer or '?'}" if self.final in SCORED_FINALS else self.final
         at = f"T={self.temperature:g}: " if self.temperature is not None else ""
         return at + "; ".join(parts) + f"; else {final}"
@@ -203,17 +228,22 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
     for j, stage in enumerate(stages):
         if not isinstance(stage, dict):
             raise ValueError(f"{source}: stages[{j}] must be an object, got {stage!r}")
-        extra = sorted(set(stage) - {"draw", "stop_if", "temperature"})
+        extra = sorted(set(stage) - {"draw", "stop_if", "give_up_if", "temperature"})
         if extra:
             raise ValueError(
                 f"{source}: stages[{j}] has unknown field(s) "
-                f"{', '.join(map(repr, extra))}; fields: draw, stop_if, temperature"
+                f"{', '.join(map(repr, extra))}; fields: draw, stop_if, give_up_if, temperature"
             )
         if "draw" not in stage:
             raise ValueError(f"{source}: stages[{j}] needs 'draw' (samples to draw)")
         try:
             built.append(
-                Stage(stage["draw"], dict(stage.get("stop_if") or {}), stage.get("temperature"))
+                Stage(
+                    stage["draw"],
+                    _rule_of(stage.get("stop_if")),
+                    stage.get("temperature"),
+                    _rule_of(stage.get("give_up_if")),
+                )
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{source}: stages[{j}]: {exc}") from None
@@ -229,6 +259,11 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
         )
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
+
+
+def _rule_of(value: Any) -> Any:
+    """A rule as given: absent or null is no rule; anything else is checked by ``Stage``."""
+    return {} if value is None else (dict(value) if isinstance(value, dict) else value)
 
 
 def load(path: str | Path | None = None) -> Recipe:

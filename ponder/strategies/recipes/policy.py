@@ -45,7 +45,8 @@ def signals(
     ``k`` only); ``confidence = mean_i exp(mean token logprob_i)`` (None without
     log-probabilities); ``score = max_i score_i`` (None without scores); ``no_more =
     mean_i (1 - p_yes_i)`` over the samples asked so far (``p_yes``: the first of them, in
-    drawing order; None when none was asked)."""
+    drawing order; None when none was asked); ``truncated``: the share of samples that
+    stopped at the token cap (``finish_reason == "length"``)."""
     k = len(candidates)
     sizes = sorted((len(ix) for ix in select_majority(candidates).clusters.values()), reverse=True)
     c1 = sizes[0] if sizes else 0
@@ -63,17 +64,26 @@ def signals(
         "confidence": confidence,
         "score": best,
         "no_more": sum(1 - p for p in p_yes) / len(p_yes) if p_yes else None,
+        "truncated": sum(c.finish_reason == "length" for c in candidates) / k if k else 0.0,
     }
 
 
 def fires(stage: Stage, values: dict[str, float | None]) -> bool:
     """Whether ``stage``'s stop rule holds: it has one, and every signal it names is
     available and at least its threshold."""
-    if not stage.stop_if:
+    return holds(stage.stop_if, values)
+
+
+def gives_up(stage: Stage, values: dict[str, float | None]) -> bool:
+    """Whether ``stage``'s give-up rule holds (read as ``fires`` reads the stop rule)."""
+    return holds(stage.give_up_if, values)
+
+
+def holds(rule: dict[str, float], values: dict[str, float | None]) -> bool:
+    if not rule:
         return False
     return all(
-        (v := values.get(name)) is not None and v >= threshold
-        for name, threshold in stage.stop_if.items()
+        (v := values.get(name)) is not None and v >= threshold for name, threshold in rule.items()
     )
 
 
@@ -125,7 +135,8 @@ class Outcome:
     """What a recipe did on one problem: the samples it drew (``drawn``), the stage it
     stopped after (``stage``, 0-based), whether a rule fired (``stopped_early``), each
     stage's signal values, the selection, and how many samples the model was asked
-    about for the ``no_more`` signal (``asked``)."""
+    about for the ``no_more`` signal (``asked``), and whether the stop was the stage's
+    give-up rule (``gave_up``: its stop rule did not hold)."""
 
     drawn: int
     stage: int
@@ -134,6 +145,7 @@ class Outcome:
     selection: Selection
     stages: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     asked: int = 0
+    gave_up: bool = False
 
 
 def replay(
@@ -157,7 +169,7 @@ def replay(
     drawn, asked, log = 0, 0, []
     for j, stage in enumerate(recipe.stages):
         drawn = min(drawn + stage.draw, limit)
-        if "no_more" in stage.stop_if:
+        if "no_more" in stage.reads:
             asked = drawn
         known = list(p_yes[:asked])
         if len(known) < asked or any(p is None for p in known):
@@ -187,20 +199,25 @@ def step(
     scores: Sequence[float | None] | None,
     p_yes: Sequence[float] = (),
 ) -> tuple[dict[str, Any], bool]:
-    """After stage ``index`` has drawn: its trace entry (signals vs thresholds) and whether
-    its rule fired; ``p_yes``: the P(yes) of the samples asked so far."""
+    """After stage ``index`` has drawn: its trace entry (signals vs thresholds; ``fired``:
+    the stop rule held; ``gave_up``: it did not and the give-up rule did) and whether the
+    run stops; ``p_yes``: the P(yes) of the samples asked so far."""
     values = signals(candidates, scores, p_yes)
-    done = fires(stage, values)
-    entry = {
+    fired = fires(stage, values)
+    quit_ = not fired and gives_up(stage, values)
+    entry: dict[str, Any] = {
         "stage": index,
         "drawn": len(candidates),
         "signals": {k: values[k] for k in values if values[k] is not None},
         "thresholds": dict(stage.stop_if),
-        "fired": done,
+        "fired": fired,
     }
+    if stage.give_up_if:
+        entry["give_up_thresholds"] = dict(stage.give_up_if)
+        entry["gave_up"] = quit_
     if p_yes:
         entry["asked"] = len(p_yes)
-    return entry, done
+    return entry, fired or quit_
 
 
 def finish(
@@ -214,15 +231,16 @@ def finish(
     asked: int = 0,
     confidences: Sequence[float] | None = None,
 ) -> Outcome:
+    gave_up = stopped_early and bool(log) and bool(log[-1].get("gave_up"))
     chosen, rule = pick(
         recipe,
         candidates[:drawn],
         None if scores is None else scores[:drawn],
         stopped_early,
         None if confidences is None else confidences[:drawn],
-        by_score=stopped_early and "score" in recipe.stages[stage].stop_if,
+        by_score=stopped_early and not gave_up and "score" in recipe.stages[stage].stop_if,
     )
-    return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log), asked)
+    return Outcome(drawn, stage, stopped_early, rule, chosen, tuple(log), asked, gave_up)
 
 
 def reason(outcome: Outcome, stages: int) -> str:
@@ -230,9 +248,10 @@ def reason(outcome: Outcome, stages: int) -> str:
     that every stage was drawn (or the budget ran out)."""
     last = outcome.stages[-1]
     if outcome.stopped_early:
-        held = ", ".join(
-            f"{k} {last['signals'][k]:.3g} >= {t:g}" for k, t in last["thresholds"].items()
-        )
+        key = "give_up_thresholds" if outcome.gave_up else "thresholds"
+        held = ", ".join(f"{k} {last['signals'][k]:.3g} >= {t:g}" for k, t in last[key].items())
+        if outcome.gave_up:
+            return f"stage {outcome.stage} gave up: {held}; majority over what was drawn"
         return f"stage {outcome.stage} rule fired: {held}"
     if outcome.stage < stages - 1:
         return f"budget reached after {outcome.drawn} samples; {outcome.rule} over all"
