@@ -37,6 +37,17 @@ def test_solve_text_output(small_model):
     assert "answer:" in p.stdout and "usage:" in p.stdout
 
 
+def test_text_output_says_why_auto_stopped(capsys):
+    from ponder.cli.solve import print_result
+    from ponder.types import Result, Usage
+
+    reason = "stage 0 gave up: truncated 1 >= 1; majority over what was drawn"
+    print_result(Result("4", None, (), Usage(), "auto", {"reason": reason}))
+    assert f"why: {reason}" in capsys.readouterr().out
+    print_result(Result("4", None, (), Usage(), "greedy"))
+    assert "why:" not in capsys.readouterr().out
+
+
 def test_bad_model_is_a_clear_error():
     p = ponder("solve", "hi", "--model", "/does/not/exist.gguf")
     assert p.returncode == 2

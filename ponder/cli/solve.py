@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 def print_result(result: Result) -> None:
     print(f"answer: {result.answer}")
     print(f"strategy: {result.strategy}")
+    if result.trace.get("reason"):  # auto: the stage it stopped at, and why
+        print(f"why: {result.trace['reason']}")
     if result.best is not None:
         print("--- chosen candidate ---")
         print(result.best.text.strip())
