@@ -140,20 +140,31 @@ def test_client_template_renders_what_the_server_renders(server_side, remote):
 
 
 def test_same_tokens_as_the_embedded_engine(engine, remote):
-    # Same llama.cpp, same model, same attention kernel (flash attention, whose output
-    # does not depend on the batch or the cache), a raw-text prompt: the same greedy
-    # tokens and the same log-probabilities. Measured at stop 40: identical to the
-    # printed precision over repeated runs with other prompts in between. With the
-    # server's default attention (off) they drifted by up to 0.16 nats and a 0.11-nat
-    # tie flipped a token, so this tolerance would catch a kernel mismatch as well as a
-    # log-probability read from the wrong token.
+    # Same llama.cpp, same model, same attention kernel (flash attention, as the embedded
+    # engine runs), a raw-text prompt: the same greedy tokens up to a near-tie, and the
+    # same log-probabilities up to the drift of different batch shapes and cache layouts.
+    # Alone the two agreed exactly (stop 40); after the rest of the suite had filled the
+    # embedded engine's cache, the printing-press prompt's 0.11-nat tie (' the' / ' ') at
+    # its 9th token flipped (CI at stop 40). With the server's default attention (off)
+    # the log-probabilities drifted by up to 0.16 nats (CI, stop 39); the tolerance below
+    # is for the drift with the same kernel, and a log-probability read from the wrong
+    # token (nats apart) still fails it.
     for prompt in ("The history of the printing press begins", "def fibonacci(n):"):
         req = Request(prompt, GREEDY.with_(max_tokens=12, logprobs=True, top_logprobs=2))
         a, b = one(engine, req), one(remote, req)
         assert a.prompt_tokens == b.prompt_tokens
-        assert tokens_of(a) == tokens_of(b)
-        for x, y in zip(a.logprobs or (), b.logprobs or (), strict=True):
-            assert x.logprob == pytest.approx(y.logprob, abs=0.01)
+        assert agrees_up_to_near_tie(b, a, gap=0.25)
+        ta, tb = tokens_of(a), tokens_of(b)
+        same = next(
+            (i for i, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
+            min(len(ta), len(tb)),
+        )
+        assert same >= 4, (ta, tb)
+        drift = [
+            abs(x.logprob - y.logprob)
+            for x, y in zip((a.logprobs or ())[:same], (b.logprobs or ())[:same], strict=True)
+        ]
+        assert len(drift) == same and max(drift) < 0.25, drift
 
 
 def test_model_not_served(server_url):
