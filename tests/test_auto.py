@@ -512,10 +512,35 @@ def test_recipe_and_stage_temperatures_set_the_sampling_temperature():
     assert from_dict(parsed.as_dict()) == parsed
 
 
+def test_a_recipe_draws_at_the_cap_it_was_fitted_at_and_the_budget_still_bounds_it():
+    recipe = {**RECIPE, "max_tokens": 64}
+    eng = Waves({0: ["7", "7"]})
+    r = run(eng, recipe=recipe, max_tokens=512)
+    assert [q.params.max_tokens for q in eng.requests] == [64]
+    assert r.trace["max_tokens"] == 64 and "note" not in r.trace
+    eng = Waves({0: ["7", "7"]})
+    r = asyncio.run(
+        create("auto", recipe=recipe).run(PROBLEM, eng, None, Budget(n=16, max_tokens=32))
+    )
+    assert [q.params.max_tokens for q in eng.requests] == [32]
+    assert r.trace["max_tokens"] == 32
+    assert "below the 64 the recipe was fitted at" in r.trace["note"]
+    eng = Waves({0: ["7", "7"]})
+    r = run(eng, max_tokens=100)
+    assert [q.params.max_tokens for q in eng.requests] == [100] and "note" not in r.trace
+    parsed = load_dict(recipe)
+    assert parsed.max_tokens == 64 and parsed.as_dict()["max_tokens"] == 64
+    assert parsed.describe().startswith("max_tokens=64: draw 2")
+    assert from_dict(parsed.as_dict()) == parsed
+    assert "max_tokens" not in load_dict(RECIPE).as_dict()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"stages": [{"draw": 2}], "temperature": -1}, r"recipe 'temperature' must be"),
+        ({"stages": [{"draw": 2}], "max_tokens": 0}, r"'max_tokens' must be an integer >= 1"),
+        ({"stages": [{"draw": 2}], "max_tokens": 6.5}, r"'max_tokens' must be an integer >= 1"),
         ({"stages": [{"draw": 2, "temperature": "hot"}]}, r"stages\[0\].*'temperature' must be"),
         ({"stages": [{"draw": 2, "stop_if": {"no_more": 1.5}}]}, "no_more' must be in"),
     ],

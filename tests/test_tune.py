@@ -319,6 +319,17 @@ def test_ponder_tune_end_to_end_on_the_small_model_then_reuses_its_pools(
     md = (again / "report.md").read_text()
     assert "**Development split**" not in md and "**All problems (the recipe was fitted" in md
     assert json.loads((again / "report.json").read_text())["recipe_given"] is True
+    # A fitted recipe records its cap; assessing it defaults to that cap (the same pools)
+    # and refuses another one.
+    assert recipe.max_tokens == 16 and "max_tokens=16: " in recipe.describe()
+    cap = common.index("--max-tokens")
+    uncapped = ["tune", "arithmetic", *common[:cap], *common[cap + 2 :]]
+    uncapped += ["--recipe", str(out / "recipe.json"), "--out", str(again)]
+    assert main(uncapped) == 0
+    assert "(8 pools of 2; 8 reused, 0 drawn)" in capsys.readouterr().out
+    assert main([*uncapped, "--max-tokens", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "the recipe was fitted at --max-tokens 16; assess it at that cap" in err
     bad = tmp_path / "big.json"
     bad.write_text(json.dumps({"stages": [{"draw": 16}]}))
     assert main([*args[:-1], str(bad), "--out", str(again)]) == 2
@@ -348,6 +359,8 @@ def test_ponder_tune_rejects_bad_sweeps_before_loading_a_model(tmp_path, capsys)
     assert "--split-seeds re-fits; with --recipe nothing is fitted" in capsys.readouterr().err
     assert main([*base, "--dev-fraction", "1"]) == 2
     assert "--dev-fraction must be in (0, 1), got 1.0" in capsys.readouterr().err
+    assert main([*base, "--max-tokens", "0"]) == 2
+    assert "--max-tokens must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "--fit", "lucky"])
     assert "invalid choice: 'lucky'" in capsys.readouterr().err

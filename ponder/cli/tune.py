@@ -75,7 +75,12 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=0, help="first N problems (0: the task's all)")
     g.add_argument("--db", default="runs.sqlite", help="results database (pools are reused)")
     g.add_argument("--concurrency", type=int, default=4, help="pools in flight")
-    g.add_argument("--max-tokens", type=int, default=512, help="per-sample token cap")
+    g.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="per-sample token cap (default: a --recipe's own, else 512)",
+    )
     g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     g.add_argument(
         "--temperatures",
@@ -198,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     fit = _fit(args)
     splits: list[Any] = []
     given = load(args.recipe) if args.recipe else None
+    args.max_tokens = _max_tokens(args.max_tokens, given)
     temps = args.temperatures or _recipe_temperatures(given) or [args.temperature]
     if len(set(temps)) != len(temps):
         raise ValueError(f"--temperatures repeats a value: {temps}")
@@ -231,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
             drawn["confidence"],
         )
         recipe = dataclasses.replace(
-            result.recipe, about=_about(args, model, result, drawn["run_ids"])
+            result.recipe,
+            about=_about(args, model, result, drawn["run_ids"]),
+            max_tokens=args.max_tokens,
         )
         if args.split_seeds:
             fits = {"plain": None} if fit is None else {"plain": None, args.fit: fit}
@@ -287,6 +295,21 @@ def _fit(args: argparse.Namespace) -> Any:
     if args.fit == "plain":
         return None
     return Bootstrap(args.fit_draws, args.fit_confidence, args.fit_tolerance, args.fit_seed)
+
+
+def _max_tokens(given: int | None, recipe: Any) -> int:
+    """The per-sample cap: ``--max-tokens``, else the recipe's own, else 512. A recipe is
+    assessed at the cap it was fitted at: its accuracy and its ``truncated`` signal depend
+    on it, so another cap is an error."""
+    if given is not None and given < 1:
+        raise ValueError(f"--max-tokens must be >= 1, got {given}")
+    own = None if recipe is None else recipe.max_tokens
+    if given is not None and own is not None and given != own:
+        raise ValueError(
+            f"the recipe was fitted at --max-tokens {own}; assess it at that cap (drop "
+            f"--max-tokens {given}), or edit its 'max_tokens' to assess another"
+        )
+    return given if given is not None else own if own is not None else 512
 
 
 def _recipe_temperatures(recipe: Any) -> list[float]:

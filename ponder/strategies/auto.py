@@ -15,7 +15,11 @@ against the stage's thresholds. The run stops at the first stage whose rule fire
 answers with the majority vote (the best-scored sample when the rule names ``score``);
 when none fires, the recipe's final rule (majority,
 best-of-n, weighted best-of-n or confidence-vote) picks from all samples. The budget caps
-the samples. Only a recipe ending in ``confidence-vote`` requests the top log-probabilities
+the samples. A recipe that records its ``max_tokens`` (``ponder tune`` writes the cap it
+was fitted at) is drawn at that cap in place of the ``max_tokens`` setting, as its
+temperature is; the budget's per-sample cap still bounds it, and the trace gives the cap
+used and a note when it is below the recipe's. Only a recipe ending in
+``confidence-vote`` requests the top log-probabilities
 (``policy.CONFIDENCE_VOTE.top_logprobs`` per token); each sample's DeepConf trace confidence
 is computed from them as a pool stores it (``ponder.evals.pool.sample_stats``) and the
 recipe's final rule votes with them (``policy.pick``, as the offline simulation does).
@@ -65,6 +69,16 @@ def trace_confidence(completion: Completion, engine: Engine) -> float:
     return confidence.trace_confidence(conf, cfg.group_window, cfg.trace_confidence)
 
 
+def _cap_note(recipe: Recipe, cap: int) -> str:
+    """Why the samples were drawn below the recipe's fitted cap (empty when they were not)."""
+    if recipe.max_tokens is None or cap >= recipe.max_tokens:
+        return ""
+    return (
+        f"drawn at the budget's per-sample cap of {cap} tokens, below the {recipe.max_tokens} "
+        "the recipe was fitted at: more samples run out of tokens than in its fit"
+    )
+
+
 @register
 class Auto(StrategyBase):
     name: ClassVar[str] = "auto"
@@ -92,6 +106,9 @@ class Auto(StrategyBase):
         p_yes: list[float] = []
         confidences: list[float] | None = [] if recipe.needs_confidences else None
         top = policy.CONFIDENCE_VOTE.top_logprobs if recipe.needs_confidences else 0
+        cap = recipe.max_tokens or cfg.max_tokens
+        if budget.max_tokens is not None:
+            cap = min(cap, budget.max_tokens)
         undecided = 0
         for j, stage in enumerate(recipe.stages):
             m = min(stage.draw, limit - len(samples))
@@ -103,6 +120,7 @@ class Auto(StrategyBase):
                 top_logprobs=top,
                 seed=seed,
                 temperature=temperature,
+                max_tokens=cap,
             )
             new = await sample(engine, problem, params, m)
             samples.extend(new)
@@ -152,5 +170,7 @@ class Auto(StrategyBase):
                 **({"scores": scores} if scores is not None else {}),
                 **({"confidences": confidences} if confidences is not None else {}),
                 **({"p_yes": p_yes, "undecided": undecided} if p_yes else {}),
+                "max_tokens": cap,
+                **({"note": note} if (note := _cap_note(recipe, cap)) else {}),
             },
         )

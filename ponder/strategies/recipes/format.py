@@ -11,6 +11,10 @@ the majority vote of what it has (e.g. ``{"truncated": 1.0}``: every sample so f
 of tokens before its end).
 ``temperature`` (of the recipe, or of one stage) is the sampling temperature its samples
 are drawn at (``ponder tune`` fits it); without one, the strategy's ``temperature`` setting.
+``max_tokens`` (of the recipe) is the per-sample token cap it was fitted at (``ponder tune``
+records its ``--max-tokens``): ``auto`` draws at it, in place of its ``max_tokens`` setting
+(the budget's per-sample cap still bounds it), because the ``truncated`` signal and the
+fitted accuracy both depend on the cap.
 A stage with neither rule never stops the run early. When the last stage has drawn and no
 rule fired, the ``final`` rule picks the answer from all samples: ``majority``
 (self-consistency), ``best-of-n`` or ``weighted-best-of-n`` (these two need a scorer), or
@@ -24,6 +28,7 @@ Example::
 
     {"format": "ponder-recipe/1",
      "temperature": 0.7,
+     "max_tokens": 256,
      "stages": [{"draw": 2, "stop_if": {"agreement": 1.0, "no_more": 0.6},
                  "give_up_if": {"truncated": 1.0}},
                 {"draw": 6, "stop_if": {"margin": 0.5}},
@@ -64,6 +69,13 @@ def _check_temperature(value: Any, where: str) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 5:
         raise ValueError(f"{where}'temperature' must be a number in [0, 5], got {value!r}")
+
+
+def _check_max_tokens(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"recipe 'max_tokens' must be an integer >= 1, got {value!r}")
 
 
 def _check_rule(rule: Any, where: str) -> None:
@@ -112,13 +124,15 @@ class Stage:
 @dataclass(frozen=True)
 class Recipe:
     """An escalation policy: ``stages`` in order, then ``final`` over all samples;
-    ``temperature``: the stages' sampling temperature (a stage's own wins)."""
+    ``temperature``: the stages' sampling temperature (a stage's own wins); ``max_tokens``:
+    the per-sample token cap it was fitted at."""
 
     stages: tuple[Stage, ...]
     final: str = "majority"
     scorer: str | None = None
     about: dict[str, Any] = field(default_factory=dict, compare=False)
     temperature: float | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -126,6 +140,7 @@ class Recipe:
         if self.final not in FINALS:
             raise ValueError(f"recipe 'final' must be one of {FINALS}, got {self.final!r}")
         _check_temperature(self.temperature, "recipe ")
+        _check_max_tokens(self.max_tokens)
 
     def temperature_of(self, stage: int, default: float | None = None) -> float | None:
         """The temperature stage ``stage`` samples at: its own, else the recipe's, else
@@ -172,6 +187,8 @@ class Recipe:
         out: dict[str, Any] = {"format": FORMAT}
         if self.temperature is not None:
             out["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
         out["stages"] = []
         for s in self.stages:
             stage: dict[str, Any] = {"draw": s.draw}
@@ -204,7 +221,9 @@ class Recipe:
                 + (f", give up if {quit_}" if quit_ else "")
             )
         final = f"{self.final}@{self.scorer or '?'}" if self.final in SCORED_FINALS else self.final
-        at = f"T={self.temperature:g}: " if self.temperature is not None else ""
+        head = [f"T={self.temperature:g}"] if self.temperature is not None else []
+        head += [f"max_tokens={self.max_tokens}"] if self.max_tokens is not None else []
+        at = ", ".join(head) + ": " if head else ""
         return at + "; ".join(parts) + f"; else {final}"
 
 
@@ -212,7 +231,7 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
     """A validated recipe from parsed JSON; ``ValueError`` naming the bad field."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: a recipe is a JSON object, got {type(data).__name__}")
-    known = {"format", "stages", "final", "scorer", "about", "temperature"}
+    known = {"format", "stages", "final", "scorer", "about", "temperature", "max_tokens"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(
@@ -255,7 +274,12 @@ def from_dict(data: Any, source: str = "recipe") -> Recipe:
         raise ValueError(f"{source}: 'about' must be an object, got {about!r}")
     try:
         return Recipe(
-            tuple(built), data.get("final", "majority"), scorer, about, data.get("temperature")
+            tuple(built),
+            data.get("final", "majority"),
+            scorer,
+            about,
+            data.get("temperature"),
+            data.get("max_tokens"),
         )
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
