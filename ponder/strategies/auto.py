@@ -106,21 +106,19 @@ class Auto(StrategyBase):
         p_yes: list[float] = []
         confidences: list[float] | None = [] if recipe.needs_confidences else None
         top = policy.CONFIDENCE_VOTE.top_logprobs if recipe.needs_confidences else 0
-        cap = recipe.max_tokens or cfg.max_tokens
-        if budget.max_tokens is not None:
-            cap = min(cap, budget.max_tokens)
+        # the recipe's fitted cap replaces the setting; ``sampling`` bounds it by the budget
+        drawn_at = replace(cfg, max_tokens=recipe.max_tokens) if recipe.max_tokens else cfg
         undecided = 0
         for j, stage in enumerate(recipe.stages):
             m = min(stage.draw, limit - len(samples))
             seed = None if cfg.seed is None else cfg.seed + j
             temperature = recipe.temperature_of(j, cfg.temperature)
-            params = cfg.sampling(
+            params = drawn_at.sampling(
                 budget,
                 logprobs=engine.capabilities.logprobs,
                 top_logprobs=top,
                 seed=seed,
                 temperature=temperature,
-                max_tokens=cap,
             )
             new = await sample(engine, problem, params, m)
             samples.extend(new)
@@ -170,7 +168,7 @@ class Auto(StrategyBase):
                 **({"scores": scores} if scores is not None else {}),
                 **({"confidences": confidences} if confidences is not None else {}),
                 **({"p_yes": p_yes, "undecided": undecided} if p_yes else {}),
-                "max_tokens": cap,
-                **({"note": note} if (note := _cap_note(recipe, cap)) else {}),
+                "max_tokens": params.max_tokens,
+                **({"note": note} if (note := _cap_note(recipe, params.max_tokens)) else {}),
             },
         )
