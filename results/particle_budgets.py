@@ -1,0 +1,41 @@
+"""Why particle-filter with 8 particles answers less than with 4 (results/INTRO.md): over
+the search cells of the committed arithmetic data, per strategy and budget, the cells right
+(the strategy's own pick), the cells a vote over their finished particles would get right
+(the most common answer; ties: the first seen), the chosen particles under 25 words, the
+cells with any right finished particle, and the share of finished particles that are right.
+
+    ponder results import arith.sqlite results/arithmetic.jsonl.gz
+    python results/particle_budgets.py arith.sqlite > results/particle_budgets.txt
+"""
+
+import json
+import sqlite3
+import sys
+from collections import Counter
+
+db = sqlite3.connect(sys.argv[1])
+for like in ("particle-filter%", "beam-search%"):
+    for budget in (4, 8):
+        rows = db.execute(
+            "select correct, candidate_answers, candidates_correct, result from cells "
+            "where strategy like ? and budget = ?",
+            (like, budget),
+        ).fetchall()
+        picked = voted = short = covered = finished = right = 0
+        for correct, answers, corrects, result in rows:
+            answers, corrects = json.loads(answers), json.loads(corrects)
+            picked += correct
+            counts = Counter(a for a in answers if a is not None)
+            if counts:
+                voted += corrects[answers.index(counts.most_common(1)[0][0])]
+            best = json.loads(result).get("best") or {}
+            short += len((best.get("text") or "").split()) < 25
+            covered += any(corrects)
+            finished += len(corrects)
+            right += sum(corrects)
+        print(
+            f"{like[:-1]} budget {budget}: {len(rows)} cells; picked right {picked}, "
+            f"vote over finished particles {voted}, chosen under 25 words {short}, "
+            f"any finished particle right {covered}; finished particles right "
+            f"{right}/{finished} = {right / max(finished, 1):.1%}"
+        )
