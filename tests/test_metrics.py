@@ -7,6 +7,7 @@ import pytest
 from ponder.evals.metrics import (
     beta_cdf,
     beta_ppf,
+    busy_seconds,
     coverage,
     fit_power_law,
     jeffreys_interval,
@@ -166,3 +167,19 @@ def test_summary_uses_problems_as_the_unit_and_cost_per_correct():
     assert s.coverage == pytest.approx({1: (0.5 + 0 + 1 + 0.5) / 4, 2: 3 / 4})
     none_right = summarize([_cell("a", False)])
     assert math.isinf(none_right.tokens_per_correct) and none_right.accuracy == 0
+
+
+def test_busy_seconds_is_the_length_of_the_spans_union():
+    assert busy_seconds([]) == 0
+    # side by side counts once, nested spans add nothing, a gap between parts not at all
+    spans = [(10.0, 20.0), (0.0, 5.0), (15.0, 30.0), (16.0, 18.0), (100.0, 101.5)]
+    assert busy_seconds(spans) == pytest.approx(5 + 20 + 1.5)
+    # against counting covered points on a fine grid
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(0, 50, 30)
+    spans = [(float(a), float(a + b)) for a, b in zip(starts, rng.uniform(0, 4, 30), strict=False)]
+    grid = np.arange(0, 60, 0.001) + 0.0005
+    covered = np.zeros_like(grid, dtype=bool)
+    for a, b in spans:
+        covered |= (grid >= a) & (grid < b)
+    assert busy_seconds(spans) == pytest.approx(covered.sum() * 0.001, abs=0.01)

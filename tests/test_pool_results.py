@@ -82,7 +82,11 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
         "| scorer | samples | correct % | AUROC |" in text and "\n| v | 32 | 46.9 | 0.610 |" in text
     )
     # the vote cells next to the pool's self-consistency estimate at k = budget
-    assert "| vote | 4 | self-consistency |" in text and "fewer tokens" in text
+    assert "| vote | 4 | self-consistency |" in text
+    # and the cost of the matched grid both ways: tokens, wall time, summed seconds
+    assert "inside the cell's interval in 2 of 2 cells" in text
+    assert "(1 strategy, budgets 1, 4; 8 problems each), against 8 pools" in text
+    assert "| cells ÷ pools | 1.2× |" in text
     # and every cell against the pool's rules at k = n on the cell's own problems
     assert "| vote | 4 | 8 | 50.0 (21.5–78.5) | 37.5 (13.7–69.4) | +12.5 ± 24.5 |" in text
     pngs = sorted(images.glob("*.png"))
@@ -92,6 +96,11 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     argv = ["results", "build", "--data", str(FIXTURE), "--out", str(out)]
     assert main([*argv, "--images", str(images), "--subsets", "50"]) == 0
     assert out.read_text() == text.replace("Intro line.\n\n", "")
+    # a second page into the same images folder names its plots apart
+    other = tmp_path / "COST.md"
+    argv = ["results", "build", "--data", str(FIXTURE), "--out", str(other)]
+    assert main([*argv, "--images", str(images), "--image-prefix", "cost-"]) == 0
+    assert len(sorted(images.glob("*.png"))) == 4 and "images/cost-" in other.read_text()
 
 
 def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):

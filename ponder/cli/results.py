@@ -32,6 +32,12 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--subsets", type=int, default=200, help="random k-subsets per problem")
     b.add_argument("--seed", type=int, default=0, help="seed of the random subsets")
     b.add_argument("--rules", default=None, help="pool rules (default: all)")
+    b.add_argument(
+        "--image-prefix",
+        default="results-",
+        help="start of the plots' file names (another page built into the same folder "
+        "needs its own)",
+    )
     b.set_defaults(func=_build)
     e = actions.add_parser("export", help="a results database as compact JSON lines")
     e.add_argument("db", help="results database")
@@ -55,7 +61,16 @@ def _build(args: argparse.Namespace) -> int:
     intro_path = data / "INTRO.md"
     intro = intro_path.read_text() if intro_path.is_file() else ""
     store = load_results(files)
-    build(store, Path(args.out), Path(args.images), intro, args.subsets, args.seed, args.rules)
+    build(
+        store,
+        Path(args.out),
+        Path(args.images),
+        intro,
+        args.subsets,
+        args.seed,
+        args.rules,
+        args.image_prefix,
+    )
     print(f"wrote {args.out} and its plots in {args.images} from {len(files)} file(s)")
     return 0
 

@@ -174,6 +174,19 @@ def fit_power_law(ks: Sequence[float], coverages: Sequence[float]) -> PowerLaw |
     return PowerLaw(a=-math.exp(c), b=float(b), r2=r2, points=len(pts))
 
 
+def busy_seconds(spans: Sequence[tuple[float, float]]) -> float:
+    """The wall time covered by at least one of the ``(start, end)`` spans: the length of
+    their union. Work run side by side counts once, and the gaps between the parts of a
+    run resumed later (or while it was stopped) count not at all."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
+
+
 @dataclass(frozen=True)
 class Summary:
     """The metrics of one group of cells (one run × strategy × budget)."""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
-from ponder.evals.metrics import Summary, fit_power_law, summarize
+from ponder.evals.metrics import Summary, busy_seconds, fit_power_law, summarize
 from ponder.evals.plots import PALETTE, Series, coverage_plot, estimate_series, line_plot
 from ponder.evals.report import pool_verifier_quality
 from ponder.evals.store import CellRecord, PoolRecord, Store
@@ -228,7 +228,7 @@ def comparison(
     ``k = budget``: accuracies, whether the estimate is inside the cell's Wilson interval,
     and the cost of the whole matched grid both ways."""
     by_key = {(rule_key(e.label, pool=True), e.k): e for e in estimates}
-    rows, matched = [], []
+    rows, matched, inside_count = [], [], 0
     for label, budget, summary in cells:
         scorer = group.cell_scorers.get(label)
         e = by_key.get((rule_key(label, scorer), budget)) or by_key.get((rule_key(label), budget))
@@ -236,6 +236,7 @@ def comparison(
             continue
         matched.append((label, budget))
         inside = summary.wilson[0] <= e.accuracy <= summary.wilson[1]
+        inside_count += inside
         rows.append(
             f"| {label} | {budget} | {e.label} | {_pct(summary.accuracy)} "
             f"({_interval(summary.wilson)}) | {_pct(e.accuracy)} ± {100 * e.se:.2f} | "
@@ -256,7 +257,12 @@ def comparison(
     pool_tokens = sum(int(p.usage.get("tokens_generated", 0)) for p in pools)
     cell_seconds = sum(c.seconds for c in cell_records)
     pool_seconds = sum(p.seconds for p in pools)
-    ratio = cell_tokens / pool_tokens if pool_tokens else math.nan
+    cell_wall = busy_seconds([(c.finished - c.seconds, c.finished) for c in cell_records])
+    pool_wall = busy_seconds([(p.finished - p.seconds, p.finished) for p in pools])
+    budgets = sorted({b for _, b in matched})
+    strategies = sorted({label for label, _ in matched})
+    counts = sorted({len({c.problem_id for c in group.cells[f"{lb}\t{b}"]}) for lb, b in matched})
+    problems = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     return [
         "### Pool estimates vs cells run per budget",
         "",
@@ -265,12 +271,38 @@ def comparison(
         "|---|---:|---|---|---|---|---:|---:|",
         *rows,
         "",
-        f"The matched grid ({len(matched)} strategy × budget cells) generated {cell_tokens:,} "
-        f"tokens in {cell_seconds:,.0f} cell-seconds; the pools {pool_tokens:,} tokens in "
-        f"{pool_seconds:,.0f} pool-seconds ({ratio:.1f}× fewer tokens). Seconds are summed "
-        "over cells or pools run concurrently, not wall time.",
+        f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} "
+        f"cells. The matched grid is {len(matched)} cells ({len(strategies)} "
+        f"{'strategy' if len(strategies) == 1 else 'strategies'}, "
+        f"budgets {', '.join(map(str, budgets))}; {problems} problems each), against "
+        f"{len(pools)} pools.",
+        "",
+        "| path | tokens generated | wall time | cell- or pool-seconds |",
+        "|---|---:|---:|---:|",
+        f"| cells, one run per strategy and budget | {cell_tokens:,} | {_duration(cell_wall)} "
+        f"| {cell_seconds:,.0f} |",
+        f"| pools, every rule estimated | {pool_tokens:,} | {_duration(pool_wall)} "
+        f"| {pool_seconds:,.0f} |",
+        f"| cells ÷ pools | {_ratio(cell_tokens, pool_tokens)} | "
+        f"{_ratio(cell_wall, pool_wall)} | {_ratio(cell_seconds, pool_seconds)} |",
+        "",
+        "Wall time is the time at least one cell (or pool) of the grid was in flight, from "
+        "the start and end each one records: work run side by side counts once, and the "
+        "gaps between the parts of a run resumed later do not count (nor does loading the "
+        "model). Cell- and pool-seconds are summed over each one's own time.",
         "",
     ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}×" if b else "–"
 
 
 def matched(
