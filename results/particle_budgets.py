@@ -2,7 +2,10 @@
 the search cells of the committed arithmetic data, per strategy and budget, the cells right
 (the strategy's own pick), the cells a vote over their finished particles would get right
 (the most common answer; ties: the first seen), the chosen particles under 25 words, the
-cells with any right finished particle, and the share of finished particles that are right.
+cells with any right finished particle, and the share of finished particles that are right;
+then the finished particles split by how they ended (``stop``: the model ended the
+solution; ``length``: it ran into the 256-token cap, unfinished), the picks split the same
+way, and for comparison the pool's samples (drawn at the same cap) split the same way.
 
     ponder results import arith.sqlite results/arithmetic.jsonl.gz
     python results/particle_budgets.py arith.sqlite > results/particle_budgets.txt
@@ -39,3 +42,20 @@ for like in ("particle-filter%", "beam-search%"):
             f"any finished particle right {covered}; finished particles right "
             f"{right}/{finished} = {right / max(finished, 1):.1%}"
         )
+        ends = Counter()  # (finish reason, right) over finished particles, then over picks
+        for correct, answers, corrects, result in rows:
+            result = json.loads(result)
+            for candidate, ok in zip(result["candidates"], json.loads(corrects), strict=True):
+                ends[("particle", candidate.get("finish_reason"), ok)] += 1
+            ends[("pick", (result.get("best") or {}).get("finish_reason"), correct)] += 1
+        for what in ("particle", "pick"):
+            parts = []
+            for reason in ("stop", "length"):
+                n = ends[(what, reason, 0)] + ends[(what, reason, 1)]
+                parts.append(f"{reason} {n} ({ends[(what, reason, 1)]} right)")
+            print(f"    {what}s by how they ended: {', '.join(parts)}")
+rows = db.execute(
+    "select s.finish_reason, count(*), sum(s.correct) from samples s join runs r "
+    "using (run_id) where r.task = 'arithmetic' group by s.finish_reason"
+).fetchall()
+print("pool samples by how they ended: " + ", ".join(f"{r} {n} ({c} right)" for r, n, c in rows))
