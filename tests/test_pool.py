@@ -24,9 +24,11 @@ from ponder.evals.estimators import (
 )
 from ponder.evals.metrics import pass_at_k
 from ponder.evals.pool import PoolConfig, pool_record, run_pool
+from ponder.evals.runner import _config_dict
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.scoring import scorer as make_scorer
 from ponder.strategies import create
+from ponder.strategies.selection import ballots
 from ponder.tasks import create_task
 from ponder.types import Budget, TokenLogprob
 
@@ -240,6 +242,7 @@ LIVE = [
     ("sample", {}, None),
     ("sample", {}, "v"),
     ("self-consistency", {}, None),
+    ("self-consistency", {"unfinished": "drop"}, None),
     ("weighted-vote", {"weight": "path-probability"}, None),
     ("weighted-vote", {"weight": "path-probability", "length_normalize": False}, None),
     ("weighted-vote", {"weight": "score"}, "v"),
@@ -297,6 +300,43 @@ def test_live_strategies_pick_exactly_what_the_pool_path_picks(tmp_path):
     with Store(db) as store:
         pools = store.pools(store.runs()[0]["run_id"])
     assert live_vs_pool(task, engine, scorers, pools, PoolConfig(n=N), range(1, N + 1)) > 1000
+
+
+def test_unfinished_samples_drop_out_of_the_vote_live_and_from_the_pool(tmp_path):
+    """self-consistency[unfinished=drop]: samples cut off by the token cap cast no vote
+    (unless none ended with an answer). A third of the samples ramble past the cap after an
+    early wrong guess; live and pool pick alike, and the pick differs from the plain vote."""
+    task = create_task("arithmetic", level=2)
+    refs = {p.messages[0]["content"]: int(p.reference) for p in task.problems(6)}
+
+    def script(prefix, i):
+        ref, h = refs[prefix], _h(prefix, i)
+        if h % 3 == 0:  # an early guess, then past the 12-token cap: cut off
+            return f"Maybe {ref + 7} apples." + " Let me count again." * 6
+        answer = ref if h % 2 else ref + 1 + h % 2
+        return f"The answer is {answer}."
+
+    engine = TopScripted(script, logprob=lambda text: -0.1 - (_h(text) % 7) / 10)
+    config = PoolConfig(n=N, max_tokens=12)
+    db = tmp_path / "runs.sqlite"
+    run_pool(task, config, 2, 6, db, engine, {}, progress=False)
+    with Store(db) as store:
+        pools = store.pools(store.runs()[0]["run_id"])
+    cut = [s for p in pools for s in p.samples if s.finish_reason == "length"]
+    assert cut and all(s.answer is not None and not s.correct for s in cut)
+    cases = [("self-consistency", {"unfinished": "drop"}, None)]
+    assert live_vs_pool(task, engine, {}, pools, config, range(1, N + 1), cases) == 12 * N
+    [vote, drop] = parse_estimators(["self-consistency", "self-consistency[unfinished=drop]"], [])
+    at = {e.label: e.accuracy for e in estimate(pools, [vote, drop], ks=[N])}
+    assert at["self-consistency[unfinished=drop]"] > at["self-consistency"]
+    # every sample cut off: all of them vote again; and a bad setting is a clear error
+    only_cut = [c for c in candidates_of(cut[:3])]
+    assert [c.answer for c in ballots(only_cut, "drop")] == [c.answer for c in only_cut]
+    with pytest.raises(ValueError, match="unfinished must be one of vote, drop"):
+        create("self-consistency", unfinished="skip")
+    # runs stored before the setting existed keep their ids: it is named only when set
+    assert "unfinished" not in _config_dict(create("self-consistency"))
+    assert _config_dict(create("self-consistency", unfinished="drop"))["unfinished"] == "drop"
 
 
 def test_cluster_equals_cluster_answers():

@@ -42,6 +42,7 @@ from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.options import parse_pairs
 from ponder.strategies import canonical, create, rpc_pruning
 from ponder.strategies.selection import (
+    ballots,
     best_scored,
     majority_survivors,
     path_probability,
@@ -238,7 +239,11 @@ def picker(spec: EstimatorSpec) -> Picker:
         ).index,
         "confidence-vote": lambda c, s: select_confident(c, confidences(s), cfg.keep_percent).index,
     }
-    return rules[spec.strategy]
+    rule = rules[spec.strategy]
+    unfinished = getattr(cfg, "unfinished", "vote")
+    if unfinished == "vote":
+        return rule
+    return lambda c, s: rule(ballots(c, unfinished), s)
 
 
 def subsets_for(

@@ -402,6 +402,15 @@ def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
     return dict(sorted(out.items()))
 
 
+def page_estimators(scorers: Sequence[str]) -> list[Any]:
+    """The page's default rules: ``default_estimators`` (what ``ponder report`` and ``ponder
+    tune`` use) and self-consistency without the votes of samples cut off by the token cap
+    (``unfinished=drop``), next to the plain vote."""
+    specs = default_estimators(scorers)
+    at = next(i for i, s in enumerate(specs) if s.strategy == "self-consistency") + 1
+    return [*specs[:at], *parse_estimators(["self-consistency[unfinished=drop]"], []), *specs[at:]]
+
+
 def group_section(
     group: Group, images: Path, image_prefix: str, subsets: int, seed: int, rules: str | None
 ) -> list[str]:
@@ -426,7 +435,7 @@ def group_section(
     for index, (pool_key, pools) in enumerate(group.pools.items()):
         scorers = group.scorers[pool_key]
         slug = f"{group.slug}-pool{index + 1}" if several else group.slug
-        specs = parse_estimators(rules, scorers) if rules else default_estimators(scorers)
+        specs = parse_estimators(rules, scorers) if rules else page_estimators(scorers)
         n = min(p.n for p in pools)
         problems = len({p.problem_id for p in pools})
         seeds = len({p.seed for p in pools})

@@ -83,6 +83,23 @@ def select_first_accepted(
     return Selection(pick, details={"picked_by": "mean-logprob" if by_logprob else "first"})
 
 
+UNFINISHED = ("vote", "drop")
+
+
+def ballots(candidates: Sequence[Candidate], unfinished: str = "vote") -> list[Candidate]:
+    """The candidates as a vote reads them. ``unfinished="vote"``: as they are.
+    ``"drop"``: a sample cut off by the token cap (``finish_reason == "length"``) casts no
+    vote (its answer is blanked): what is read from an unfinished solution is seldom its
+    answer. When no sample that ended on its own has an answer, every sample votes, as with
+    ``"vote"``. Positions are kept, so a rule's pick indexes the candidates as given."""
+    if unfinished not in UNFINISHED:
+        raise ValueError(f"unfinished must be one of {', '.join(UNFINISHED)}, got {unfinished!r}")
+    ended = [c.finish_reason != "length" and c.answer is not None for c in candidates]
+    if unfinished == "vote" or not any(ended):
+        return list(candidates)
+    return [c if e else replace(c, answer=None) for c, e in zip(candidates, ended, strict=True)]
+
+
 def select_majority(candidates: Sequence[Candidate]) -> Selection:
     """Self-consistency: the largest answer cluster (ties: the cluster whose most
     confident member has the higher mean token log-prob, then the one whose shortest

@@ -5,23 +5,37 @@ Wang et al., "Self-Consistency Improves Chain of Thought Reasoning in Language M
 cluster equivalent answers and return the largest cluster. The paper leaves ties open; here
 they go to the cluster with the more confident member (higher mean token log-probability),
 then to the one whose shortest member is shorter (docs/STRATEGIES.md says why).
+
+``unfinished="drop"`` leaves out of the vote the samples that ran into the token cap, when
+any sample ended on its own with an answer (``selection.ballots``): the paper reads each
+path's final answer, and an unfinished path has none; the default, ``"vote"``, counts
+whatever answer is extracted from them, as ponder always has.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
-from ponder.strategies.selection import select_majority, with_votes
+from ponder.strategies.selection import UNFINISHED, ballots, select_majority, with_votes
 from ponder.types import Budget, Problem, Result
 
 
 @dataclass(frozen=True)
 class SelfConsistencyConfig(SamplingConfig):
-    pass
+    # added after runs were stored: named in a run's configuration only when set
+    unfinished: str = field(default="vote", metadata={"named_when_set": True})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unfinished not in UNFINISHED:
+            raise ValueError(
+                f"unfinished must be one of {', '.join(UNFINISHED)} (how samples cut off by "
+                f"the token cap vote), got {self.unfinished!r}"
+            )
 
 
 @register
@@ -37,7 +51,7 @@ class SelfConsistency(StrategyBase):
         params = cfg.sampling(budget, logprobs=engine.capabilities.logprobs)
         samples = await sample(engine, problem, params, budget.n)
         raw = [to_candidate(c, cfg.answer_kind) for c in samples]
-        chosen = select_majority(raw)
+        chosen = select_majority(ballots(raw, cfg.unfinished))
         winner, clusters = chosen.winner, chosen.clusters
         cands = with_votes(raw, clusters)
         best = None if chosen.index is None else cands[chosen.index]
