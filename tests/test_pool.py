@@ -243,6 +243,8 @@ LIVE = [
     ("sample", {}, "v"),
     ("self-consistency", {}, None),
     ("self-consistency", {"unfinished": "drop"}, None),
+    ("weighted-vote", {"weight": "path-probability", "unfinished": "drop"}, None),
+    ("rpc", {"unfinished": "drop"}, None),
     ("weighted-vote", {"weight": "path-probability"}, None),
     ("weighted-vote", {"weight": "path-probability", "length_normalize": False}, None),
     ("weighted-vote", {"weight": "score"}, "v"),
@@ -303,9 +305,10 @@ def test_live_strategies_pick_exactly_what_the_pool_path_picks(tmp_path):
 
 
 def test_unfinished_samples_drop_out_of_the_vote_live_and_from_the_pool(tmp_path):
-    """self-consistency[unfinished=drop]: samples cut off by the token cap cast no vote
-    (unless none ended with an answer). A third of the samples ramble past the cap after an
-    early wrong guess; live and pool pick alike, and the pick differs from the plain vote."""
+    """unfinished=drop (self-consistency, weighted-vote, rpc): samples cut off by the token
+    cap cast no vote (unless none ended with an answer). A third of the samples ramble past
+    the cap after an early wrong guess; live and pool pick alike, and each rule answers
+    better than with every sample voting."""
     task = create_task("arithmetic", level=2)
     refs = {p.messages[0]["content"]: int(p.reference) for p in task.problems(6)}
 
@@ -324,8 +327,14 @@ def test_unfinished_samples_drop_out_of_the_vote_live_and_from_the_pool(tmp_path
         pools = store.pools(store.runs()[0]["run_id"])
     cut = [s for p in pools for s in p.samples if s.finish_reason == "length"]
     assert cut and all(s.answer is not None and not s.correct for s in cut)
-    cases = [("self-consistency", {"unfinished": "drop"}, None)]
-    assert live_vs_pool(task, engine, {}, pools, config, range(1, N + 1), cases) == 12 * N
+    drop = {"unfinished": "drop"}
+    cases = [
+        ("self-consistency", drop, None),
+        ("weighted-vote", {**drop, "weight": "path-probability"}, None),
+        ("rpc", drop, None),
+        ("rpc", {**drop, "pruning": "quantile"}, None),
+    ]
+    assert live_vs_pool(task, engine, {}, pools, config, range(1, N + 1), cases) == 4 * 12 * N
     [vote, drop] = parse_estimators(["self-consistency", "self-consistency[unfinished=drop]"], [])
     at = {e.label: e.accuracy for e in estimate(pools, [vote, drop], ks=[N])}
     assert at["self-consistency[unfinished=drop]"] > at["self-consistency"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ponder.engines.base import Engine
 from ponder.scoring.answers import KINDS, extract_answer
+from ponder.strategies.selection import UNFINISHED
 from ponder.types import Budget, Candidate, Completion, Problem, Request, SamplingParams, Usage
 
 
@@ -43,6 +44,24 @@ class SamplingConfig:
             seed=self.seed,
         )
         return replace(params, **overrides) if overrides else params
+
+
+@dataclass(frozen=True)
+class BallotConfig(SamplingConfig):
+    """The sampling settings of a voting strategy, and ``unfinished``: whether samples cut
+    off by the token cap vote (``"vote"``, the default) or not (``"drop"``; see
+    ``selection.ballots``). Added after runs were stored, so it is named in a run's
+    configuration only when set and those runs keep their ids."""
+
+    unfinished: str = field(default="vote", metadata={"named_when_set": True})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unfinished not in UNFINISHED:
+            raise ValueError(
+                f"unfinished must be one of {', '.join(UNFINISHED)} (how samples cut off by "
+                f"the token cap vote), got {self.unfinished!r}"
+            )
 
 
 def need_logprobs(engine: Engine, strategy: str) -> None:

@@ -29,15 +29,15 @@ from typing import Any, ClassVar
 from ponder.engines.base import Engine
 from ponder.strategies import rpc_pruning
 from ponder.strategies.base import StrategyBase, register
-from ponder.strategies.common import SamplingConfig, need_logprobs, sample, to_candidate, usage_of
-from ponder.strategies.selection import rpc_choice, select_rpc, with_votes
+from ponder.strategies.common import BallotConfig, need_logprobs, sample, to_candidate, usage_of
+from ponder.strategies.selection import ballots, rpc_choice, select_rpc, with_votes
 from ponder.types import Budget, Problem, Result
 
 PRUNING = ("weibull", "quantile", "none")
 
 
 @dataclass(frozen=True)
-class RPCConfig(SamplingConfig):
+class RPCConfig(BallotConfig):
     """``pruning``: ``"weibull"`` (the paper), ``"quantile"`` or ``"none"``;
     ``prune_quantile``: for ``"quantile"``, the share of least likely paths to drop."""
 
@@ -94,7 +94,7 @@ class RPC(StrategyBase):
         samples = await sample(engine, problem, cfg.sampling(budget, logprobs=True), budget.n)
         cands = [to_candidate(c, cfg.answer_kind) for c in samples]
         # A path without tokens has no probability; it cannot carry an answer either.
-        chosen = select_rpc(cands, cfg.pruning, cfg.prune_quantile)
+        chosen = select_rpc(ballots(cands, cfg.unfinished), cfg.pruning, cfg.prune_quantile)
         probs, keep = chosen.details["probabilities"], chosen.details["keep"]
         mix, scores = chosen.details["mixture"], chosen.details["answer_scores"]
         clusters, winner = chosen.clusters, chosen.winner

@@ -14,28 +14,19 @@ whatever answer is extracted from them, as ponder always has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
 from ponder.strategies.base import StrategyBase, register
-from ponder.strategies.common import SamplingConfig, sample, to_candidate, usage_of
-from ponder.strategies.selection import UNFINISHED, ballots, select_majority, with_votes
+from ponder.strategies.common import BallotConfig, sample, to_candidate, usage_of
+from ponder.strategies.selection import ballots, select_majority, with_votes
 from ponder.types import Budget, Problem, Result
 
 
 @dataclass(frozen=True)
-class SelfConsistencyConfig(SamplingConfig):
-    # added after runs were stored: named in a run's configuration only when set
-    unfinished: str = field(default="vote", metadata={"named_when_set": True})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.unfinished not in UNFINISHED:
-            raise ValueError(
-                f"unfinished must be one of {', '.join(UNFINISHED)} (how samples cut off by "
-                f"the token cap vote), got {self.unfinished!r}"
-            )
+class SelfConsistencyConfig(BallotConfig):
+    pass
 
 
 @register

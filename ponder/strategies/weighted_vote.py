@@ -25,20 +25,20 @@ from ponder.scoring.base import require_outcome
 from ponder.strategies import numerics
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import (
-    SamplingConfig,
+    BallotConfig,
     need_logprobs,
     sample,
     to_candidate,
     usage_of,
 )
-from ponder.strategies.selection import path_log_weight, select_weighted, with_votes
+from ponder.strategies.selection import ballots, path_log_weight, select_weighted, with_votes
 from ponder.types import Budget, Problem, Result
 
 WEIGHTS = ("auto", "score", "path-probability")
 
 
 @dataclass(frozen=True)
-class WeightedVoteConfig(SamplingConfig):
+class WeightedVoteConfig(BallotConfig):
     """``weight``: what a vote is worth (see the module docstring); ``length_normalize``:
     for path probabilities, use the mean token log-prob instead of the sum."""
 
@@ -77,11 +77,11 @@ class WeightedVote(StrategyBase):
             usage = usage + scores.usage
             cands = [replace(c, score=s) for c, s in zip(cands, scores.values, strict=True)]
             weights = list(scores.values)
-            chosen = select_weighted(cands, weights)
+            chosen = select_weighted(ballots(cands, cfg.unfinished), weights)
             trace.update(scores=weights, cluster_weights=chosen.details["cluster_weights"])
         else:
             weights = [path_log_weight(c, cfg.length_normalize) for c in samples]
-            chosen = select_weighted(cands, weights, log_space=True)
+            chosen = select_weighted(ballots(cands, cfg.unfinished), weights, log_space=True)
             trace.update(
                 log_weights=weights,
                 length_normalize=cfg.length_normalize,
