@@ -43,7 +43,7 @@ for like in ("particle-filter%", "beam-search%"):
             f"{right}/{finished} = {right / max(finished, 1):.1%}"
         )
         ends = Counter()  # (finish reason, right) over finished particles, then over picks
-        for correct, answers, corrects, result in rows:
+        for correct, _, corrects, result in rows:
             result = json.loads(result)
             for candidate, ok in zip(result["candidates"], json.loads(corrects), strict=True):
                 ends[("particle", candidate.get("finish_reason"), ok)] += 1
