@@ -222,18 +222,31 @@ def rule_key(
 
 
 def comparison(
-    group: Group, estimates: Sequence[Estimate], cells: Sequence[tuple[str, int, Summary]]
+    group: Group,
+    estimates: Sequence[Estimate],
+    cells: Sequence[tuple[str, int, Summary]],
+    subsets: int = 200,
+    seed: int = 0,
 ) -> list[str]:
     """Cells of sampling strategies next to the pool's estimate of the same rule at
     ``k = budget``: accuracies, whether the estimate is inside the cell's Wilson interval,
-    and the cost of the whole matched grid both ways."""
+    and the cost of the whole matched grid both ways. With one pool run in the group, a
+    cell run on part of its problems is compared with the estimate on those problems."""
     by_key = {(rule_key(e.label, pool=True), e.k): e for e in estimates}
+    only = next(iter(group.pools.values())) if len(group.pools) == 1 else []
     rows, matched, inside_count = [], [], 0
     for label, budget, summary in cells:
         scorer = group.cell_scorers.get(label)
         e = by_key.get((rule_key(label, scorer), budget)) or by_key.get((rule_key(label), budget))
         if e is None:
             continue
+        mine = {c.problem_id for c in group.cells[f"{label}\t{budget}"]}
+        chosen = [p for p in only if p.problem_id in mine]
+        if only and chosen and len({p.problem_id for p in chosen}) < e.problems:
+            # a cell on part of the pool's problems (a grid still running) is compared
+            # with the pool's estimate on exactly those problems
+            [spec] = parse_estimators([e.label], sorted(group.scorers[next(iter(group.pools))]))
+            [e] = estimate(chosen, [spec], ks=[budget], subsets=subsets, seed=seed)
         matched.append((label, budget))
         inside = summary.wilson[0] <= e.accuracy <= summary.wilson[1]
         inside_count += inside
@@ -499,7 +512,7 @@ def group_section(
     if all_estimates and cells:
         first = next(iter(group.pools))
         lines += matched(group, cells, first, *own[first], subsets, seed)
-        lines += comparison(group, all_estimates, cells)
+        lines += comparison(group, all_estimates, cells, subsets, seed)
     if all_estimates or cells:
         name = f"{image_prefix}{group.slug}-accuracy.png"
         (images / name).write_bytes(
