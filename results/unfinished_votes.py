@@ -23,8 +23,9 @@ specs = parse_estimators(["self-consistency", "self-consistency[unfinished=drop]
 
 
 def compare(title, pools):
+    at = {(e.label, e.k): e for e in estimate(pools, specs, ks=[4, 8, 16], subsets=200)}
     for k in (4, 8, 16):
-        vote, drop = estimate(pools, specs, ks=[k], subsets=200)
+        vote, drop = (at[(s.label, k)] for s in specs)
         d = np.array([drop.per_problem[p] - vote.per_problem[p] for p in vote.per_problem])
         half = 1.96 * d.std(ddof=1) / math.sqrt(len(d))
         print(

@@ -233,21 +233,22 @@ def comparison(
     and the cost of the whole matched grid both ways. With one pool run in the group, a
     cell run on part of its problems is compared with the estimate on those problems."""
     by_key = {(rule_key(e.label, pool=True), e.k): e for e in estimates}
-    only = next(iter(group.pools.values())) if len(group.pools) == 1 else []
-    rows, matched, inside_count = [], [], 0
+    [only] = group.pools if len(group.pools) == 1 else [None]
+    rows, matched, sizes, inside_count = [], [], [], 0
     for label, budget, summary in cells:
         scorer = group.cell_scorers.get(label)
         e = by_key.get((rule_key(label, scorer), budget)) or by_key.get((rule_key(label), budget))
         if e is None:
             continue
         mine = {c.problem_id for c in group.cells[f"{label}\t{budget}"]}
-        chosen = [p for p in only if p.problem_id in mine]
+        chosen = [p for p in group.pools[only] if p.problem_id in mine] if only else []
         if only and chosen and len({p.problem_id for p in chosen}) < e.problems:
             # a cell on part of the pool's problems (a grid still running) is compared
             # with the pool's estimate on exactly those problems
-            [spec] = parse_estimators([e.label], sorted(group.scorers[next(iter(group.pools))]))
+            [spec] = parse_estimators([e.label], group.scorers[only])
             [e] = estimate(chosen, [spec], ks=[budget], subsets=subsets, seed=seed)
         matched.append((label, budget))
+        sizes.append(len(mine))
         inside = summary.wilson[0] <= e.accuracy <= summary.wilson[1]
         inside_count += inside
         rows.append(
@@ -274,7 +275,7 @@ def comparison(
     pool_wall = busy_seconds([(p.finished - p.seconds, p.finished) for p in pools])
     budgets = sorted({b for _, b in matched})
     strategies = sorted({label for label, _ in matched})
-    counts = sorted({len({c.problem_id for c in group.cells[f"{lb}\t{b}"]}) for lb, b in matched})
+    counts = sorted(set(sizes))
     problems = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     return [
         "### Pool estimates vs cells run per budget",
