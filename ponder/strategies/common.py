@@ -8,7 +8,7 @@ from typing import Any
 
 from ponder.engines.base import Engine
 from ponder.scoring.answers import KINDS, extract_answer
-from ponder.strategies.selection import UNFINISHED
+from ponder.strategies.selection import check_unfinished
 from ponder.types import Budget, Candidate, Completion, Problem, Request, SamplingParams, Usage
 
 
@@ -57,11 +57,7 @@ class BallotConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.unfinished not in UNFINISHED:
-            raise ValueError(
-                f"unfinished must be one of {', '.join(UNFINISHED)} (how samples cut off by "
-                f"the token cap vote), got {self.unfinished!r}"
-            )
+        check_unfinished(self.unfinished)
 
 
 def need_logprobs(engine: Engine, strategy: str) -> None:

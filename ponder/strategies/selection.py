@@ -86,14 +86,21 @@ def select_first_accepted(
 UNFINISHED = ("vote", "drop")
 
 
+def check_unfinished(unfinished: str) -> None:
+    if unfinished not in UNFINISHED:
+        raise ValueError(
+            f"unfinished must be one of {', '.join(UNFINISHED)} (how samples cut off by the "
+            f"token cap vote), got {unfinished!r}"
+        )
+
+
 def ballots(candidates: Sequence[Candidate], unfinished: str = "vote") -> list[Candidate]:
     """The candidates as a vote reads them. ``unfinished="vote"``: as they are.
     ``"drop"``: a sample cut off by the token cap (``finish_reason == "length"``) casts no
     vote (its answer is blanked): what is read from an unfinished solution is seldom its
     answer. When no sample that ended on its own has an answer, every sample votes, as with
     ``"vote"``. Positions are kept, so a rule's pick indexes the candidates as given."""
-    if unfinished not in UNFINISHED:
-        raise ValueError(f"unfinished must be one of {', '.join(UNFINISHED)}, got {unfinished!r}")
+    check_unfinished(unfinished)
     ended = [c.finish_reason != "length" and c.answer is not None for c in candidates]
     if unfinished == "vote" or not any(ended):
         return list(candidates)
