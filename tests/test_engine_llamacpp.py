@@ -22,7 +22,7 @@ from engine_contract import EngineContract
 
 from ponder import models
 from ponder.engines.base import ContextOverflowError
-from ponder.engines.llamacpp import native
+from ponder.engines.llamacpp import native, sampler
 from ponder.engines.llamacpp.engine import LlamaCppEngine
 from ponder.types import GREEDY, Request, SamplingParams
 
@@ -93,6 +93,32 @@ def test_seeds(engine):
     many = engine.generate_sync([Request(chat(QUESTIONS[2]), p.with_(seed=11), n=4)])[0]
     assert len({m.text for m in many}) > 1
     assert many[0].text == a.text
+
+
+def test_each_prompt_draws_its_own_random_numbers(engine, monkeypatch):
+    """The same seed on different prompts must not draw the same random numbers: seeded
+    by (seed, sample) alone, every problem of an evaluation (all seeded 0) made its i-th
+    sample's choices from one stream, and those samples were alike across problems
+    (docs/EVALS.md, "Seeds"). Recorded: each sequence's generator state at its first draw."""
+    states: dict[int, int] = {}
+    real = sampler.sample
+
+    def recording(logits, params, rng):
+        states.setdefault(id(rng), rng.bit_generator.state["state"]["state"])
+        return real(logits, params, rng)
+
+    monkeypatch.setattr(sampler, "sample", recording)
+    p = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=2, seed=11)
+
+    def first_states(question: str) -> set[int]:
+        states.clear()
+        engine.generate_sync([Request(chat(question), p, n=2)])
+        assert len(set(states.values())) == 2  # the two samples of a request differ
+        return set(states.values())
+
+    france, colours = first_states(QUESTIONS[0]), first_states(QUESTIONS[1])
+    assert first_states(QUESTIONS[0]) == france  # the same prompt and seed: the same numbers
+    assert not france & colours
 
 
 def test_batching_changes_nothing(engine):

@@ -39,7 +39,7 @@ from ponder.engines.openai import ChatTemplate, OpenAIEngine, sample_seed
 from ponder.engines.openai.calls import Call, build_calls, format_field
 from ponder.engines.openai.profiles import PROFILES
 from ponder.engines.openai.replies import completion, completion_logprobs, matched_stop
-from ponder.types import GREEDY, Request, ResponseFormat, TokenLogprob
+from ponder.types import GREEDY, Request, ResponseFormat, SamplingParams, TokenLogprob
 
 N_CTX = 2048
 
@@ -323,11 +323,28 @@ def test_load_is_spread_over_servers(server_url):
 
 
 def test_sample_seeds():
-    assert sample_seed(11, 0) == 11
-    seeds = [sample_seed(s, i) for s in range(20) for i in range(1, 20)]
-    assert len(set(seeds)) == len(seeds)
+    seeds = [sample_seed(s, i, p) for s in range(20) for i in range(20) for p in ("a", "b")]
+    assert len(set(seeds)) == len(seeds)  # seeds, samples and prompts: all distinct
     assert all(0 <= x < 2**31 for x in seeds)
-    assert sample_seed(11, 1) != 12  # neighbouring seeds do not share samples
+    assert sample_seed(11, 1, "a") == sample_seed(11, 1, "a")
+    assert sample_seed(11, 1) != sample_seed(12, 0)  # neighbouring seeds do not share samples
+
+
+def test_each_prompt_gets_its_own_server_seeds():
+    """The same ponder seed on two prompts must not send the server the same seeds, or
+    every problem of an evaluation (all seeded 0) draws the same random numbers."""
+    p = SamplingParams(temperature=1.0, max_tokens=4, seed=0)
+    profile = PROFILES["llama-server"]
+
+    def seeds(prefix) -> list[int]:
+        return [
+            c.body["seed"] for c in build_calls(Request(prefix, p, n=3), "m", profile, True, None)
+        ]
+
+    for a, b in ((chat("one"), chat("two")), ("raw one", "raw two")):
+        assert seeds(a) == seeds(a)
+        assert len(set(seeds(a))) == 3
+        assert not set(seeds(a)) & set(seeds(b))
 
 
 def test_matched_stop_is_read_from_the_tokens():

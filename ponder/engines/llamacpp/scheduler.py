@@ -111,7 +111,11 @@ class Scheduler:
             return
         seqs = [
             Seq(
-                ticket, i, np.random.default_rng([base, i]), list(ticket.prompt), len(ticket.prompt)
+                ticket,
+                i,
+                sampler.stream(base, i, ticket.prompt),
+                list(ticket.prompt),
+                len(ticket.prompt),
             )
             for i in range(n)
         ]

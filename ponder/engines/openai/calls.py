@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +102,11 @@ def build_calls(
     if request.response_format is not None:
         body["response_format"] = format_field(request.response_format, profile)
     calls = []
+    prompt_key = json.dumps(body.get("prompt", body.get("messages")), sort_keys=True)
     for i in range(request.n):
         b = dict(body)
         if p.seed is not None:
-            b["seed"] = sample_seed(p.seed, i)
+            b["seed"] = sample_seed(p.seed, i, prompt_key)
         calls.append(Call(path, b, i, p, p.logprobs))
     return calls
 
@@ -116,15 +118,17 @@ def format_field(fmt: ResponseFormat, profile: ServerProfile) -> dict[str, Any]:
     return fmt.as_openai()
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """The server seed of sample ``index`` of a request seeded ``seed``.
-
-    Sample 0 uses ``seed`` itself; the others a 31-bit hash of ``(seed, index)``, so that
-    the samples of requests seeded ``s`` and ``s + 1`` do not overlap.
+def sample_seed(seed: int, index: int, prompt: str = "") -> int:
+    """The server seed of sample ``index`` of a request seeded ``seed`` with ``prompt``:
+    a 31-bit hash of all three. So the samples of requests seeded ``s`` and ``s + 1`` do
+    not overlap, and the same seed on different prompts gives unrelated samples, as in the
+    embedded engine (``sampler.stream``): a server seeded by the number alone draws the
+    same random numbers for every prompt, and an evaluation's problems, all seeded 0,
+    would make the same choices wherever the model's distributions are alike.
     """
-    if index == 0:
-        return seed
+    digest = hashlib.blake2b(prompt.encode(), digest_size=8).digest()
     x = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= int.from_bytes(digest, "little")
     x ^= x >> 31
     x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     x ^= x >> 29
