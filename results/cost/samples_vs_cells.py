@@ -1,7 +1,8 @@
 """The figures of results/cost/INTRO.md on the cells' samples against the pool's, from the
 committed data (no model): per budget, how many of the cells' samples are right against
 what the pool's per-problem rates expect (with the z-score as if they were independent
-draws), and how many (problem, sample) places the six strategies' cells share one text;
+draws), how many (problem, sample) places the six strategies' cells share one text, and
+the same count with each place counted once (the mean of the six verdicts there);
 then the main arithmetic pool's right samples on the same 40 problems.
 
     ponder results import cost.sqlite results/cost/arithmetic-l2.jsonl.gz
@@ -23,6 +24,7 @@ rate = {problem: sum(v) / len(v) for problem, v in rates.items()}
 for budget in (1, 2):
     right = expected = variance = 0.0
     texts = defaultdict(set)
+    places = defaultdict(list)
     rows = cost.execute(
         "select problem_id, candidates_correct, result from cells where budget = ?", (budget,)
     )
@@ -32,11 +34,20 @@ for budget in (1, 2):
             p = rate[problem]
             right, expected, variance = right + ok, expected + p, variance + p * (1 - p)
             texts[(problem, i)].add(candidate["text"])
+            places[(problem, i)].append(ok)
     one = sum(len(t) == 1 for t in texts.values())
+    # Each (problem, sample) place counted once, as the mean of the strategies' verdicts
+    # there: the six strategies draw one stream per place, so their copies are not
+    # independent draws (a bound on the other side of "if independent").
+    once = sum(sum(v) / len(v) for v in places.values())
+    once_expected = sum(rate[problem] for problem, _ in places)
+    once_variance = sum(rate[problem] * (1 - rate[problem]) for problem, _ in places)
     print(
         f"budget {budget}: cells' samples right {right:.0f}, the pool's rates expect "
         f"{expected:.1f} (z = {(right - expected) / math.sqrt(variance):.1f} if independent); "
-        f"{one} of {len(texts)} (problem, sample) places hold one text across the strategies"
+        f"{one} of {len(texts)} (problem, sample) places hold one text across the strategies; "
+        f"each place once: {once:.1f} right, {once_expected:.1f} expected "
+        f"(z = {(once - once_expected) / math.sqrt(once_variance):.1f})"
     )
 marks = ",".join("?" * len(rate))
 n, ok = main.execute(
