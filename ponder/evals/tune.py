@@ -16,7 +16,10 @@ run with seed ``s`` draws exactly the first samples of the pool drawn with seed 
 temperature; later stages draw with seeds ``s + 1, s + 2, ...``, i.e. fresh independent
 samples from the same distribution as the pool's next ones, so the simulated accuracy and
 tokens are unbiased estimates of the live recipe's (exactly equal when given the same
-samples, which the tests check).
+samples, which the tests check). That holds over problems only when each problem's samples
+are its own draws: pools drawn before stop 43 shared sample ``i``'s random numbers across
+problems (docs/EVALS.md, "Seeds"), so their first indices carry a luck common to every
+problem (``results/tune/index_luck.txt``: at most 0.8 points on the committed recipes).
 
 ``tune`` compares every fixed pool rule at every ``k`` and temperature
 (``ponder.evals.estimators``) with a grid of recipes on the development problems, fits the
