@@ -20,8 +20,9 @@ from ponder.types import SamplingParams
 _NUCLEUS_PROBE = 512
 
 
-def stream(seed: int, index: int, prompt: Sequence[int]) -> np.random.Generator:
-    """The random numbers of sample ``index`` of a request seeded ``seed`` with ``prompt``.
+def streams(seed: int, prompt: Sequence[int], n: int) -> list[np.random.Generator]:
+    """The random numbers of samples ``0 .. n-1`` of a request seeded ``seed`` with
+    ``prompt``: sample ``i`` draws from ``(seed, i, a digest of the prompt's tokens)``.
 
     The prompt's tokens are part of the seed: the same seed on the same prompt gives the
     same samples, and on different prompts unrelated ones. Seeded by ``(seed, index)``
@@ -29,10 +30,12 @@ def stream(seed: int, index: int, prompt: Sequence[int]) -> np.random.Generator:
     an evaluation (all seeded 0) made the same choices wherever the model's distributions
     were alike: on the default model's arithmetic pools, sample 1 opened "Let's solve" on
     123 of 300 problems and ended on its own 52% of the time, sample 2 opened "To solve" on
-    146 and ended 34% of the time (docs/EVALS.md, "Seeds").
+    146 and ended 34% of the time (docs/EVALS.md, "Seeds"). The digest is computed once
+    for the request, not once a sample.
     """
-    digest = hashlib.blake2b(np.asarray(prompt, dtype=np.int64).tobytes(), digest_size=8)
-    return np.random.default_rng([seed, index, int.from_bytes(digest.digest(), "little")])
+    blake = hashlib.blake2b(np.asarray(prompt, dtype=np.int64).tobytes(), digest_size=8)
+    digest = int.from_bytes(blake.digest(), "little")
+    return [np.random.default_rng([seed, i, digest]) for i in range(n)]
 
 
 def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:

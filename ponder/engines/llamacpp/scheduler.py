@@ -109,15 +109,10 @@ class Scheduler:
         if isinstance(base, bool) or not isinstance(base, int | np.integer) or base < 0:
             _fail(ticket, ValueError(f"seed must be an integer >= 0 or None, got {base!r}"))
             return
+        rngs = sampler.streams(base, ticket.prompt, n)
         seqs = [
-            Seq(
-                ticket,
-                i,
-                sampler.stream(base, i, ticket.prompt),
-                list(ticket.prompt),
-                len(ticket.prompt),
-            )
-            for i in range(n)
+            Seq(ticket, i, rng, list(ticket.prompt), len(ticket.prompt))
+            for i, rng in enumerate(rngs)
         ]
         fmt, partial = ticket.request.response_format, ticket.request.partial
         if fmt is not None:

@@ -102,7 +102,8 @@ def build_calls(
     if request.response_format is not None:
         body["response_format"] = format_field(request.response_format, profile)
     calls = []
-    prompt_key = json.dumps(body.get("prompt", body.get("messages")), sort_keys=True)
+    if p.seed is not None:
+        prompt_key = json.dumps(body.get("prompt", body.get("messages")), sort_keys=True)
     for i in range(request.n):
         b = dict(body)
         if p.seed is not None:
@@ -122,7 +123,7 @@ def sample_seed(seed: int, index: int, prompt: str = "") -> int:
     """The server seed of sample ``index`` of a request seeded ``seed`` with ``prompt``:
     a 31-bit hash of all three. So the samples of requests seeded ``s`` and ``s + 1`` do
     not overlap, and the same seed on different prompts gives unrelated samples, as in the
-    embedded engine (``sampler.stream``): a server seeded by the number alone draws the
+    embedded engine (``sampler.streams``): a server seeded by the number alone draws the
     same random numbers for every prompt, and an evaluation's problems, all seeded 0,
     would make the same choices wherever the model's distributions are alike.
     """
