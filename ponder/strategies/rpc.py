@@ -22,15 +22,13 @@ then the answer seen first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ponder.engines.base import Engine
-from ponder.strategies import rpc_pruning
 from ponder.strategies.base import StrategyBase, register
 from ponder.strategies.common import BallotConfig, need_logprobs, sample, to_candidate, usage_of
-from ponder.strategies.selection import ballots, rpc_choice, select_rpc, with_votes
+from ponder.strategies.selection import ballots, select_rpc, with_votes
 from ponder.types import Budget, Problem, Result
 
 PRUNING = ("weibull", "quantile", "none")
@@ -50,33 +48,6 @@ class RPCConfig(BallotConfig):
             raise ValueError(f"pruning must be one of {PRUNING}, got {self.pruning!r}")
         if not 0 <= self.prune_quantile < 1:
             raise ValueError(f"prune_quantile must be in [0, 1), got {self.prune_quantile}")
-
-
-@dataclass(frozen=True)
-class RPCVote:
-    """The outcome of RPC's selection over a pool of paths: which paths were kept, the
-    fitted mixture (if any), the kept paths' answer clusters, each answer's score and the
-    winning answer key."""
-
-    keep: list[bool]
-    mixture: rpc_pruning.WeibullMixture | None
-    clusters: dict[str, list[int]]
-    scores: dict[str, float]
-    winner: str | None
-
-
-def rpc_vote(
-    texts: Sequence[str],
-    answers: Sequence[str | None],
-    probabilities: Sequence[float],
-    pruning: str = "weibull",
-    prune_quantile: float = 0.25,
-) -> RPCVote:
-    """Reasoning pruning, then perplexity consistency, over paths given by their text,
-    extracted answer and probability ``exp(mean token logprob)`` (0 for an empty path)."""
-    chosen = rpc_choice(texts, answers, probabilities, pruning, prune_quantile)
-    d = chosen.details
-    return RPCVote(d["keep"], d["mixture"], chosen.clusters, d["answer_scores"], chosen.winner)
 
 
 @register
