@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 QUESTION ?= A baker made 24 muffins and sold 3 boxes of 6 muffins each. How many muffins are left?
 
-.PHONY: setup run test lint browser models peers bench clean
+.PHONY: setup run test lint browser models peers bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ run: setup
 	$(BIN)/ponder solve "$(QUESTION)" --strategy vote --budget 8 --max-tokens 256
 
 lint: setup
-	$(BIN)/ruff check ponder tests
-	$(BIN)/ruff format --check ponder tests
+	$(BIN)/ruff check ponder tests results
+	$(BIN)/ruff format --check ponder tests results
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -66,6 +66,12 @@ bench: setup peers
 	$(BIN)/ponder bench serve --out bench-serve.json
 	$(BIN)/ponder bench attention --out bench-attention.json
 	$(BIN)/ponder bench its-hub --particles 4,8 --limit 40 --out bench-itshub.json
+
+# docs/RESULTS.md and docs/COST.md with their plots, rebuilt from the committed data in
+# results/ (no model; a few minutes, most of it the rpc estimates).
+results: setup
+	$(BIN)/ponder results build
+	$(BIN)/ponder results build --data results/cost --out docs/COST.md --image-prefix cost-
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
