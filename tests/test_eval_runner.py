@@ -227,6 +227,19 @@ def test_progress_line_shows_accuracy_and_eta():
     assert "3/4" in line and "acc 0.500" in line and "failed 1" in line and "ETA" in line
 
 
+def test_progress_eta_weighs_each_cell_by_its_budget(monkeypatch):
+    """A grid runs its small budgets first: after the budget-1 cell of [1, 1, 16] the ETA
+    must foresee 17 more units of work (17x the time so far), not 2 more cells (2x)."""
+    clock = iter([0.0] + [10.0] * 5)
+    monkeypatch.setattr("ponder.evals.runner.time.monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = Progress(3, stream=out, interval=0.0, work=[1, 1, 16])
+    bar.update(True, 1)
+    assert bar.line().endswith("elapsed 0m10s ETA 2m50s")
+    with pytest.raises(ValueError, match="one weight per item"):
+        Progress(3, work=[1, 2])
+
+
 def _rows(db):
     con = sqlite3.connect(db)
     try:

@@ -100,10 +100,23 @@ class Progress:
     """A one-line progress bar on stderr: cells done, running accuracy, rate and ETA.
 
     On a terminal it redraws in place; otherwise it prints a line every ``interval`` seconds.
+    ``work``: how much work each item is, in order (a cell's budget: a grid's cells at
+    budget 16 take about 16 times those at budget 1); the ETA is the time so far per unit
+    of work done, times the work left. Without it every item counts alike.
     """
 
-    def __init__(self, total: int, stream: IO[str] | None = None, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str] | None = None,
+        interval: float = 5.0,
+        work: Sequence[float] | None = None,
+    ) -> None:
+        if work is not None and len(work) != total:
+            raise ValueError(f"work needs one weight per item: {len(work)} for {total}")
         self.total = total
+        self.work_total = float(sum(work)) if work is not None else float(total)
+        self.work_done = 0.0
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
@@ -111,9 +124,10 @@ class Progress:
         self.start = time.monotonic()
         self._last = -math.inf
 
-    def update(self, correct: bool | None) -> None:
-        """One more cell finished; ``None`` when it failed."""
+    def update(self, correct: bool | None, work: float = 1.0) -> None:
+        """One more item finished (``work``: its weight); ``correct`` None when it failed."""
         self.done += 1
+        self.work_done += work
         if correct is None:
             self.failed += 1
         else:
@@ -132,7 +146,8 @@ class Progress:
         bar = "#" * int(frac * 20)
         graded = self.done - self.failed
         acc = f"{self.correct / graded:.3f}" if graded else "-"
-        eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
+        left = self.work_total - self.work_done
+        eta = elapsed / self.work_done * left if self.work_done > 0 else math.nan
         failed = f" failed {self.failed}" if self.failed else ""
         return (
             f"[{bar:<20s}] {self.done}/{self.total} acc {acc}{failed} "
@@ -336,7 +351,11 @@ async def run_eval_async(
         todo.sort(key=lambda cell: (cell[3], cell[2]))
         bar = None
         if progress:
-            bar = Progress(len(todo), stream=None if progress is True else progress)
+            bar = Progress(
+                len(todo),
+                stream=None if progress is True else progress,
+                work=[budget for _, _, budget, _ in todo],
+            )
             if total != len(todo):
                 bar.stream.write(
                     f"run {run_id}: {total - len(todo)} of {total} cells already done\n"
@@ -365,12 +384,12 @@ async def run_eval_async(
                 failures.append(f"{problem.id} {spec.label} budget {budget} seed {seed}: {error}")
                 counts["failed"] += 1
                 if bar:
-                    bar.update(None)
+                    bar.update(None, budget)
                 return
             store.add_cell(dataclasses.replace(record, run_id=run_id))
             counts["correct"] += int(record.correct)
             if bar:
-                bar.update(record.correct)
+                bar.update(record.correct, budget)
 
         try:
             await drain(todo, concurrency, run_cell)
