@@ -3,8 +3,10 @@ machine, from the committed pools' own timings (issue 21 asks for under an hour)
 
 A tune from scratch draws one pool per problem, asks the model's P(yes) about the first
 samples, then fits. The pools are the part that scales with the problems. This reads the
-wall time of the 50 pools drawn at stop 42 (problems 51-60 of each level, one at a time,
-nothing else running) from ``results/arithmetic.jsonl.gz`` and scales it to 100 problems.
+wall time of the 50 pools drawn at stop 42 (problems 51-60 of each level, one at a time)
+from ``results/arithmetic.jsonl.gz`` and scales it to 100 problems. Work beside them, if
+any, would make the estimate high; their 75 tok/s is the engine's rate at 16 sequences on a
+quiet machine here (docs/BENCHMARKS.md), so it was at most small.
 It does not run a model: it is an estimate from measured parts, not an end-to-end timing.
 
     python results/tune/tune_time.py results/arithmetic.jsonl.gz
