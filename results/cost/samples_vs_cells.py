@@ -1,9 +1,10 @@
 """The figures of results/cost/INTRO.md on the cells' samples against the pool's, from the
-committed data (no model): per budget, how many of the cells' samples are right against
-what the pool's per-problem rates expect (with the z-score as if they were independent
-draws), how many (problem, sample) places the six strategies' cells share one text, and
-the same count with each place counted once (the mean of the six verdicts there);
-then the main arithmetic pool's right samples on the same 40 problems.
+committed data (no model): per budget whose cells are all done, how many of the cells'
+samples are right against what the pool's per-problem rates expect (with the z-score as if
+they were independent draws), how many (problem, sample) places the six strategies' cells
+share one text, and the same count with each place counted once (the mean of the six
+verdicts there); then the main arithmetic pool's right samples on the same 40 problems
+(not the same samples: results/cost/two_pools.py).
 
     ponder results import cost.sqlite results/cost/arithmetic-l2.jsonl.gz
     ponder results import arith.sqlite results/arithmetic.jsonl.gz
@@ -21,7 +22,11 @@ rates = defaultdict(list)
 for problem, correct in cost.execute("select problem_id, correct from samples"):
     rates[problem].append(correct)
 rate = {problem: sum(v) / len(v) for problem, v in rates.items()}
-for budget in (1, 2):
+# every budget whose cells are all done (6 strategies x 40 problems)
+budgets = [
+    b for (b,) in cost.execute("select budget from cells group by budget having count(*) = 240")
+]
+for budget in budgets:
     right = expected = variance = 0.0
     texts = defaultdict(set)
     places = defaultdict(list)
