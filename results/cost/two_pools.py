@@ -13,23 +13,22 @@ ponder's own selection functions.
 Output: results/cost/two_pools.txt.
 """
 
-import gzip
-import json
 import sys
 
 from ponder.evals.estimators import candidates_of
-from ponder.evals.store import SampleRecord
+from ponder.evals.export import load_results
 from ponder.strategies.selection import ballots, select_majority
 
 
 def level2_pools(path):
-    out = {}
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["kind"] == "pool" and "/L2/" in row["problem_id"]:
-                out[row["problem_id"]] = [SampleRecord(**s) for s in row["samples"]]
-    return out
+    """Problem id -> the samples of its pool, for the level-2 pools of an exported file."""
+    with load_results([path]) as store:
+        return {
+            p.problem_id: p.samples
+            for run in store.runs()
+            for p in store.pools(run["run_id"])
+            if "/L2/" in p.problem_id
+        }
 
 
 main, cost = level2_pools(sys.argv[1]), level2_pools(sys.argv[2])

@@ -14,15 +14,13 @@ It does not run a model: it is an estimate from measured parts, not an end-to-en
 Output: results/tune/tune_time.txt.
 """
 
-import gzip
-import json
 import statistics
 import sys
 
+from ponder.evals.export import read_results
 from ponder.evals.metrics import busy_seconds
 
-with gzip.open(sys.argv[1], "rt") as f:
-    rows = [json.loads(line) for line in f]
+rows = read_results(sys.argv[1])
 pools = [r for r in rows if r["kind"] == "pool" and int(r["problem_id"].rsplit("/", 1)[1]) >= 50]
 seconds = [p["seconds"] for p in pools]
 tokens = [p["usage"]["tokens_generated"] for p in pools]
