@@ -30,7 +30,8 @@ def add_engine_arguments(p: argparse.ArgumentParser, embedded_only: bool = False
         choices=["auto", "on", "off"],
         help="llamacpp: flash attention. on: exact (outputs independent of batching and "
         "caching), faster with many problems at once; off: faster for one problem's long "
-        "shared prefixes on a CPU; auto: off for `solve` on a CPU-only build, else on",
+        "shared prefixes on a CPU; auto: off for `solve` and `bench engine` (one problem) "
+        "on a CPU-only build, else on",
     )
     g.add_argument("--threads", type=int, default=0, help="llamacpp: CPU threads (0: all cores)")
     if embedded_only:
