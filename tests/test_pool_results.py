@@ -110,10 +110,10 @@ def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
     task = create_task("arithmetic", level=2)
     engine = make_engine(task, 8)
     run_pool(task, PoolConfig(n=4), 1, 8, db, engine, {}, progress=False)
-    run_eval(task, "vote", [4, 2], 1, 3, db, engine, progress=False)
+    run_eval(task, "vote,early-stop-vote", [4, 2], 1, 3, db, engine, progress=False)
     with Store(db) as store:
         pools = [p for r in store.runs() for p in store.pools(r["run_id"])]
-        every = store.cells()
+        every = [c for c in store.cells() if c.strategy == "vote"]
         text = build(store, tmp_path / "R.md", tmp_path / "images", subsets=50)
     cells = [c for c in every if c.budget == 4]
     mine = {c.problem_id for c in cells}
@@ -142,6 +142,14 @@ def test_cells_are_set_against_the_pool_on_their_own_problems(tmp_path):
     (at_four,) = estimate([p for p in pools if p.problem_id in mine], specs, ks=[4], subsets=50)
     assert f"| {100 * at_four.accuracy:.1f} ± " in row
     assert f"| {100 * on_all.accuracy:.1f} ± " not in row
+    # an adaptive cell is checked against the pool's replay of it on its problems
+    (row,) = [x for x in text.splitlines() if x.startswith("| early-stop-vote | 4 | early-")]
+    esc = parse_estimators("early-stop-vote", [])
+    (at_four,) = estimate([p for p in pools if p.problem_id in mine], esc, ks=[4], subsets=50)
+    assert f"| {100 * at_four.accuracy:.1f} ± {100 * at_four.se:.2f} |" in row
+    # cells on 3 of the pool's 8 problems are no grid: no cost set against the whole pool's
+    assert "inside the cell's interval in 4 of 4 cells.\n" in text
+    assert "| cells ÷ pools |" not in text
 
 
 def test_an_online_confidence_vote_cell_is_not_matched_with_the_offline_estimate():

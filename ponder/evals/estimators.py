@@ -14,6 +14,13 @@ verdict of the sample the rule picks from the subset. It is computed
   ``numpy.random.Generator`` seeded by (``seed``, problem, pool seed, k), with its Monte
   Carlo standard error. All rules see the same random subsets.
 
+An adaptive rule (``ADAPTIVE``: early-stop-vote, whose budget ``k`` is the most samples it
+may draw) depends on the order the samples arrive in, and stops after fewer than ``k`` of
+them when the vote settles. It is estimated over ``subsets`` random orders of ``k`` of the
+pool's samples (the first ``k`` of a seeded random permutation), replayed through the
+strategy's own decision (``early_stop_vote.replay``); its cost is the tokens of the
+samples it drew in each order, averaged, not ``k`` samples'.
+
 The rules are the functions of ``ponder.strategies.selection`` that the live strategies
 call, so an estimate is what the live strategy would answer from those samples. The pool's
 sampling settings apply to every rule (e.g. confidence-vote runs at the pool's temperature,
@@ -40,7 +47,7 @@ from ponder.evals.metrics import k_grid, pass_at_k, wilson_interval
 from ponder.evals.runner import _split_top_level
 from ponder.evals.store import PoolRecord, SampleRecord
 from ponder.options import parse_pairs
-from ponder.strategies import canonical, create, rpc_pruning
+from ponder.strategies import canonical, create, early_stop_vote, rpc_pruning
 from ponder.strategies.selection import (
     ballots,
     best_scored,
@@ -67,7 +74,11 @@ ESTIMATED = (
     "weighted-best-of-n",
     "best-of-majority",
     "confidence-vote",
+    "early-stop-vote",
 )
+ADAPTIVE = ("early-stop-vote",)
+"""Rules that decide from what they drew whether to draw more: estimated over random
+orders (``orders_for``), their cost the samples they drew, not ``k``."""
 _SPEC_RE = re.compile(r"^\s*([\w.-]+)\s*(?:\[(.*)\])?\s*(?:@\s*([\w.-]+))?\s*$")
 
 
@@ -149,6 +160,8 @@ def _specs_for(
         if settings["mode"] != "offline":
             raise ValueError("a pool estimates confidence-vote offline only; run online as a cell")
     config = create(strategy, **settings).config  # type: ignore[attr-defined]
+    if strategy in ADAPTIVE and scorer is not None:
+        raise ValueError(f"estimator {label!r} does not use a scorer")
     if scorer is not None and scorer not in scorers:
         raise ValueError(f"estimator {label!r}: the pool has no scorer {scorer!r} ({scorers})")
     if scorer is None and _uses_scorer(strategy, config, scorers):
@@ -246,6 +259,37 @@ def picker(spec: EstimatorSpec) -> Picker:
     return lambda c, s: rule(ballots(c, unfinished), s)
 
 
+def orders_for(n: int, k: int, count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """``count`` random orders of ``k`` of ``n`` samples: the first ``k`` of each of
+    ``count`` random permutations (an adaptive rule sees its samples in this order)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    return [tuple(rng.permutation(n)[:k].tolist()) for _ in range(count)]
+
+
+def adaptive_estimate(
+    spec: EstimatorSpec,
+    pool: PoolRecord,
+    orders: Sequence[tuple[int, ...]],
+    rng: np.random.Generator,
+    cands: Sequence[Candidate] | None = None,
+) -> tuple[float, float, float]:
+    """(expected correctness, variance of that estimate, expected tokens) of an adaptive
+    rule over ``orders`` of the pool's samples (``orders_for``); ``rng`` for the rule's own
+    random choices (the Dirichlet test's draws)."""
+    if spec.strategy not in ADAPTIVE:
+        raise ValueError(f"{spec.label!r} is not an adaptive rule")
+    samples = pool.samples
+    cands = candidates_of(samples) if cands is None else cands
+    hits, tokens = [], []
+    for order in orders:
+        drawn, i = early_stop_vote.replay(spec.config, [cands[j] for j in order], len(order), rng)
+        hits.append(0.0 if i is None else float(samples[order[i]].correct))
+        tokens.append(float(sum(samples[j].tokens for j in order[:drawn])))
+    var = float(np.var(hits, ddof=1)) / len(hits) if len(hits) > 1 else 0.0
+    return float(np.mean(hits)), var, float(np.mean(tokens))
+
+
 def subsets_for(
     n: int, k: int, count: int, rng: np.random.Generator
 ) -> tuple[list[tuple[int, ...]], bool]:
@@ -290,6 +334,8 @@ def pool_estimate(
         assert spec.scorer is not None
         values = [s.scores[spec.scorer] for s in samples]
         return best_of_n_exact(cands, values, correct, k), 0.0, True
+    if spec.strategy in ADAPTIVE:
+        raise ValueError(f"{spec.label!r} is adaptive: estimate it with adaptive_estimate")
     pick = picker(spec)
     hits = []
     for subset in subsets:
@@ -300,8 +346,8 @@ def pool_estimate(
     return mean, var, exact
 
 
-def _rng(seed: int, problem_id: str, pool_seed: int, k: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(problem_id.encode()), pool_seed, k])
+def _rng(seed: int, problem_id: str, pool_seed: int, k: int, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(problem_id.encode()), pool_seed, k, *salt])
 
 
 # ---- a run's pools ------------------------------------------------------------------------
@@ -337,7 +383,7 @@ def estimate(
             for p in pools
         }
         with _rpc_fits(specs, draws, cands):
-            out.extend(_estimates_at(k, specs, by_problem, draws, cands, confidence))
+            out.extend(_estimates_at(k, specs, by_problem, draws, cands, confidence, subsets, seed))
     return out
 
 
@@ -364,21 +410,33 @@ def _estimates_at(
     draws: dict[tuple[str, int], tuple[list[tuple[int, ...]], bool]],
     cands: dict[tuple[str, int], list[Candidate]],
     confidence: float,
+    subsets: int,
+    seed: int,
 ) -> list[Estimate]:
     out = []
     for spec in specs:
         per_problem, var_sum, all_exact = {}, 0.0, True
         tokens, calls = [], []
         for pid, group in by_problem.items():
-            values = []
+            values, spent = [], []
             for p in group:
-                subs, exact = draws[(p.problem_id, p.seed)]
-                mean, var, ex = pool_estimate(spec, p, k, subs, exact, cands[(pid, p.seed)])
+                if spec.strategy in ADAPTIVE:
+                    # one generator for the orders, one for the rule's own draws
+                    orders = orders_for(p.n, k, subsets, _rng(seed, pid, p.seed, k, 1))
+                    mean, var, cost = adaptive_estimate(
+                        spec, p, orders, _rng(seed, pid, p.seed, k, 2), cands[(pid, p.seed)]
+                    )
+                    all_exact = False
+                else:
+                    subs, exact = draws[(p.problem_id, p.seed)]
+                    mean, var, ex = pool_estimate(spec, p, k, subs, exact, cands[(pid, p.seed)])
+                    cost = k * float(np.mean([s.tokens for s in p.samples]))
+                    all_exact &= ex
                 values.append(mean)
+                spent.append(cost)
                 var_sum += var / len(group) ** 2
-                all_exact &= ex
             per_problem[pid] = float(np.mean(values))
-            tokens.append(np.mean([k * np.mean([s.tokens for s in p.samples]) for p in group]))
+            tokens.append(float(np.mean(spent)))
             calls.append(k if spec.scorer else 0)
         count = len(per_problem)
         acc = float(np.mean(list(per_problem.values())))

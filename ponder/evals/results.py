@@ -277,7 +277,7 @@ def comparison(
     strategies = sorted({label for label, _ in matched})
     counts = sorted(set(sizes))
     problems = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return [
+    table = [
         "### Pool estimates vs cells run per budget",
         "",
         "| cell | budget | pool rule | cells accuracy % (95% Wilson) | pool estimate % ± s.e. "
@@ -285,6 +285,16 @@ def comparison(
         "|---|---:|---|---|---|---|---:|---:|",
         *rows,
         "",
+        f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} "
+        "cells.",
+    ]
+    if only and counts[-1] < len({p.problem_id for p in group.pools[only]}):
+        # cells run on a part of the pool's problems only (not a grid over them): each is
+        # checked against the estimate on its own problems, and their cost is not set
+        # against the whole pool's
+        return [*table, ""]
+    return [
+        *table[:-1],
         f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} "
         f"cells. The matched grid is {len(matched)} cells ({len(strategies)} "
         f"{'strategy' if len(strategies) == 1 else 'strategies'}, "
@@ -418,11 +428,22 @@ def _by_level(pools: Sequence[PoolRecord]) -> dict[int, list[PoolRecord]]:
 
 def page_estimators(scorers: Sequence[str]) -> list[Any]:
     """The page's default rules: ``default_estimators`` (what ``ponder report`` and ``ponder
-    tune`` use) and self-consistency without the votes of samples cut off by the token cap
-    (``unfinished=drop``), next to the plain vote."""
+    tune`` use); next to the plain vote, self-consistency without the votes of samples cut
+    off by the token cap (``unfinished=drop``) and the two adaptive votes a pool can replay
+    (``ADAPTIVE``): early-stop-vote at its defaults (ESC: windows of 5, stop when one agrees)
+    and with ``window=1, rule=beta`` (Adaptive-Consistency: stop after any sample once the
+    leader is 95% likely to beat the runner-up), budget ``k`` the most they may draw."""
     specs = default_estimators(scorers)
     at = next(i for i, s in enumerate(specs) if s.strategy == "self-consistency") + 1
-    return [*specs[:at], *parse_estimators(["self-consistency[unfinished=drop]"], []), *specs[at:]]
+    extra = parse_estimators(PAGE_EXTRA_RULES, [])
+    return [*specs[:at], *extra, *specs[at:]]
+
+
+PAGE_EXTRA_RULES = (
+    "self-consistency[unfinished=drop]",
+    "early-stop-vote",
+    "early-stop-vote[window=1;rule=beta]",
+)
 
 
 def group_section(

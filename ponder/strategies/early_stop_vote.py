@@ -17,6 +17,7 @@ with self-consistency's tie-breaks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,27 +56,81 @@ class EarlyStopVoteConfig(SamplingConfig):
             raise ValueError(f"draws must be >= 1, got {self.draws}")
 
 
+@dataclass(frozen=True)
+class Check:
+    """The vote after one window: whether the rule stops (``done``), the posterior
+    probability it used (``probability``; None for ``unanimous``), the leading cluster and
+    all clusters (key -> sample indices)."""
+
+    done: bool
+    probability: float | None
+    leader: str | None
+    clusters: dict[str, list[int]]
+
+
+def check(
+    config: EarlyStopVoteConfig, candidates: Sequence[Candidate], window: int, rng: Any
+) -> Check:
+    """Whether the vote over ``candidates`` (every sample drawn so far, the last ``window``
+    of them the window just drawn) is settled by ``config.rule``. The live strategy and the
+    pool estimate (``replay``) both call this after every window."""
+    leader, clusters = majority(candidates)
+    key_of = {i: k for k, ix in clusters.items() for i in ix}
+    window_keys = [key_of.get(i) for i in range(len(candidates) - window, len(candidates))]
+    if config.rule == "unanimous":
+        return Check(stopping.unanimous_window(window_keys, leader), None, leader, clusters)
+    counts = [len(ix) for ix in clusters.values()]
+    if not counts:
+        return Check(False, 0.0, leader, clusters)
+    if config.rule == "beta":
+        p = stopping.beta_leader_probability(counts)
+    else:
+        p = stopping.dirichlet_leader_probability(counts, rng, config.draws)
+    return Check(p > config.confidence, p, leader, clusters)
+
+
+def windows(config: EarlyStopVoteConfig, budget: int) -> list[int]:
+    """The window sizes drawn at a budget of ``budget`` samples, if the vote never
+    settles: ``window`` each, the last cut to what the budget has left."""
+    return [min(config.window, budget - i) for i in range(0, budget, config.window)]
+
+
+def replay(
+    config: EarlyStopVoteConfig, candidates: Sequence[Candidate], budget: int, rng: Any
+) -> tuple[int, int | None]:
+    """The strategy over samples already drawn, in their order: (how many it draws, the
+    index of the sample it answers with, None when no sample has an answer). What
+    ``run`` does, with the drawing taken out."""
+    if not 1 <= budget <= len(candidates):
+        raise ValueError(
+            f"early-stop-vote's replay needs a budget from 1 to the {len(candidates)} "
+            f"samples given, got {budget}"
+        )
+    drawn = 0
+    for m in windows(config, budget):
+        drawn += m
+        verdict = check(config, candidates[:drawn], m, rng)
+        if verdict.done:
+            break
+    return drawn, answer_index(candidates, verdict.clusters, verdict.leader)
+
+
+def answer_index(
+    candidates: Sequence[Candidate], clusters: dict[str, list[int]], leader: str | None
+) -> int | None:
+    """The sample answered with: the shortest of the leading cluster (the first on ties),
+    as self-consistency picks; None when no sample has an answer."""
+    if leader is None:
+        return None
+    return min(clusters[leader], key=lambda i: candidates[i].tokens)
+
+
 @register
 class EarlyStopVote(StrategyBase):
     name: ClassVar[str] = "early-stop-vote"
     summary: ClassVar[str] = "majority vote sampled in windows, stopping once the vote is settled"
     budget_means: ClassVar[str] = "maximum number of samples"
     Config = EarlyStopVoteConfig
-
-    def settled(
-        self, counts: list[int], window_keys: list[str | None], lead: str | None, rng: Any
-    ) -> tuple[bool, float | None]:
-        """Whether the rule stops here, and the posterior probability it used (if any)."""
-        cfg = self.config
-        if cfg.rule == "unanimous":
-            return stopping.unanimous_window(window_keys, lead), None
-        if not counts:
-            return False, 0.0
-        if cfg.rule == "beta":
-            p = stopping.beta_leader_probability(counts)
-        else:
-            p = stopping.dirichlet_leader_probability(counts, rng, cfg.draws)
-        return p > cfg.confidence, p
 
     async def run(self, problem: Problem, engine: Engine, scorer: Any, budget: Budget) -> Result:
         cfg = self.config
@@ -86,19 +141,15 @@ class EarlyStopVote(StrategyBase):
         stopped = "budget"
         winner: str | None = None
         clusters: dict[str, list[int]] = {}
-        while len(samples) < budget.n:
-            m = min(cfg.window, budget.n - len(samples))
+        for m in windows(cfg, budget.n):
             # Each window is a fresh batch: a new seed, or it would repeat the first window.
             seed = None if cfg.seed is None else cfg.seed + len(rounds)
             params = cfg.sampling(budget, logprobs=engine.capabilities.logprobs, seed=seed)
             new = await sample(engine, problem, params, m)
             samples.extend(new)
             cands.extend(to_candidate(c, cfg.answer_kind) for c in new)
-            winner, clusters = majority(cands)
-            key_of = {i: k for k, ix in clusters.items() for i in ix}
-            window_keys = [key_of.get(i) for i in range(len(cands) - m, len(cands))]
-            counts = [len(ix) for ix in clusters.values()]
-            done, prob = self.settled(counts, window_keys, winner, rng)
+            verdict = check(cfg, cands, m, rng)
+            winner, clusters = verdict.leader, verdict.clusters
             rounds.append(
                 {
                     "round": len(rounds),
@@ -107,17 +158,16 @@ class EarlyStopVote(StrategyBase):
                     "seed": seed,
                     "votes": {k: len(ix) for k, ix in clusters.items()},
                     "leader": winner,
-                    "probability": prob,
-                    "settled": done,
+                    "probability": verdict.probability,
+                    "settled": verdict.done,
                 }
             )
-            if done:
+            if verdict.done:
                 stopped = "settled"
                 break
         voted = with_votes(cands, clusters)
-        best = None
-        if winner is not None:
-            best = min((voted[i] for i in clusters[winner]), key=lambda c: c.tokens)
+        index = answer_index(cands, clusters, winner)
+        best = None if index is None else voted[index]
         return Result(
             answer=None if best is None else best.answer,
             best=best,
