@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ponder.evals.estimators import Estimate, default_estimators, estimate, parse_estimators
+from ponder.evals.estimators import (
+    ADAPTIVE,
+    Estimate,
+    default_estimators,
+    estimate,
+    parse_estimators,
+)
 from ponder.evals.metrics import Summary, busy_seconds, fit_power_law, summarize
 from ponder.evals.plots import PALETTE, Series, coverage_plot, estimate_series, line_plot
 from ponder.evals.report import pool_verifier_quality
@@ -515,7 +521,9 @@ def group_section(
             ]
         levels = _by_level(pools)
         if len(levels) > 1:
-            lines += _level_table(levels, specs, n, subsets, seed)
+            # the adaptive replays (the slowest to estimate) are left out of the per-level
+            # and per-cell tables, which re-estimate every rule on each problem set
+            lines += _level_table(levels, _selection_only(specs), n, subsets, seed)
     if cells:
         lines += [
             "### Cells (each strategy run at each budget)",
@@ -533,7 +541,16 @@ def group_section(
             lines += _cell_level_table(group.cells, cell_levels)
     if all_estimates and cells:
         first = next(iter(group.pools))
-        lines += matched(group, cells, first, *own[first], subsets, seed)
+        first_specs, first_estimates = own[first]
+        lines += matched(
+            group,
+            cells,
+            first,
+            _selection_only(first_specs),
+            [e for e in first_estimates if e.strategy not in ADAPTIVE],
+            subsets,
+            seed,
+        )
         lines += comparison(group, all_estimates, cells, subsets, seed)
     if all_estimates or cells:
         name = f"{image_prefix}{group.slug}-accuracy.png"
@@ -542,6 +559,10 @@ def group_section(
         )
         lines += [f"![accuracy vs tokens](images/{name})", ""]
     return lines
+
+
+def _selection_only(specs: Sequence[Any]) -> list[Any]:
+    return [s for s in specs if s.strategy not in ADAPTIVE]
 
 
 def _level_table(
