@@ -504,6 +504,9 @@ def test_rpc_on_the_real_model(engine):
 def test_best_of_n_on_the_real_model(engine, name):
     r = real(name, engine, 3, says_four)
     assert r.usage.scorer_calls == 3
+    if name == "weighted-best-of-n" and all(c.answer is None for c in r.candidates):
+        assert r.best is None  # no answer to weigh: nothing is chosen
+        return
     assert r.best is not None and r.best.score == max(c.score for c in r.candidates)
 
 
