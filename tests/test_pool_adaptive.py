@@ -20,6 +20,7 @@ from ponder.evals.estimators import (
 )
 from ponder.evals.pool import PoolConfig, draw_pool, pool_record
 from ponder.evals.store import PoolRecord
+from ponder.options import parse_pairs
 from ponder.strategies import create, early_stop_vote
 from ponder.tasks import create_task
 from ponder.types import Budget
@@ -136,9 +137,9 @@ def test_live_early_stop_vote_draws_and_picks_what_the_replay_does():
 
 
 def _settings(label):
+    """The settings in a rule label's brackets, as ``ponder`` parses them."""
     body = label.partition("[")[2].rstrip("]")
-    pairs = (p.split("=") for p in body.split(";") if p)
-    return {k: (float(v) if "." in v else int(v) if v.isdigit() else v) for k, v in pairs}
+    return parse_pairs([p for p in body.split(";") if p], "a setting")
 
 
 @pytest.fixture()

@@ -283,6 +283,9 @@ def comparison(
     strategies = sorted({label for label, _ in matched})
     counts = sorted(set(sizes))
     problems = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    verdict = (
+        f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} cells."
+    )
     table = [
         "### Pool estimates vs cells run per budget",
         "",
@@ -291,18 +294,15 @@ def comparison(
         "|---|---:|---|---|---|---|---:|---:|",
         *rows,
         "",
-        f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} "
-        "cells.",
     ]
     if only and counts[-1] < len({p.problem_id for p in group.pools[only]}):
         # cells run on a part of the pool's problems only (not a grid over them): each is
         # checked against the estimate on its own problems, and their cost is not set
         # against the whole pool's
-        return [*table, ""]
+        return [*table, verdict, ""]
     return [
-        *table[:-1],
-        f"The pool's estimate is inside the cell's interval in {inside_count} of {len(rows)} "
-        f"cells. The matched grid is {len(matched)} cells ({len(strategies)} "
+        *table,
+        f"{verdict} The matched grid is {len(matched)} cells ({len(strategies)} "
         f"{'strategy' if len(strategies) == 1 else 'strategies'}, "
         f"budgets {', '.join(map(str, budgets))}; {problems} problems each), against "
         f"{len(pools)} pools.",
