@@ -68,7 +68,7 @@ def test_export_import_round_trip_and_resume(tmp_path):
         assert len(store.pools(s.run_id)) == 6
 
 
-def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
+def test_results_page_regenerates_from_the_committed_fixture(tmp_path, capsys):
     files = sorted(FIXTURE.glob("*.jsonl.gz"))
     assert files, "tests/data/results holds a tiny committed fixture"
     out, images = tmp_path / "RESULTS.md", tmp_path / "images"
@@ -96,6 +96,10 @@ def test_results_page_regenerates_from_the_committed_fixture(tmp_path):
     argv = ["results", "build", "--data", str(FIXTURE), "--out", str(out)]
     assert main([*argv, "--images", str(images), "--subsets", "50"]) == 0
     assert out.read_text() == text.replace("Intro line.\n\n", "")
+    # and says on stderr which group it is estimating (a group can take minutes)
+    progress = capsys.readouterr().err.splitlines()
+    expected = "[1/1] arithmetic · scripted · task seed 0: 8 pools, 32 cells"
+    assert len(progress) == 1 and progress[0].endswith(expected), progress
     # a second page into the same images folder names its plots apart
     other = tmp_path / "COST.md"
     argv = ["results", "build", "--data", str(FIXTURE), "--out", str(other)]

@@ -10,6 +10,8 @@ its plots from the committed files, without a model.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,11 @@ def _build(args: argparse.Namespace) -> int:
     intro_path = data / "INTRO.md"
     intro = intro_path.read_text() if intro_path.is_file() else ""
     store = load_results(files)
+    start = time.monotonic()
+
+    def progress(text: str) -> None:
+        print(f"{time.monotonic() - start:6.0f}s  {text}", file=sys.stderr, flush=True)
+
     build(
         store,
         Path(args.out),
@@ -70,6 +77,7 @@ def _build(args: argparse.Namespace) -> int:
         args.seed,
         args.rules,
         args.image_prefix,
+        progress,
     )
     print(f"wrote {args.out} and its plots in {args.images} from {len(files)} file(s)")
     return 0

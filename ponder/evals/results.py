@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -616,8 +616,11 @@ def build(
     seed: int = 0,
     rules: str | None = None,
     image_prefix: str = "results-",
+    progress: Callable[[str], None] | None = None,
 ) -> str:
-    """Write the Markdown page to ``out`` and its plots into ``images``; return the text."""
+    """Write the Markdown page to ``out`` and its plots into ``images``; return the text.
+    ``progress`` is told when each group starts (the CLI prints it: a group's estimates can
+    take minutes)."""
     images.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Results",
@@ -632,7 +635,11 @@ def build(
     found = groups(store)
     if not found:
         lines.append("No results yet.")
-    for group in found:
+    for number, group in enumerate(found, 1):
+        if progress is not None:
+            pools = sum(len(p) for p in group.pools.values())
+            cells = sum(len(c) for c in group.cells.values())
+            progress(f"[{number}/{len(found)}] {group.title}: {pools} pools, {cells} cells")
         lines += group_section(group, images, image_prefix, subsets, seed, rules)
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
