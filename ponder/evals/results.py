@@ -547,7 +547,7 @@ def group_section(
             cells,
             first,
             _selection_only(first_specs),
-            [e for e in first_estimates if e.strategy not in ADAPTIVE],
+            _selection_only(first_estimates),
             subsets,
             seed,
         )
@@ -561,8 +561,9 @@ def group_section(
     return lines
 
 
-def _selection_only(specs: Sequence[Any]) -> list[Any]:
-    return [s for s in specs if s.strategy not in ADAPTIVE]
+def _selection_only(rules: Sequence[Any]) -> list[Any]:
+    """The rules (estimator specs or their estimates) that are not adaptive replays."""
+    return [r for r in rules if r.strategy not in ADAPTIVE]
 
 
 def _level_table(
